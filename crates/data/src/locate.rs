@@ -1,0 +1,162 @@
+//! Where datasets are looked for: the `--data-dir` flag, then the `BURN_REPORTS_DATA`
+//! environment variable, then `datasets/` in the repository. The first of these that holds a
+//! dataset is where it loads from; the first one given is where `fetch` writes.
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{DatasetName, Splits};
+use crate::error::{DataError, Result};
+
+/// Environment variable naming a data directory.
+pub const DATA_DIR_ENV: &str = "BURN_REPORTS_DATA";
+
+/// How a data directory was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The `--data-dir` flag.
+    Flag,
+    /// The `BURN_REPORTS_DATA` environment variable.
+    Environment,
+    /// `datasets/` in the repository.
+    Repository,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Flag => "--data-dir",
+            Origin::Environment => DATA_DIR_ENV,
+            Origin::Repository => "repository",
+        })
+    }
+}
+
+/// The data directories to search, in lookup order.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    candidates: Vec<(PathBuf, Origin)>,
+}
+
+/// The repository's `datasets/` folder: next to the workspace when run through cargo,
+/// else `./datasets`.
+pub fn repository_datasets() -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+    match built.canonicalize() {
+        Ok(path) => path,
+        Err(_) => PathBuf::from("datasets"),
+    }
+}
+
+impl DataDirs {
+    /// The lookup order for a `--data-dir` value (if given) and the environment.
+    pub fn new(flag: Option<&Path>) -> Self {
+        let env = std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty());
+        Self::with(flag, env.as_deref().map(Path::new))
+    }
+
+    /// The lookup order for explicit flag and environment values.
+    pub fn with(flag: Option<&Path>, env: Option<&Path>) -> Self {
+        let mut candidates = Vec::new();
+        if let Some(dir) = flag {
+            candidates.push((dir.to_path_buf(), Origin::Flag));
+        }
+        if let Some(dir) = env {
+            candidates.push((dir.to_path_buf(), Origin::Environment));
+        }
+        candidates.push((repository_datasets(), Origin::Repository));
+        DataDirs { candidates }
+    }
+
+    /// The directories in lookup order.
+    pub fn candidates(&self) -> &[(PathBuf, Origin)] {
+        &self.candidates
+    }
+
+    /// Where `fetch` writes: the first directory of the lookup order.
+    pub fn fetch_target(&self) -> &Path {
+        &self.candidates[0].0
+    }
+
+    /// The folder of `name` in the first directory that holds it.
+    pub fn find(&self, name: DatasetName) -> Result<(PathBuf, Origin)> {
+        for (dir, origin) in &self.candidates {
+            let folder = dir.join(name.folder());
+            if name.is_present_in(&folder) {
+                return Ok((folder, *origin));
+            }
+        }
+        Err(DataError::Missing(self.missing_message(name)))
+    }
+
+    /// Finds and loads `name`.
+    pub fn load(&self, name: DatasetName) -> Result<Splits> {
+        let (folder, _) = self.find(name)?;
+        name.load_from(&folder)
+    }
+
+    fn missing_message(&self, name: DatasetName) -> String {
+        let looked: Vec<String> = self
+            .candidates
+            .iter()
+            .map(|(d, o)| format!("{} ({o})", d.join(name.folder()).display()))
+            .collect();
+        let needs = match name {
+            DatasetName::Cifar10 => "cifar-10-batches-bin/ (official binary) or cifar10-jpeg/ \
+                                     (image folders)"
+                .to_string(),
+            other => other.required_files().join(", "),
+        };
+        format!(
+            "dataset {name} not found; looked in {}. It needs {needs} in {}. Fetch it with \
+             `cargo run --release -p data --bin datasets -- fetch {name}` (add `--from \
+             <mirror dir>` to copy from a local mirror such as ../shared/datasets when offline)",
+            looked.join(", "),
+            self.fetch_target().join(name.folder()).display(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_order_is_flag_env_repository() {
+        let dirs = DataDirs::with(Some(Path::new("/a")), Some(Path::new("/b")));
+        let origins: Vec<Origin> = dirs.candidates().iter().map(|c| c.1).collect();
+        assert_eq!(
+            origins,
+            [Origin::Flag, Origin::Environment, Origin::Repository]
+        );
+        assert_eq!(dirs.fetch_target(), Path::new("/a"));
+        let dirs = DataDirs::with(None, None);
+        assert_eq!(dirs.candidates().len(), 1);
+    }
+
+    #[test]
+    fn first_directory_holding_the_dataset_wins() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(b.path().join("iris")).unwrap();
+        std::fs::write(b.path().join("iris/iris.data"), "1,2,x\n").unwrap();
+        let dirs = DataDirs::with(Some(a.path()), Some(b.path()));
+        let (folder, origin) = dirs.find(DatasetName::Iris).unwrap();
+        assert_eq!(folder, b.path().join("iris"));
+        assert_eq!(origin, Origin::Environment);
+    }
+
+    #[test]
+    fn missing_dataset_says_what_where_and_how() {
+        let a = tempfile::tempdir().unwrap();
+        let dirs = DataDirs {
+            candidates: vec![(a.path().to_path_buf(), Origin::Flag)],
+        };
+        let err = dirs.find(DatasetName::Mnist).unwrap_err().to_string();
+        assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
+        assert!(
+            err.contains(&a.path().join("mnist").display().to_string()),
+            "{err}"
+        );
+        assert!(err.contains("datasets -- fetch mnist"), "{err}");
+    }
+}

@@ -1,0 +1,2 @@
+//! Experiments: one binary per report table, printing the project's figures beside the
+//! report's. (Being built: see the open issues.)
