@@ -176,7 +176,7 @@ impl<const D: usize> Batcher<Item, Batch<D>> for ItemBatcher<D> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
     use crate::samples::ClassNames;

@@ -166,7 +166,7 @@ impl Samples {
                 "item shape {shape:?} has no elements"
             )));
         }
-        if features.len() % item_len != 0 || features.len() / item_len != targets.len() {
+        if !features.len().is_multiple_of(item_len) || features.len() / item_len != targets.len() {
             return Err(DataError::Invalid(format!(
                 "{} feature values do not make {} items of shape {shape:?}",
                 features.len(),

@@ -1,2 +1,11 @@
-//! Models: MLPs and CNNs written as Burn modules, described as a readable list of layers,
-//! with a Keras-style `summary()`. (Being built: see the open issues.)
+//! Models: MLPs and CNNs written as Burn modules, described as a readable list of layers
+//! ([`ModelSpec`]) with a Keras-style `summary()`; and the one place that picks the compute
+//! device ([`select_device`]).
+
+pub mod device;
+pub mod network;
+pub mod spec;
+
+pub use device::{DeviceChoice, DeviceError, SelectedDevice, select_device};
+pub use network::Network;
+pub use spec::{Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError};

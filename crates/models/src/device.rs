@@ -1,0 +1,163 @@
+//! The one place that turns the enabled backend features and a `--device` choice (or the
+//! `BURN_DEVICE` environment variable) into a Burn [`Device`].
+
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+/// Environment variable consulted when no `--device` is given.
+pub const DEVICE_ENV: &str = "BURN_DEVICE";
+
+/// Which kind of device to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// The GPU when the `wgpu` feature is enabled, else the CPU.
+    #[default]
+    Auto,
+    /// Burn's `flex` CPU backend.
+    Cpu,
+    /// Burn's `wgpu` backend on the default adapter.
+    Gpu,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, DeviceError> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" | "flex" => Ok(DeviceChoice::Cpu),
+            "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
+            other => Err(DeviceError(format!(
+                "unknown device {other:?}: use auto, cpu (flex) or gpu (wgpu)"
+            ))),
+        }
+    }
+}
+
+/// A device that cannot be had, with what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DeviceError(pub String);
+
+/// The backends compiled into this build.
+pub fn enabled_backends() -> Vec<&'static str> {
+    let mut backends = Vec::new();
+    if cfg!(feature = "flex") {
+        backends.push("flex (cpu)");
+    }
+    if cfg!(feature = "wgpu") {
+        backends.push("wgpu (gpu)");
+    }
+    backends
+}
+
+/// A device to compute on, and how to describe it to the user.
+#[derive(Debug, Clone)]
+pub struct SelectedDevice {
+    /// The device (without autodiff; training wraps it).
+    pub device: Device,
+    /// A line saying which backend and device this is.
+    pub description: String,
+}
+
+/// Resolves `choice` (`Auto` first consults `BURN_DEVICE`) to a device of an enabled backend.
+pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice, DeviceError> {
+    let choice = match choice {
+        DeviceChoice::Auto => match std::env::var(DEVICE_ENV) {
+            Ok(value) if !value.is_empty() => value.parse()?,
+            _ => DeviceChoice::Auto,
+        },
+        other => other,
+    };
+    match choice {
+        DeviceChoice::Gpu => gpu(),
+        DeviceChoice::Cpu => cpu(),
+        DeviceChoice::Auto if cfg!(feature = "wgpu") => gpu(),
+        DeviceChoice::Auto => cpu(),
+    }
+}
+
+#[cfg(feature = "flex")]
+fn cpu() -> Result<SelectedDevice, DeviceError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(SelectedDevice {
+        device: Device::flex(),
+        description: format!("flex (CPU, {threads} threads)"),
+    })
+}
+
+#[cfg(not(feature = "flex"))]
+fn cpu() -> Result<SelectedDevice, DeviceError> {
+    Err(DeviceError(
+        "this build has no CPU backend: rebuild with the default `flex` feature, or use --device gpu"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "wgpu")]
+fn gpu() -> Result<SelectedDevice, DeviceError> {
+    use burn::tensor::{DeviceKind, Tensor};
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    // wgpu finds its adapter lazily and panics when there is none: probe with one tiny
+    // operation and turn that panic into an error that names the alternative.
+    let probe = device.clone();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let works = std::panic::catch_unwind(move || {
+        let t = Tensor::<1>::from_floats([1.0, 2.0], &probe);
+        t.sum().into_scalar::<f32>()
+    });
+    std::panic::set_hook(hook);
+    match works {
+        Ok(_) => Ok(SelectedDevice {
+            description: format!("wgpu ({device:?})"),
+            device,
+        }),
+        Err(_) => Err(DeviceError(
+            "no GPU adapter found for wgpu (no Vulkan, Metal or DirectX device): use --device cpu \
+             to train on the CPU (flex)"
+                .into(),
+        )),
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn gpu() -> Result<SelectedDevice, DeviceError> {
+    Err(DeviceError(
+        "this build has no GPU backend: rebuild with `--features wgpu`, or use --device cpu".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_choices() {
+        assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("wgpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Gpu);
+        assert!(
+            "tpu"
+                .parse::<DeviceChoice>()
+                .unwrap_err()
+                .0
+                .contains("unknown device")
+        );
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn cpu_is_flex() {
+        let selected = select_device(DeviceChoice::Cpu).unwrap();
+        assert!(selected.description.starts_with("flex"));
+        assert!(enabled_backends().contains(&"flex (cpu)"));
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    #[test]
+    fn gpu_without_the_feature_names_the_alternative() {
+        let err = select_device(DeviceChoice::Gpu).unwrap_err();
+        assert!(err.0.contains("--features wgpu") && err.0.contains("--device cpu"));
+    }
+}

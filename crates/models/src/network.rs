@@ -1,0 +1,445 @@
+//! The Burn module built from a [`ModelSpec`]: parameters for the dense, convolution and
+//! batch-normalisation layers, and a forward pass that walks the layer list.
+//!
+//! Initial weights and dropout masks come from the model's own seeded generator, not from
+//! the backend's, so one seed gives the same model and the same training on any backend and
+//! whatever else runs in the process.
+
+use burn::module::{Module, Param};
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::tensor::activation::{leaky_relu, relu, sigmoid, softmax, tanh};
+use burn::tensor::module::{avg_pool2d, conv2d, linear, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::spec::{Activation, Init, Layer, ModelSpec, PoolKind, Shape, SpecError, window_output};
+
+/// Keras' batch normalisation defaults: moving average keeps 0.99 of the old value.
+const BATCH_NORM_MOMENTUM: f64 = 0.01;
+/// Keras' batch normalisation epsilon.
+const BATCH_NORM_EPSILON: f64 = 1e-3;
+
+/// Weights of a dense layer: `weight` is `[inputs, units]`, as in Keras.
+#[derive(Module, Debug)]
+pub struct DenseParams {
+    /// `[inputs, units]`.
+    pub weight: Param<Tensor<2>>,
+    /// `[units]`.
+    pub bias: Param<Tensor<1>>,
+}
+
+/// Weights of a convolution: `weight` is `[filters, channels, kernel_h, kernel_w]`.
+#[derive(Module, Debug)]
+pub struct ConvParams {
+    /// `[filters, channels, kernel_h, kernel_w]`.
+    pub weight: Param<Tensor<4>>,
+    /// `[filters]`.
+    pub bias: Param<Tensor<1>>,
+}
+
+/// A network: the parameters of its layers, in layer order per kind, and its description.
+#[derive(Module, Debug)]
+pub struct Network {
+    /// Dense layers, in order.
+    pub dense: Vec<DenseParams>,
+    /// Convolutions, in order.
+    pub conv: Vec<ConvParams>,
+    /// Batch normalisations, in order.
+    pub norm: Vec<BatchNorm>,
+    /// The description the network was built from.
+    #[module(skip)]
+    pub spec: ModelSpec,
+}
+
+/// Activations between layers: flat or image-shaped.
+enum Value {
+    Flat(Tensor<2>),
+    Image(Tensor<4>),
+}
+
+/// A standard normal sample (Box-Muller), for initialisers.
+fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+fn init_weights(
+    init: Init,
+    count: usize,
+    fan_in: usize,
+    fan_out: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<f32> {
+    let uniform = |limit: f32, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        (0..count)
+            .map(|_| rng.random_range(-limit..=limit))
+            .collect()
+    };
+    match init {
+        Init::GlorotUniform => uniform((6.0 / (fan_in + fan_out) as f32).sqrt(), rng),
+        Init::HeUniform => uniform((6.0 / fan_in as f32).sqrt(), rng),
+        Init::HeNormal => {
+            let std = (2.0 / fan_in as f32).sqrt();
+            (0..count).map(|_| standard_normal(rng) * std).collect()
+        }
+        Init::Normal { beta } => (0..count).map(|_| standard_normal(rng) * beta).collect(),
+    }
+}
+
+fn apply_activation<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    match activation {
+        Activation::Linear => x,
+        Activation::Relu => relu(x),
+        Activation::LeakyRelu(alpha) => leaky_relu(x, alpha as f64),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => tanh(x),
+        Activation::Softmax => softmax(x, 1),
+    }
+}
+
+impl Network {
+    /// Builds the network for `spec` on `device`, weights drawn from a generator seeded by
+    /// `seed`; an impossible architecture is an error naming the layer.
+    pub fn new(spec: &ModelSpec, seed: u64, device: &Device) -> Result<Self, SpecError> {
+        let infos = spec.layer_infos()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut network = Network {
+            dense: Vec::new(),
+            conv: Vec::new(),
+            norm: Vec::new(),
+            spec: spec.clone(),
+        };
+        let mut shape = spec.input;
+        for (layer, info) in spec.layers.iter().zip(&infos) {
+            match (layer, shape) {
+                (Layer::Dense { units, .. }, Shape::Flat(inputs)) => {
+                    let w = init_weights(spec.init, inputs * units, inputs, *units, &mut rng);
+                    network.dense.push(DenseParams {
+                        weight: Param::from_tensor(Tensor::from_data(
+                            TensorData::new(w, [inputs, *units]),
+                            device,
+                        )),
+                        bias: Param::from_tensor(Tensor::zeros([*units], device)),
+                    });
+                }
+                (
+                    Layer::Conv {
+                        filters, kernel, ..
+                    },
+                    Shape::Image { channels, .. },
+                ) => {
+                    let area = kernel[0] * kernel[1];
+                    let w = init_weights(
+                        spec.init,
+                        filters * channels * area,
+                        channels * area,
+                        filters * area,
+                        &mut rng,
+                    );
+                    network.conv.push(ConvParams {
+                        weight: Param::from_tensor(Tensor::from_data(
+                            TensorData::new(w, [*filters, channels, kernel[0], kernel[1]]),
+                            device,
+                        )),
+                        bias: Param::from_tensor(Tensor::zeros([*filters], device)),
+                    });
+                }
+                (Layer::BatchNorm, shape) => {
+                    let features = match shape {
+                        Shape::Flat(n) => n,
+                        Shape::Image { channels, .. } => channels,
+                    };
+                    network.norm.push(
+                        BatchNormConfig::new(features)
+                            .with_momentum(BATCH_NORM_MOMENTUM)
+                            .with_epsilon(BATCH_NORM_EPSILON)
+                            .init(device),
+                    );
+                }
+                _ => {}
+            }
+            shape = info.output;
+        }
+        Ok(network)
+    }
+
+    /// Whether the last layer applies softmax (classification with probabilities).
+    pub fn ends_with_softmax(&self) -> bool {
+        matches!(
+            self.spec.layers.last(),
+            Some(
+                Layer::Dense {
+                    activation: Activation::Softmax,
+                    ..
+                } | Layer::Activation(Activation::Softmax)
+            )
+        )
+    }
+
+    /// Runs the network on flattened items `[batch, input len]`. A trailing softmax is left
+    /// out (the output is logits, which the loss and `predict` turn into probabilities
+    /// stably). Dropout is applied only when `dropout` gives a generator, that is, while
+    /// training.
+    pub fn forward(&self, input: Tensor<2>, mut dropout: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+        let [batch, _] = input.dims();
+        let mut value = match self.spec.input {
+            Shape::Flat(_) => Value::Flat(input),
+            Shape::Image {
+                channels,
+                height,
+                width,
+            } => Value::Image(input.reshape([batch, channels, height, width])),
+        };
+        let (mut dense, mut conv, mut norm) = (0, 0, 0);
+        let last = self.spec.layers.len().saturating_sub(1);
+        for (i, layer) in self.spec.layers.iter().enumerate() {
+            let skip_softmax = |a: Activation| {
+                if i == last && a == Activation::Softmax {
+                    Activation::Linear
+                } else {
+                    a
+                }
+            };
+            value = match (layer, value) {
+                (Layer::Dense { activation, .. }, Value::Flat(x)) => {
+                    let p = &self.dense[dense];
+                    dense += 1;
+                    let y = linear(x, p.weight.val(), Some(p.bias.val()));
+                    Value::Flat(apply_activation(y, skip_softmax(*activation)))
+                }
+                (
+                    Layer::Conv {
+                        kernel,
+                        stride,
+                        padding,
+                        activation,
+                        ..
+                    },
+                    Value::Image(x),
+                ) => {
+                    let p = &self.conv[conv];
+                    conv += 1;
+                    let [_, _, h, w] = x.dims();
+                    let (_, top, bottom) = window_output(h, kernel[0], stride[0], *padding)
+                        .expect("shapes were checked when the network was built");
+                    let (_, left, right) = window_output(w, kernel[1], stride[1], *padding)
+                        .expect("shapes were checked when the network was built");
+                    let options = ConvOptions {
+                        stride: *stride,
+                        padding: [(top, bottom), (left, right)],
+                        dilation: [1, 1],
+                        groups: 1,
+                    };
+                    let y = conv2d(x, p.weight.val(), Some(p.bias.val()), options);
+                    Value::Image(apply_activation(y, skip_softmax(*activation)))
+                }
+                (
+                    Layer::Pool {
+                        kind,
+                        size,
+                        stride,
+                        padding,
+                    },
+                    Value::Image(x),
+                ) => {
+                    let [_, _, h, w] = x.dims();
+                    let (_, top, bottom) = window_output(h, size[0], stride[0], *padding)
+                        .expect("shapes were checked when the network was built");
+                    let (_, left, right) = window_output(w, size[1], stride[1], *padding)
+                        .expect("shapes were checked when the network was built");
+                    let pad = [(top, bottom), (left, right)];
+                    let max_options = MaxPoolOptions {
+                        kernel_size: *size,
+                        stride: *stride,
+                        padding: pad,
+                        dilation: [1, 1],
+                        ceil_mode: false,
+                    };
+                    Value::Image(match kind {
+                        PoolKind::Max => max_pool2d(x, max_options),
+                        PoolKind::Min => max_pool2d(x.neg(), max_options).neg(),
+                        PoolKind::Average => avg_pool2d(
+                            x,
+                            AvgPoolOptions {
+                                kernel_size: *size,
+                                stride: *stride,
+                                padding: pad,
+                                count_include_pad: false,
+                                ceil_mode: false,
+                            },
+                        ),
+                    })
+                }
+                (Layer::Dropout { rate }, v) => match dropout.as_deref_mut() {
+                    Some(rng) if *rate > 0.0 => match v {
+                        Value::Flat(x) => Value::Flat(apply_dropout(x, *rate, rng)),
+                        Value::Image(x) => Value::Image(apply_dropout(x, *rate, rng)),
+                    },
+                    _ => v,
+                },
+                (Layer::BatchNorm, v) => {
+                    let n = &self.norm[norm];
+                    norm += 1;
+                    match v {
+                        Value::Flat(x) => Value::Flat(n.forward(x)),
+                        Value::Image(x) => Value::Image(n.forward(x)),
+                    }
+                }
+                (Layer::Flatten, Value::Image(x)) => {
+                    let [b, c, h, w] = x.dims();
+                    Value::Flat(x.reshape([b, c * h * w]))
+                }
+                (Layer::Flatten, v @ Value::Flat(_)) => v,
+                (Layer::Activation(a), Value::Flat(x)) => {
+                    Value::Flat(apply_activation(x, skip_softmax(*a)))
+                }
+                (Layer::Activation(a), Value::Image(x)) => {
+                    Value::Image(apply_activation(x, skip_softmax(*a)))
+                }
+                (layer, _) => unreachable!("layer {layer} was checked against its input shape"),
+            };
+        }
+        match value {
+            Value::Flat(x) => x,
+            Value::Image(x) => {
+                let [b, c, h, w] = x.dims();
+                x.reshape([b, c * h * w])
+            }
+        }
+    }
+
+    /// Class probabilities (or regression outputs) for flattened items, without dropout.
+    pub fn predict(&self, input: Tensor<2>) -> Tensor<2> {
+        let out = self.forward(input, None);
+        if self.ends_with_softmax() {
+            softmax(out, 1)
+        } else {
+            out
+        }
+    }
+}
+
+/// Inverted dropout with a mask drawn from `rng`: kept values are scaled by `1 / keep`.
+fn apply_dropout<const D: usize>(x: Tensor<D>, rate: f32, rng: &mut ChaCha8Rng) -> Tensor<D> {
+    let keep = 1.0 - rate;
+    let scale = 1.0 / keep;
+    let dims = x.dims();
+    let count: usize = dims.iter().product();
+    let mask: Vec<f32> = (0..count)
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::<D>::from_data(TensorData::new(mask, dims), &x.device());
+    x * mask
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::spec::ModelSpec;
+
+    fn image(c: usize, h: usize, w: usize) -> Shape {
+        Shape::Image {
+            channels: c,
+            height: h,
+            width: w,
+        }
+    }
+
+    fn values(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec().unwrap()
+    }
+
+    #[test]
+    fn param_count_matches_the_spec() {
+        let spec = ModelSpec::parse(
+            "m",
+            image(1, 28, 28),
+            "conv(16, 3x3, same, relu); batchnorm; maxpool(2); dropout(0.2); conv(32, 3x3, same, relu);
+             maxpool(2); flatten; dense(256, relu); dense(10, softmax)",
+        )
+        .unwrap();
+        let net = Network::new(&spec, 0, &Device::flex()).unwrap();
+        let (total, trainable, _) = spec.param_counts().unwrap();
+        // Burn counts the moving statistics too, as Keras' total does.
+        assert_eq!(net.num_params(), total);
+        assert_eq!(total, trainable + 2 * 16);
+    }
+
+    #[test]
+    fn same_seed_same_weights_and_output() {
+        let spec =
+            ModelSpec::parse("m", Shape::Flat(4), "dense(8, relu); dense(3, softmax)").unwrap();
+        let device = Device::flex();
+        let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32; 8], [2, 4]), &device);
+        let a = Network::new(&spec, 7, &device).unwrap().predict(x.clone());
+        let b = Network::new(&spec, 7, &device).unwrap().predict(x.clone());
+        let c = Network::new(&spec, 8, &device).unwrap().predict(x);
+        let (a, b, c) = (values(a), values(b), values(c));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // Softmax rows sum to one.
+        assert!((a[0] + a[1] + a[2] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn pooling_kinds_and_same_padding() {
+        let device = Device::flex();
+        // One 3x3 image 1..9; a 2x2 window, stride 2, same padding: 2x2 output where the
+        // padded border never wins (max), never loses (min) and is not counted (average).
+        let x = Tensor::<2>::from_data(
+            TensorData::new((1..=9).map(|v| v as f32).collect::<Vec<_>>(), [1, 9]),
+            &device,
+        );
+        let run = |pool: &str| {
+            let spec = ModelSpec::parse("m", image(1, 3, 3), &format!("{pool}(2, stride 2, same)"))
+                .unwrap();
+            values(Network::new(&spec, 0, &device).unwrap().predict(x.clone()))
+        };
+        assert_eq!(run("maxpool"), [5., 6., 8., 9.]);
+        assert_eq!(run("minpool"), [1., 3., 7., 9.]);
+        assert_eq!(run("avgpool"), [3., 4.5, 7.5, 9.]);
+    }
+
+    #[test]
+    fn glorot_uniform_stays_within_its_limit() {
+        let spec = ModelSpec::parse("m", Shape::Flat(100), "dense(50)").unwrap();
+        let net = Network::new(&spec, 1, &Device::flex()).unwrap();
+        let w: Vec<f32> = net.dense[0]
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap();
+        let limit = (6.0f32 / 150.0).sqrt();
+        assert!(w.iter().all(|v| v.abs() <= limit));
+        assert!(w.iter().any(|v| v.abs() > limit * 0.9));
+    }
+
+    #[test]
+    fn dropout_only_with_a_generator() {
+        let device = Device::flex();
+        let spec = ModelSpec::parse("m", Shape::Flat(1000), "dropout(0.5)").unwrap();
+        let net = Network::new(&spec, 0, &device).unwrap();
+        let x = Tensor::<2>::ones([1, 1000], &device);
+        assert!(
+            values(net.forward(x.clone(), None))
+                .iter()
+                .all(|&v| v == 1.0)
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let y = values(net.forward(x, Some(&mut rng)));
+        let zeros = y.iter().filter(|&&v| v == 0.0).count();
+        assert!((400..600).contains(&zeros), "{zeros}");
+        assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+    }
+}
