@@ -1,0 +1,601 @@
+//! The training loop: mini-batch gradient descent over in-memory samples with a seeded
+//! shuffle, L2 regularisation, callbacks, divergence detection and per-epoch history.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use data::{Samples, Targets};
+use indicatif::{ProgressBar, ProgressStyle};
+use models::Network;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::callbacks::{
+    EarlyStopping, EarlyStoppingState, Monitor, PlateauState, ReduceLrOnPlateau,
+};
+use crate::metrics::{argmax_rows, r2_score};
+use crate::optim::OptimizerSpec;
+
+/// The loss minimised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// Cross-entropy of the softmax of the outputs against class indices.
+    CrossEntropy,
+    /// Mean squared error (regression).
+    Mse,
+    /// Mean absolute error (regression).
+    Mae,
+}
+
+/// How much `fit` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Verbosity {
+    /// Nothing.
+    Silent,
+    /// A progress bar per epoch, then its line (Keras' `verbose=1`).
+    Bar,
+    /// One line per epoch (Keras' `verbose=2`).
+    #[default]
+    Epoch,
+}
+
+/// Everything `fit` needs besides the model and data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitConfig {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Items per gradient step.
+    pub batch_size: usize,
+    /// Update rule and its learning rate.
+    pub optimizer: OptimizerSpec,
+    /// Loss minimised.
+    pub loss: Loss,
+    /// L2 coefficient on dense and convolution weights: the loss adds
+    /// `alpha / 2 * sum(w^2) / batch_size`, scikit-learn's `MLPClassifier` convention.
+    #[serde(default)]
+    pub l2: f64,
+    /// Seed of the shuffle and the dropout masks.
+    #[serde(default)]
+    pub seed: u64,
+    /// Optional early stopping.
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Optional learning-rate reduction on plateau.
+    #[serde(default)]
+    pub reduce_lr: Option<ReduceLrOnPlateau>,
+    /// What to print.
+    #[serde(default)]
+    pub verbose: Verbosity,
+}
+
+impl FitConfig {
+    /// A configuration with no regularisation or callbacks.
+    pub fn new(epochs: usize, batch_size: usize, optimizer: OptimizerSpec, loss: Loss) -> Self {
+        FitConfig {
+            epochs,
+            batch_size,
+            optimizer,
+            loss,
+            l2: 0.0,
+            seed: 0,
+            early_stopping: None,
+            reduce_lr: None,
+            verbose: Verbosity::Silent,
+        }
+    }
+
+    /// Checks every field, naming the bad one.
+    pub fn validate(&self, has_validation: bool) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch size must be at least 1".into());
+        }
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(format!(
+                "alpha (L2) {} must be a non-negative number",
+                self.l2
+            ));
+        }
+        self.optimizer.validate()?;
+        let monitors = self
+            .early_stopping
+            .iter()
+            .map(|e| e.monitor)
+            .chain(self.reduce_lr.iter().map(|r| r.monitor));
+        for m in monitors {
+            if m.needs_validation() && !has_validation {
+                return Err(format!(
+                    "callback monitors {m:?}, but there is no validation set"
+                ));
+            }
+        }
+        if let Some(r) = &self.reduce_lr
+            && !(r.factor > 0.0 && r.factor < 1.0)
+        {
+            return Err(format!(
+                "ReduceLROnPlateau factor {} must be in (0, 1)",
+                r.factor
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One epoch of training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (with dropout, as Keras reports it).
+    pub loss: f64,
+    /// Training accuracy (classification) or R² (regression) over the epoch's batches.
+    pub score: f64,
+    /// Validation loss, when there is a validation set.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy or R².
+    pub val_score: Option<f64>,
+    /// Learning rate used in the epoch.
+    pub lr: f64,
+    /// Wall seconds of the epoch (training and validation).
+    pub seconds: f64,
+}
+
+/// Why training ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// All epochs ran.
+    Finished,
+    /// Early stopping ended training; `best_epoch` is 1-based.
+    EarlyStopped {
+        /// Epoch whose monitored value was best.
+        best_epoch: usize,
+    },
+    /// The loss became NaN or infinite in `epoch` (1-based).
+    Diverged {
+        /// The epoch in which it happened.
+        epoch: usize,
+    },
+}
+
+/// The record of a `fit`: one entry per epoch, and why it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Per-epoch figures.
+    pub epochs: Vec<EpochRecord>,
+    /// Why training ended.
+    pub outcome: Outcome,
+}
+
+impl History {
+    /// The history as CSV (`epoch,loss,score,val_loss,val_score,lr,seconds`).
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("epoch,loss,score,val_loss,val_score,lr,seconds\n");
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        for e in &self.epochs {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{:.3}\n",
+                e.epoch,
+                e.loss,
+                e.score,
+                opt(e.val_loss),
+                opt(e.val_score),
+                e.lr,
+                e.seconds
+            ));
+        }
+        out
+    }
+}
+
+/// A trained network and how its training went.
+#[derive(Debug)]
+pub struct FitResult {
+    /// The network (the best epoch's when early stopping restored it), ready for
+    /// inference on the plain device.
+    pub network: Network,
+    /// Per-epoch figures and outcome.
+    pub history: History,
+}
+
+/// Errors that stop `fit` before it starts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FitError {
+    /// A configuration value out of range.
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    /// Data that does not fit the model or the loss.
+    #[error("data does not fit the model: {0}")]
+    Data(String),
+}
+
+/// Loss and score of a network on samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean loss (without the L2 term).
+    pub loss: f64,
+    /// Accuracy or R².
+    pub score: f64,
+}
+
+fn check_data(network: &Network, samples: &Samples, loss: Loss) -> Result<(), FitError> {
+    let input = network.spec.input.len();
+    if samples.item_len() != input {
+        return Err(FitError::Data(format!(
+            "items have {} values, the model's input has {input}",
+            samples.item_len()
+        )));
+    }
+    let outputs = network
+        .spec
+        .output_shape()
+        .map_err(|e| FitError::Data(e.0))?
+        .len();
+    match (&samples.targets, loss) {
+        (Targets::Classes { classes, .. }, Loss::CrossEntropy) if classes.len() == outputs => {
+            Ok(())
+        }
+        (Targets::Classes { classes, .. }, Loss::CrossEntropy) => Err(FitError::Data(format!(
+            "{} classes, but the model has {outputs} outputs",
+            classes.len()
+        ))),
+        (Targets::Values { width, .. }, Loss::Mse | Loss::Mae) if *width == outputs => Ok(()),
+        (Targets::Values { width, .. }, Loss::Mse | Loss::Mae) => Err(FitError::Data(format!(
+            "{width} target values per item, but the model has {outputs} outputs"
+        ))),
+        (Targets::Classes { .. }, _) => Err(FitError::Data(
+            "class targets need the cross-entropy loss".into(),
+        )),
+        (Targets::Values { .. }, _) => Err(FitError::Data(
+            "real-valued targets need a regression loss (mse or mae)".into(),
+        )),
+    }
+}
+
+/// Tensors of one batch.
+struct BatchTensors {
+    inputs: Tensor<2>,
+    classes: Option<Tensor<1, Int>>,
+    values: Option<Tensor<2>>,
+}
+
+fn batch_tensors(samples: &Samples, indices: &[usize], device: &Device) -> BatchTensors {
+    let n = samples.item_len();
+    let mut flat = Vec::with_capacity(indices.len() * n);
+    for &i in indices {
+        flat.extend_from_slice(samples.item(i));
+    }
+    let inputs = Tensor::from_data(TensorData::new(flat, [indices.len(), n]), device);
+    match &samples.targets {
+        Targets::Classes { labels, .. } => {
+            let l: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
+            BatchTensors {
+                inputs,
+                classes: Some(Tensor::from_data(
+                    TensorData::new(l, [indices.len()]),
+                    device,
+                )),
+                values: None,
+            }
+        }
+        Targets::Values { values, width, .. } => {
+            let mut v = Vec::with_capacity(indices.len() * width);
+            for &i in indices {
+                v.extend_from_slice(&values[i * width..(i + 1) * width]);
+            }
+            BatchTensors {
+                inputs,
+                classes: None,
+                values: Some(Tensor::from_data(
+                    TensorData::new(v, [indices.len(), *width]),
+                    device,
+                )),
+            }
+        }
+    }
+}
+
+/// Mean loss of `outputs` (logits or regression values) for a batch.
+fn batch_loss(outputs: Tensor<2>, batch: &BatchTensors, loss: Loss) -> Tensor<1> {
+    match loss {
+        Loss::CrossEntropy => {
+            let targets = batch.classes.clone().expect("class targets were checked");
+            let log_p = log_softmax(outputs, 1);
+            let picked = log_p.gather(1, targets.unsqueeze_dim(1));
+            picked.mean().neg()
+        }
+        Loss::Mse => {
+            let y = batch.values.clone().expect("value targets were checked");
+            (outputs - y).square().mean()
+        }
+        Loss::Mae => {
+            let y = batch.values.clone().expect("value targets were checked");
+            (outputs - y).abs().mean()
+        }
+    }
+}
+
+fn l2_penalty(network: &Network) -> Option<Tensor<1>> {
+    let mut total: Option<Tensor<1>> = None;
+    let mut add = |t: Tensor<1>| {
+        total = Some(match total.take() {
+            Some(acc) => acc + t,
+            None => t,
+        })
+    };
+    for d in &network.dense {
+        add(d.weight.val().square().sum());
+    }
+    for c in &network.conv {
+        add(c.weight.val().square().sum());
+    }
+    total
+}
+
+/// Runs the network over `samples` in batches, returning its outputs (probabilities for a
+/// softmax model, raw outputs otherwise), `len() x outputs`, row-major.
+pub fn predict_outputs(network: &Network, samples: &Samples, device: &Device) -> Vec<f32> {
+    let mut out = Vec::new();
+    let indices: Vec<usize> = (0..samples.len()).collect();
+    for chunk in indices.chunks(EVAL_BATCH) {
+        let batch = batch_tensors(samples, chunk, device);
+        let y = network.predict(batch.inputs);
+        out.extend(y.into_data().try_into_vec_as::<f32>().unwrap_or_default());
+    }
+    out
+}
+
+/// Batch size for inference: large, since no gradients are kept.
+const EVAL_BATCH: usize = 1024;
+
+/// Loss and score of `network` on `samples` (no dropout; batch normalisation uses its moving
+/// statistics).
+pub fn evaluate(network: &Network, samples: &Samples, loss: Loss, device: &Device) -> Evaluation {
+    let mut total_loss = 0.0;
+    let mut correct = 0usize;
+    let mut predictions: Vec<f32> = Vec::new();
+    let indices: Vec<usize> = (0..samples.len()).collect();
+    for chunk in indices.chunks(EVAL_BATCH) {
+        let batch = batch_tensors(samples, chunk, device);
+        let outputs = network.forward(batch.inputs.clone(), None);
+        let l: f64 = batch_loss(outputs.clone(), &batch, loss).into_scalar::<f32>() as f64;
+        total_loss += l * chunk.len() as f64;
+        match &samples.targets {
+            Targets::Classes { labels, .. } => {
+                let width = outputs.dims()[1];
+                let values: Vec<f32> = outputs
+                    .into_data()
+                    .try_into_vec_as::<f32>()
+                    .unwrap_or_default();
+                let predicted = argmax_rows(&values, width);
+                correct += predicted
+                    .iter()
+                    .zip(chunk)
+                    .filter(|(p, i)| **p == labels[**i])
+                    .count();
+            }
+            Targets::Values { .. } => {
+                predictions.extend(
+                    outputs
+                        .into_data()
+                        .try_into_vec_as::<f32>()
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    let n = samples.len().max(1) as f64;
+    let score = match &samples.targets {
+        Targets::Classes { .. } => correct as f64 / n,
+        Targets::Values { values, width, .. } => r2_score(&predictions, values, *width),
+    };
+    Evaluation {
+        loss: total_loss / n,
+        score,
+    }
+}
+
+fn monitored(record: &EpochRecord, monitor: Monitor) -> f64 {
+    match monitor {
+        Monitor::Loss => record.loss,
+        Monitor::Score => record.score,
+        Monitor::ValLoss => record.val_loss.unwrap_or(f64::NAN),
+        Monitor::ValScore => record.val_score.unwrap_or(f64::NAN),
+    }
+}
+
+fn epoch_line(r: &EpochRecord, epochs: usize, score_name: &str) -> String {
+    let mut line = format!(
+        "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - {score_name}: {:.4}",
+        r.epoch, r.seconds, r.loss, r.score
+    );
+    if let (Some(l), Some(s)) = (r.val_loss, r.val_score) {
+        line.push_str(&format!(" - val_loss: {l:.4} - val_{score_name}: {s:.4}"));
+    }
+    line.push_str(&format!(" - lr: {:.2e}", r.lr));
+    line
+}
+
+/// Trains `network` on `train` (already preprocessed), validating on `validation` after
+/// each epoch. `device` is the plain device; training runs on its autodiff form.
+pub fn fit(
+    network: Network,
+    train: &Samples,
+    validation: Option<&Samples>,
+    config: &FitConfig,
+    device: &Device,
+) -> Result<FitResult, FitError> {
+    config
+        .validate(validation.is_some())
+        .map_err(FitError::Config)?;
+    check_data(&network, train, config.loss)?;
+    if let Some(v) = validation {
+        check_data(&network, v, config.loss)?;
+    }
+    if train.is_empty() {
+        return Err(FitError::Data("no training items".into()));
+    }
+    let train_device = device.clone().autodiff();
+    let mut model = network.to_device(&train_device).train();
+    let mut optimizer = config.optimizer.build();
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut dropout_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut lr = config.optimizer.learning_rate();
+    let score_name = if train.num_classes().is_some() {
+        "accuracy"
+    } else {
+        "r2"
+    };
+
+    let mut records: Vec<EpochRecord> = Vec::new();
+    let mut stopping = EarlyStoppingState::default();
+    let mut plateau = PlateauState::default();
+    let mut best_model: Option<Network> = None;
+    let mut outcome = Outcome::Finished;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let steps = train.len().div_ceil(config.batch_size);
+
+    for epoch in 1..=config.epochs {
+        let start = Instant::now();
+        order.shuffle(&mut shuffle_rng);
+        let bar = if config.verbose == Verbosity::Bar {
+            let bar = ProgressBar::new(steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("Epoch {epoch}/{}", config.epochs));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let mut loss_sum: Option<Tensor<1>> = None;
+        let mut correct_sum: Option<Tensor<1, Int>> = None;
+        let mut train_outputs: Vec<f32> = Vec::new();
+        let mut train_truth: Vec<f32> = Vec::new();
+        for chunk in order.chunks(config.batch_size) {
+            let batch = batch_tensors(train, chunk, &train_device);
+            let outputs = model.forward(batch.inputs.clone(), Some(&mut dropout_rng));
+            let mut loss = batch_loss(outputs.clone(), &batch, config.loss);
+            if config.l2 > 0.0
+                && let Some(penalty) = l2_penalty(&model)
+            {
+                loss = loss + penalty.mul_scalar(0.5 * config.l2 / chunk.len() as f64);
+            }
+            let weighted = loss.clone().detach().mul_scalar(chunk.len() as f64);
+            loss_sum = Some(match loss_sum.take() {
+                Some(acc) => acc + weighted,
+                None => weighted,
+            });
+            match &batch.classes {
+                Some(targets) => {
+                    let hits = outputs
+                        .clone()
+                        .detach()
+                        .argmax(1)
+                        .squeeze_dim::<1>(1)
+                        .equal(targets.clone())
+                        .int()
+                        .sum();
+                    correct_sum = Some(match correct_sum.take() {
+                        Some(acc) => acc + hits,
+                        None => hits,
+                    });
+                }
+                None => {
+                    train_outputs.extend(
+                        outputs
+                            .clone()
+                            .detach()
+                            .into_data()
+                            .try_into_vec_as::<f32>()
+                            .unwrap_or_default(),
+                    );
+                    if let Some(v) = &batch.values {
+                        train_truth.extend(
+                            v.clone()
+                                .into_data()
+                                .try_into_vec_as::<f32>()
+                                .unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(lr, model, grads);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+
+        let n = train.len() as f64;
+        let mean_loss = loss_sum.map_or(f64::NAN, |t| t.into_scalar::<f32>() as f64) / n;
+        let score = match correct_sum {
+            Some(c) => c.into_scalar::<i64>() as f64 / n,
+            None => {
+                let width = train_truth.len() / train.len().max(1);
+                r2_score(&train_outputs, &train_truth, width)
+            }
+        };
+        let inference = model.valid();
+        let val = validation.map(|v| evaluate(&inference, v, config.loss, device));
+        let record = EpochRecord {
+            epoch,
+            loss: mean_loss,
+            score,
+            val_loss: val.map(|e| e.loss),
+            val_score: val.map(|e| e.score),
+            lr,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        if config.verbose != Verbosity::Silent {
+            println!("{}", epoch_line(&record, config.epochs, score_name));
+        }
+        let diverged = !record.loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite());
+        records.push(record);
+        let record = records.last().expect("just pushed");
+        if diverged {
+            outcome = Outcome::Diverged { epoch };
+            if config.verbose != Verbosity::Silent {
+                println!("training diverged in epoch {epoch}: the loss is not finite");
+            }
+            break;
+        }
+        if let Some(rule) = &config.early_stopping {
+            let (improved, stop) =
+                stopping.update(rule, epoch - 1, monitored(record, rule.monitor));
+            if improved && rule.restore_best_weights {
+                best_model = Some(inference.clone());
+            }
+            if stop {
+                outcome = Outcome::EarlyStopped {
+                    best_epoch: stopping.best_epoch + 1,
+                };
+                break;
+            }
+        }
+        if let Some(rule) = &config.reduce_lr {
+            lr = plateau.update(rule, monitored(record, rule.monitor), lr);
+        }
+    }
+    let network = match (best_model, &outcome) {
+        (Some(best), Outcome::EarlyStopped { .. } | Outcome::Finished) => best,
+        _ => model.valid(),
+    };
+    Ok(FitResult {
+        network,
+        history: History {
+            epochs: records,
+            outcome,
+        },
+    })
+}

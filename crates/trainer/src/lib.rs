@@ -1,0 +1,16 @@
+//! Training for the `models` crate: `fit` with the reports' optimizers (including Nadam and
+//! Adadelta written for Burn's optimizer machinery), losses, L2 regularisation and Keras'
+//! callbacks; the per-epoch history; evaluation and scikit-learn's metrics.
+
+pub mod callbacks;
+pub mod fit;
+pub mod metrics;
+pub mod optim;
+
+pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
+pub use fit::{
+    EpochRecord, Evaluation, FitConfig, FitError, FitResult, History, Loss, Outcome, Verbosity,
+    evaluate, fit, predict_outputs,
+};
+pub use metrics::{ClassificationReport, accuracy, confusion_matrix, log_loss, r2_score};
+pub use optim::OptimizerSpec;
