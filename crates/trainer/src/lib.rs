@@ -1,13 +1,19 @@
 //! Training for the `models` crate: `fit` with the reports' optimizers (including Nadam and
 //! Adadelta written for Burn's optimizer machinery), losses, L2 regularisation and Keras'
-//! callbacks; the per-epoch history; evaluation and scikit-learn's metrics.
+//! callbacks; the per-epoch history; evaluation and scikit-learn's metrics; and the trained
+//! model users keep: preprocessing, prediction on raw inputs, save and load.
 
 pub mod callbacks;
+pub mod estimator;
 pub mod fit;
 pub mod metrics;
 pub mod optim;
 
 pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
+pub use estimator::{
+    InputScaling, ModelCard, ModelError, Predictions, Preprocessing, Task, TrainedModel,
+    train_model,
+};
 pub use fit::{
     EpochRecord, Evaluation, FitConfig, FitError, FitResult, History, Loss, Outcome, Verbosity,
     evaluate, fit, predict_outputs,
