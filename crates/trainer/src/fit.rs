@@ -57,8 +57,9 @@ pub struct FitConfig {
     pub optimizer: OptimizerSpec,
     /// Loss minimised.
     pub loss: Loss,
-    /// L2 coefficient on dense and convolution weights: the loss adds
-    /// `alpha / 2 * sum(w^2) / batch_size`, scikit-learn's `MLPClassifier` convention.
+    /// L2 coefficient on dense and convolution weights: the loss adds `alpha * sum(w^2)`,
+    /// report 001's equation (12) with the squared Frobenius norm, and Keras' `l2(alpha)`
+    /// kernel regulariser.
     #[serde(default)]
     pub l2: f64,
     /// Seed of the shuffle and the dropout masks.
@@ -490,7 +491,7 @@ pub fn fit(
             if config.l2 > 0.0
                 && let Some(penalty) = l2_penalty(&model)
             {
-                loss = loss + penalty.mul_scalar(0.5 * config.l2 / chunk.len() as f64);
+                loss = loss + penalty.mul_scalar(config.l2);
             }
             let weighted = loss.clone().detach().mul_scalar(chunk.len() as f64);
             loss_sum = Some(match loss_sum.take() {

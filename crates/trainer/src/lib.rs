@@ -7,6 +7,7 @@ pub mod callbacks;
 pub mod estimator;
 pub mod fit;
 pub mod metrics;
+pub mod mlp;
 pub mod optim;
 
 pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
@@ -19,4 +20,5 @@ pub use fit::{
     evaluate, fit, predict_outputs,
 };
 pub use metrics::{ClassificationReport, accuracy, confusion_matrix, log_loss, r2_score};
+pub use mlp::{Mlp, MlpTask};
 pub use optim::OptimizerSpec;

@@ -1,0 +1,195 @@
+//! Report 001's MLP as a convenience over the general machinery: the report's
+//! hyperparameter names, inputs standardised, targets standardised for regression, softmax
+//! output and cross-entropy (on class indices, equivalent to one-hot targets) for
+//! classification, SGD with momentum, weights drawn from a normal distribution times beta.
+
+use burn::tensor::Device;
+use data::{Samples, Targets};
+use models::{Activation, Init, Layer, ModelSpec, Network, Shape};
+use serde::{Deserialize, Serialize};
+
+use crate::estimator::{InputScaling, ModelError, Preprocessing, TrainedModel, train_model};
+use crate::fit::{FitConfig, History, Loss, Verbosity};
+use crate::optim::OptimizerSpec;
+
+/// Classification or regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MlpTask {
+    /// Softmax output, cross-entropy loss, accuracy score.
+    Classification,
+    /// Linear output, mean squared error on standardised targets, R² score.
+    Regression,
+}
+
+/// The MLP of report 001, with its hyperparameter names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mlp {
+    /// Units of each hidden layer.
+    pub hidden_layer: Vec<usize>,
+    /// Activation of the hidden layers.
+    pub activation: Activation,
+    /// Epochs.
+    pub epoch: usize,
+    /// Learning rate.
+    pub eta: f64,
+    /// Initial weights are drawn from N(0, 1) times beta.
+    pub beta: f32,
+    /// L2 coefficient.
+    pub alpha: f64,
+    /// Momentum.
+    pub mu: f64,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Print a line per epoch.
+    pub verbose: bool,
+    /// Classification or regression.
+    pub task: MlpTask,
+    /// Seed of the initial weights, the shuffle and dropout.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl Mlp {
+    /// The layer list for inputs of `input` shape and `outputs` classes or targets.
+    pub fn spec(&self, input: Shape, outputs: usize) -> ModelSpec {
+        let mut layers = Vec::new();
+        if matches!(input, Shape::Image { .. }) {
+            layers.push(Layer::Flatten);
+        }
+        for &units in &self.hidden_layer {
+            layers.push(Layer::Dense {
+                units,
+                activation: self.activation,
+            });
+        }
+        layers.push(Layer::Dense {
+            units: outputs,
+            activation: match self.task {
+                MlpTask::Classification => Activation::Softmax,
+                MlpTask::Regression => Activation::Linear,
+            },
+        });
+        let hidden: Vec<String> = self.hidden_layer.iter().map(|u| u.to_string()).collect();
+        ModelSpec::new(format!("mlp_{}", hidden.join("_")), input, layers)
+            .with_init(Init::Normal { beta: self.beta })
+    }
+
+    /// The training configuration these hyperparameters mean.
+    pub fn fit_config(&self) -> FitConfig {
+        let mut config = FitConfig::new(
+            self.epoch,
+            self.batch_size,
+            OptimizerSpec::sgd(self.eta, self.mu, false),
+            match self.task {
+                MlpTask::Classification => Loss::CrossEntropy,
+                MlpTask::Regression => Loss::Mse,
+            },
+        );
+        config.l2 = self.alpha;
+        config.seed = self.seed;
+        config.verbose = if self.verbose {
+            Verbosity::Epoch
+        } else {
+            Verbosity::Silent
+        };
+        config
+    }
+
+    /// Fits on raw `train` (standardised here), validating on `validation` each epoch.
+    pub fn fit(
+        &self,
+        train: &Samples,
+        validation: Option<&Samples>,
+        device: &Device,
+    ) -> Result<(TrainedModel, History), ModelError> {
+        let outputs = match (&train.targets, self.task) {
+            (Targets::Classes { classes, .. }, MlpTask::Classification) => classes.len(),
+            (Targets::Values { width, .. }, MlpTask::Regression) => *width,
+            (_, task) => {
+                return Err(ModelError::Input(format!(
+                    "task {task:?} does not match the data's targets"
+                )));
+            }
+        };
+        let input = Shape::from_dims(&train.shape).map_err(|e| ModelError::Input(e.0))?;
+        let spec = self.spec(input, outputs);
+        let network = Network::new(&spec, self.seed, device).map_err(|e| ModelError::Input(e.0))?;
+        let preprocessing = Preprocessing {
+            inputs: InputScaling::Standard,
+            scale_targets: self.task == MlpTask::Regression,
+        };
+        train_model(
+            network,
+            train,
+            validation,
+            preprocessing,
+            &self.fit_config(),
+            device,
+        )
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use data::ClassNames;
+
+    fn mlp(task: MlpTask) -> Mlp {
+        Mlp {
+            hidden_layer: vec![10, 10, 5],
+            activation: Activation::Relu,
+            epoch: 5,
+            eta: 0.01,
+            beta: 0.3,
+            alpha: 0.001,
+            mu: 0.8,
+            batch_size: 16,
+            verbose: false,
+            task,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn spec_follows_the_hyperparameters() {
+        let spec = mlp(MlpTask::Classification).spec(Shape::Flat(4), 3);
+        assert_eq!(
+            spec.param_counts().unwrap().0,
+            4 * 10 + 10 + 10 * 10 + 10 + 10 * 5 + 5 + 5 * 3 + 3
+        );
+        assert_eq!(spec.init, Init::Normal { beta: 0.3 });
+        assert_eq!(spec.to_text().lines().last(), Some("dense(3, softmax)"));
+        let image = mlp(MlpTask::Classification).spec(
+            Shape::Image {
+                channels: 1,
+                height: 2,
+                width: 2,
+            },
+            2,
+        );
+        assert_eq!(image.layers[0], Layer::Flatten);
+        let config = mlp(MlpTask::Regression).fit_config();
+        assert_eq!(config.loss, Loss::Mse);
+        assert_eq!(config.optimizer, OptimizerSpec::sgd(0.01, 0.8, false));
+    }
+
+    #[test]
+    fn task_must_match_the_targets() {
+        let data = Samples::new(
+            vec![0.0, 1.0],
+            vec![1],
+            vec![],
+            Targets::Classes {
+                labels: vec![0, 1],
+                classes: ClassNames::numbered(2),
+            },
+        )
+        .unwrap();
+        let err = mlp(MlpTask::Regression)
+            .fit(&data, None, &Device::flex())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not match"), "{err}");
+    }
+}
