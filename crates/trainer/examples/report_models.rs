@@ -18,7 +18,7 @@ use data::{DataDirs, DatasetName, HoldOut, shuffle_split, stratified_split};
 use models::{Activation, DeviceChoice, ModelSpec, Network, Shape, select_device};
 use trainer::{
     EarlyStopping, FitConfig, InputScaling, Loss, Mlp, MlpTask, Monitor, OptimizerSpec,
-    Preprocessing, Verbosity, train_model,
+    Preprocessing, ReduceLrOnPlateau, Verbosity, train_model,
 };
 
 fn main() -> ExitCode {
@@ -142,6 +142,17 @@ fn run(which: &str, epochs: Option<usize>, seed: u64) -> Result<(), Box<dyn std:
                 min_delta: 0.0,
                 restore_best_weights: true,
             });
+            if !cnn {
+                // Report 002 trains with ReduceLROnPlateau (patience 10, factor 0.1, cooldown 2).
+                config.reduce_lr = Some(ReduceLrOnPlateau {
+                    monitor: Monitor::ValLoss,
+                    factor: 0.1,
+                    patience: 10,
+                    cooldown: 2,
+                    min_lr: 0.0,
+                    min_delta: 1e-4,
+                });
+            }
             let preprocessing = Preprocessing {
                 inputs: InputScaling::Pixels,
                 scale_targets: false,
