@@ -1,2 +1,20 @@
-//! Grid search: runs the trials of a hyperparameter grid in parallel, keeps every result,
-//! and prints the reports' tables. (Being built: see the open issues.)
+//! Grid search: a grid is named lists of values whose product is the set of trials (written
+//! in Rust or read from TOML or JSON; full, randomly sampled, or sharded across machines).
+//! Trials run in parallel on worker threads, optionally in groups trained together; each
+//! finished trial is appended durably to a JSON-lines results file, so a rerun skips what is
+//! done and a kill loses at most the trials in flight. Trials are ranked by score, ties
+//! broken by loss, and printed as the reports' tables.
+
+pub mod error;
+pub mod grid;
+pub mod rank;
+pub mod runner;
+pub mod store;
+pub mod table;
+
+pub use error::SearchError;
+pub use grid::{Dimension, Grid, Shard, Trial};
+pub use rank::{RankBy, best, ranked};
+pub use runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_search};
+pub use store::{ResultsFile, Status, TrialRecord, merge};
+pub use table::Table;

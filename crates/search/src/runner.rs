@@ -1,0 +1,323 @@
+//! Runs trials on N worker threads with one progress bar for the whole search, appending
+//! each finished trial (or group of trials trained together) to the results file at once.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::SearchError;
+use crate::grid::Trial;
+use crate::rank::{RankBy, best};
+use crate::store::{ResultsFile, Status, TrialRecord};
+
+/// What running one trial produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialOutcome {
+    /// How it ended.
+    pub status: Status,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Training score and loss.
+    pub train: Option<(f64, f64)>,
+    /// Validation score and loss.
+    pub validation: Option<(f64, f64)>,
+    /// Test score and loss.
+    pub test: Option<(f64, f64)>,
+}
+
+impl TrialOutcome {
+    /// The outcome of a trial that failed with `error`.
+    pub fn failed(error: impl Into<String>) -> Self {
+        TrialOutcome {
+            status: Status::Failed {
+                error: error.into(),
+            },
+            epochs: 0,
+            train: None,
+            validation: None,
+            test: None,
+        }
+    }
+
+    fn into_record(self, trial: &Trial, seconds: f64) -> TrialRecord {
+        TrialRecord {
+            key: trial.key(),
+            index: trial.index,
+            params: trial.params.clone(),
+            status: self.status,
+            epochs: self.epochs,
+            train_score: self.train.map(|t| t.0),
+            train_loss: self.train.map(|t| t.1),
+            val_score: self.validation.map(|t| t.0),
+            val_loss: self.validation.map(|t| t.1),
+            test_score: self.test.map(|t| t.0),
+            test_loss: self.test.map(|t| t.1),
+            seconds,
+        }
+    }
+}
+
+/// How to run a search.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Worker threads (each runs one trial or group at a time).
+    pub workers: usize,
+    /// Show the progress bar.
+    pub progress: bool,
+    /// What "best so far" means on the bar.
+    pub rank: RankBy,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            progress: true,
+            rank: RankBy::Test,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchSummary {
+    /// Trials run now.
+    pub ran: usize,
+    /// Trials skipped because the results file had them.
+    pub skipped: usize,
+    /// Wall seconds of this run.
+    pub seconds: f64,
+}
+
+/// Runs every trial not yet in `results`, one at a time per worker.
+pub fn run_search<F>(
+    trials: &[Trial],
+    results: &mut ResultsFile,
+    options: &SearchOptions,
+    run_trial: F,
+) -> Result<SearchSummary, SearchError>
+where
+    F: Fn(&Trial) -> TrialOutcome + Sync,
+{
+    run_grouped(
+        trials,
+        results,
+        options,
+        |t| t.index.to_string(),
+        |group| group.iter().map(|t| run_trial(t)).collect(),
+    )
+}
+
+/// Runs every trial not yet in `results`, trials with the same `group_key` together (so
+/// that a caller can train them as one batched model); `run_group` returns one outcome per
+/// trial, in order. A panic in a group fails its trials and the search goes on.
+pub fn run_grouped<K, F>(
+    trials: &[Trial],
+    results: &mut ResultsFile,
+    options: &SearchOptions,
+    group_key: K,
+    run_group: F,
+) -> Result<SearchSummary, SearchError>
+where
+    K: Fn(&Trial) -> String,
+    F: Fn(&[Trial]) -> Vec<TrialOutcome> + Sync,
+{
+    let start = Instant::now();
+    let pending: Vec<Trial> = trials
+        .iter()
+        .filter(|t| !results.contains(&t.key()))
+        .cloned()
+        .collect();
+    let skipped = trials.len() - pending.len();
+    let mut groups: BTreeMap<String, Vec<Trial>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for trial in pending {
+        let key = group_key(&trial);
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(trial);
+    }
+    let groups: Vec<Vec<Trial>> = order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .collect();
+    let total: usize = groups.iter().map(Vec::len).sum();
+
+    let bar = if options.progress && total > 0 {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "trials [{bar:30}] {pos}/{len} {msg} elapsed {elapsed} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        if skipped > 0 {
+            bar.println(format!(
+                "{skipped} trials already in {}: skipped",
+                results.path().display()
+            ));
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let next = AtomicUsize::new(0);
+    let groups = &groups;
+    let run_group = &run_group;
+    let (sender, receiver) = mpsc::channel::<Vec<TrialRecord>>();
+    let write_error: Mutex<Option<SearchError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..options.workers.max(1).min(groups.len().max(1)) {
+            let sender = sender.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(group) = groups.get(i) else { break };
+                    let started = Instant::now();
+                    let outcomes = catch_unwind(AssertUnwindSafe(|| run_group(group)))
+                        .unwrap_or_else(|panic| {
+                            let message = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_else(|| "panicked".into());
+                            vec![TrialOutcome::failed(format!("panic: {message}")); group.len()]
+                        });
+                    let seconds = started.elapsed().as_secs_f64() / group.len().max(1) as f64;
+                    let mut outcomes = outcomes.into_iter();
+                    let records = group
+                        .iter()
+                        .map(|t| {
+                            outcomes
+                                .next()
+                                .unwrap_or_else(|| TrialOutcome::failed("no outcome returned"))
+                                .into_record(t, seconds)
+                        })
+                        .collect();
+                    if sender.send(records).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for records in receiver {
+            for record in records {
+                if let Err(e) = results.append(record) {
+                    write_error.lock().map(|mut w| *w = Some(e)).ok();
+                    // Stop handing out work: what is not written must not be lost silently.
+                    next.store(usize::MAX / 2, Ordering::SeqCst);
+                }
+                bar.inc(1);
+            }
+            if let Some(b) = best(&results.records, options.rank) {
+                bar.set_message(format!(
+                    "best {:.4}",
+                    b.score(options.rank).unwrap_or(f64::NAN)
+                ));
+            }
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = write_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    Ok(SearchSummary {
+        ran: total,
+        skipped,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::Grid;
+
+    fn outcome(score: f64) -> TrialOutcome {
+        TrialOutcome {
+            status: Status::Finished,
+            epochs: 1,
+            train: Some((score, 1.0 - score)),
+            validation: None,
+            test: Some((score, 1.0 - score)),
+        }
+    }
+
+    #[test]
+    fn runs_in_parallel_records_all_and_skips_on_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let grid = Grid::new().with("a", [1, 2, 3, 4]).with("b", [10, 20]);
+        let options = SearchOptions {
+            workers: 3,
+            progress: false,
+            rank: RankBy::Test,
+        };
+        let run = |t: &Trial| {
+            let a: f64 = t.get("a").unwrap();
+            let b: f64 = t.get("b").unwrap();
+            if a == 2.0 && b == 20.0 {
+                panic!("boom");
+            }
+            outcome((a * b) / 100.0)
+        };
+        let mut results = ResultsFile::open(&path).unwrap();
+        let summary = run_search(&grid.trials(), &mut results, &options, run).unwrap();
+        assert_eq!((summary.ran, summary.skipped), (8, 0));
+        assert_eq!(results.records.len(), 8);
+        let failed: Vec<_> = results
+            .records
+            .iter()
+            .filter(|r| matches!(&r.status, Status::Failed { error } if error.contains("boom")))
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(
+            best(&results.records, RankBy::Test).unwrap().test_score,
+            Some(0.8)
+        );
+        drop(results);
+
+        let mut results = ResultsFile::open(&path).unwrap();
+        let summary = run_search(&grid.trials(), &mut results, &options, |_| {
+            panic!("must not run")
+        })
+        .unwrap();
+        assert_eq!((summary.ran, summary.skipped), (0, 8));
+    }
+
+    #[test]
+    fn groups_run_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut results = ResultsFile::open(&dir.path().join("r.jsonl")).unwrap();
+        let grid = Grid::new().with("arch", ["x", "y"]).with("lr", [1, 2, 3]);
+        let sizes = Mutex::new(Vec::new());
+        let options = SearchOptions {
+            workers: 2,
+            progress: false,
+            rank: RankBy::Test,
+        };
+        run_grouped(
+            &grid.trials(),
+            &mut results,
+            &options,
+            |t| t.get::<String>("arch").unwrap(),
+            |group| {
+                sizes.lock().unwrap().push(group.len());
+                group.iter().map(|_| outcome(0.5)).collect()
+            },
+        )
+        .unwrap();
+        assert_eq!(sizes.into_inner().unwrap(), [3, 3]);
+        assert_eq!(results.records.len(), 6);
+    }
+}
