@@ -109,7 +109,7 @@ where
         results,
         options,
         |t| t.index.to_string(),
-        |group| group.iter().map(|t| run_trial(t)).collect(),
+        |group| group.iter().map(&run_trial).collect(),
     )
 }
 
