@@ -169,3 +169,28 @@ fn bad_configuration_and_mismatched_data_are_errors() {
     let err = fit(classifier(0), &train, None, &config, &Device::flex()).unwrap_err();
     assert!(err.to_string().contains("no validation set"), "{err}");
 }
+
+#[test]
+fn mean_absolute_error_regression_learns() {
+    let x: Vec<f32> = (0..64).map(|i| i as f32 / 32.0 - 1.0).collect();
+    let y: Vec<f32> = x.iter().map(|v| 2.0 * v + 0.5).collect();
+    let train = Samples::new(
+        x,
+        vec![1],
+        vec![],
+        Targets::Values {
+            values: y,
+            width: 1,
+            names: vec!["y".into()],
+        },
+    )
+    .unwrap();
+    let spec = ModelSpec::parse("r", Shape::Flat(1), "dense(1)").unwrap();
+    let network = Network::new(&spec, 0, &Device::flex()).unwrap();
+    let config = FitConfig::new(40, 8, OptimizerSpec::adam(0.05), Loss::Mae);
+    let result = fit(network, &train, Some(&train), &config, &Device::flex()).unwrap();
+    let first = result.history.epochs[0].loss;
+    let last = result.history.epochs.last().unwrap();
+    assert!(last.loss < first / 4.0, "{first} -> {}", last.loss);
+    assert!(last.val_score.unwrap() > 0.95, "{last:?}");
+}
