@@ -6,8 +6,8 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use data::{Samples, Targets};
+use burn::tensor::{Device, Int, Tensor};
+use data::{Batch, BatchTargets, ItemBatcher, Samples, Targets};
 use indicatif::{ProgressBar, ProgressStyle};
 use models::Network;
 use rand::SeedableRng;
@@ -262,66 +262,24 @@ fn check_data(network: &Network, samples: &Samples, loss: Loss) -> Result<(), Fi
     }
 }
 
-/// Tensors of one batch.
-struct BatchTensors {
-    inputs: Tensor<2>,
-    classes: Option<Tensor<1, Int>>,
-    values: Option<Tensor<2>>,
-}
-
-fn batch_tensors(samples: &Samples, indices: &[usize], device: &Device) -> BatchTensors {
-    let n = samples.item_len();
-    let mut flat = Vec::with_capacity(indices.len() * n);
-    for &i in indices {
-        flat.extend_from_slice(samples.item(i));
-    }
-    let inputs = Tensor::from_data(TensorData::new(flat, [indices.len(), n]), device);
-    match &samples.targets {
-        Targets::Classes { labels, .. } => {
-            let l: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
-            BatchTensors {
-                inputs,
-                classes: Some(Tensor::from_data(
-                    TensorData::new(l, [indices.len()]),
-                    device,
-                )),
-                values: None,
-            }
-        }
-        Targets::Values { values, width, .. } => {
-            let mut v = Vec::with_capacity(indices.len() * width);
-            for &i in indices {
-                v.extend_from_slice(&values[i * width..(i + 1) * width]);
-            }
-            BatchTensors {
-                inputs,
-                classes: None,
-                values: Some(Tensor::from_data(
-                    TensorData::new(v, [indices.len(), *width]),
-                    device,
-                )),
-            }
-        }
-    }
+/// The flattened inputs and targets of `indices`, built by the data crate's batcher.
+fn batch_tensors(samples: &Samples, indices: &[usize], device: &Device) -> Batch<2> {
+    ItemBatcher::<2>::new(&[samples.item_len()])
+        .expect("one flat dimension makes rank-2 batches")
+        .batch_indices(samples, indices, device)
 }
 
 /// Mean loss of `outputs` (logits or regression values) for a batch.
-fn batch_loss(outputs: Tensor<2>, batch: &BatchTensors, loss: Loss) -> Tensor<1> {
-    match loss {
-        Loss::CrossEntropy => {
-            let targets = batch.classes.clone().expect("class targets were checked");
+fn batch_loss(outputs: Tensor<2>, targets: &BatchTargets, loss: Loss) -> Tensor<1> {
+    match (loss, targets) {
+        (Loss::CrossEntropy, BatchTargets::Classes(classes)) => {
             let log_p = log_softmax(outputs, 1);
-            let picked = log_p.gather(1, targets.unsqueeze_dim(1));
+            let picked = log_p.gather(1, classes.clone().unsqueeze_dim(1));
             picked.mean().neg()
         }
-        Loss::Mse => {
-            let y = batch.values.clone().expect("value targets were checked");
-            (outputs - y).square().mean()
-        }
-        Loss::Mae => {
-            let y = batch.values.clone().expect("value targets were checked");
-            (outputs - y).abs().mean()
-        }
+        (Loss::Mse, BatchTargets::Values(y)) => (outputs - y.clone()).square().mean(),
+        (Loss::Mae, BatchTargets::Values(y)) => (outputs - y.clone()).abs().mean(),
+        _ => unreachable!("targets were checked against the loss before training"),
     }
 }
 
@@ -368,7 +326,7 @@ pub fn evaluate(network: &Network, samples: &Samples, loss: Loss, device: &Devic
     for chunk in indices.chunks(EVAL_BATCH) {
         let batch = batch_tensors(samples, chunk, device);
         let outputs = network.forward(batch.inputs.clone(), None);
-        let l: f64 = batch_loss(outputs.clone(), &batch, loss).into_scalar::<f32>() as f64;
+        let l: f64 = batch_loss(outputs.clone(), &batch.targets, loss).into_scalar::<f32>() as f64;
         total_loss += l * chunk.len() as f64;
         match &samples.targets {
             Targets::Classes { labels, .. } => {
@@ -487,7 +445,7 @@ pub fn fit(
         for chunk in order.chunks(config.batch_size) {
             let batch = batch_tensors(train, chunk, &train_device);
             let outputs = model.forward(batch.inputs.clone(), Some(&mut dropout_rng));
-            let mut loss = batch_loss(outputs.clone(), &batch, config.loss);
+            let mut loss = batch_loss(outputs.clone(), &batch.targets, config.loss);
             if config.l2 > 0.0
                 && let Some(penalty) = l2_penalty(&model)
             {
@@ -498,8 +456,8 @@ pub fn fit(
                 Some(acc) => acc + weighted,
                 None => weighted,
             });
-            match &batch.classes {
-                Some(targets) => {
+            match &batch.targets {
+                BatchTargets::Classes(targets) => {
                     let hits = outputs
                         .clone()
                         .detach()
@@ -513,7 +471,7 @@ pub fn fit(
                         None => hits,
                     });
                 }
-                None => {
+                BatchTargets::Values(v) => {
                     train_outputs.extend(
                         outputs
                             .clone()
@@ -522,14 +480,12 @@ pub fn fit(
                             .try_into_vec_as::<f32>()
                             .unwrap_or_default(),
                     );
-                    if let Some(v) = &batch.values {
-                        train_truth.extend(
-                            v.clone()
-                                .into_data()
-                                .try_into_vec_as::<f32>()
-                                .unwrap_or_default(),
-                        );
-                    }
+                    train_truth.extend(
+                        v.clone()
+                            .into_data()
+                            .try_into_vec_as::<f32>()
+                            .unwrap_or_default(),
+                    );
                 }
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
