@@ -14,7 +14,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::spec::{Activation, Init, Layer, ModelSpec, PoolKind, Shape, SpecError, window_output};
+use crate::spec::{
+    Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError, window_2d,
+};
 
 /// Keras' batch normalisation defaults: moving average keeps 0.99 of the old value.
 const BATCH_NORM_MOMENTUM: f64 = 0.01;
@@ -222,14 +224,10 @@ impl Network {
                 ) => {
                     let p = &self.conv[conv];
                     conv += 1;
-                    let [_, _, h, w] = x.dims();
-                    let (_, top, bottom) = window_output(h, kernel[0], stride[0], *padding)
-                        .expect("shapes were checked when the network was built");
-                    let (_, left, right) = window_output(w, kernel[1], stride[1], *padding)
-                        .expect("shapes were checked when the network was built");
+                    let pad = window_padding(&x, *kernel, *stride, *padding);
                     let options = ConvOptions {
                         stride: *stride,
-                        padding: [(top, bottom), (left, right)],
+                        padding: pad,
                         dilation: [1, 1],
                         groups: 1,
                     };
@@ -245,12 +243,7 @@ impl Network {
                     },
                     Value::Image(x),
                 ) => {
-                    let [_, _, h, w] = x.dims();
-                    let (_, top, bottom) = window_output(h, size[0], stride[0], *padding)
-                        .expect("shapes were checked when the network was built");
-                    let (_, left, right) = window_output(w, size[1], stride[1], *padding)
-                        .expect("shapes were checked when the network was built");
-                    let pad = [(top, bottom), (left, right)];
+                    let pad = window_padding(&x, *size, *stride, *padding);
                     let max_options = MaxPoolOptions {
                         kernel_size: *size,
                         stride: *stride,
@@ -322,6 +315,19 @@ impl Network {
     }
 }
 
+/// The (start, end) padding of both axes for a window over image batch `x`.
+fn window_padding(
+    x: &Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: Padding,
+) -> [(usize, usize); 2] {
+    let [_, _, h, w] = x.dims();
+    window_2d([h, w], kernel, stride, padding)
+        .expect("shapes were checked when the network was built")
+        .padding
+}
+
 /// Inverted dropout with a mask drawn from `rng`: kept values are scaled by `1 / keep`.
 fn apply_dropout<const D: usize>(x: Tensor<D>, rate: f32, rng: &mut ChaCha8Rng) -> Tensor<D> {
     let keep = 1.0 - rate;
@@ -347,11 +353,7 @@ mod tests {
     use crate::spec::ModelSpec;
 
     fn image(c: usize, h: usize, w: usize) -> Shape {
-        Shape::Image {
-            channels: c,
-            height: h,
-            width: w,
-        }
+        Shape::image(c, [h, w])
     }
 
     fn values(t: Tensor<2>) -> Vec<f32> {

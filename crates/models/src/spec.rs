@@ -137,6 +137,15 @@ impl Shape {
         }
     }
 
+    /// An image of `channels` planes of `[height, width]`.
+    pub fn image(channels: usize, [height, width]: [usize; 2]) -> Self {
+        Shape::Image {
+            channels,
+            height,
+            width,
+        }
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         match *self {
@@ -223,6 +232,31 @@ pub fn window_output(
     }
 }
 
+/// Output size and padding of a 2-D window (convolution or pooling) on both axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window2d {
+    /// Output height and width.
+    pub output: [usize; 2],
+    /// Padding (start, end) of the height and width axes.
+    pub padding: [(usize, usize); 2],
+}
+
+/// [`window_output`] on both axes of an `input = [height, width]` image, or `None` when the
+/// window does not fit.
+pub fn window_2d(
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: Padding,
+) -> Option<Window2d> {
+    let (h, top, bottom) = window_output(input[0], kernel[0], stride[0], padding)?;
+    let (w, left, right) = window_output(input[1], kernel[1], stride[1], padding)?;
+    Some(Window2d {
+        output: [h, w],
+        padding: [(top, bottom), (left, right)],
+    })
+}
+
 /// One row of a summary: a layer, its output shape and parameter counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerInfo {
@@ -262,15 +296,9 @@ impl Layer {
                 if *filters == 0 || kernel.contains(&0) || stride.contains(&0) {
                     return Err("filters, kernel and stride must be positive".into());
                 }
-                let h = window_output(height, kernel[0], stride[0], *padding);
-                let w = window_output(width, kernel[1], stride[1], *padding);
-                match (h, w) {
-                    (Some((h, ..)), Some((w, ..))) => Ok(Shape::Image {
-                        channels: *filters,
-                        height: h,
-                        width: w,
-                    }),
-                    _ => Err(format!(
+                match window_2d([height, width], *kernel, *stride, *padding) {
+                    Some(window) => Ok(Shape::image(*filters, window.output)),
+                    None => Err(format!(
                         "kernel {}x{} is larger than its {height}x{width} input (use same padding \
                          or a smaller kernel)",
                         kernel[0], kernel[1]
@@ -293,15 +321,9 @@ impl Layer {
                 if size.contains(&0) || stride.contains(&0) {
                     return Err("pool size and stride must be positive".into());
                 }
-                let h = window_output(height, size[0], stride[0], *padding);
-                let w = window_output(width, size[1], stride[1], *padding);
-                match (h, w) {
-                    (Some((h, ..)), Some((w, ..))) => Ok(Shape::Image {
-                        channels,
-                        height: h,
-                        width: w,
-                    }),
-                    _ => Err(format!(
+                match window_2d([height, width], *size, *stride, *padding) {
+                    Some(window) => Ok(Shape::image(channels, window.output)),
+                    None => Err(format!(
                         "pool window {}x{} is larger than its {height}x{width} input",
                         size[0], size[1]
                     )),
@@ -781,11 +803,7 @@ mod tests {
     use super::*;
 
     fn image(c: usize, h: usize, w: usize) -> Shape {
-        Shape::Image {
-            channels: c,
-            height: h,
-            width: w,
-        }
+        Shape::image(c, [h, w])
     }
 
     fn total(input: Shape, text: &str) -> (usize, usize, usize) {
