@@ -100,6 +100,13 @@ pub enum ModelError {
     Fit(#[from] FitError),
 }
 
+fn file_error(path: &Path, message: String) -> ModelError {
+    ModelError::File {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
 /// What a model predicts for a set of inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predictions {
@@ -167,14 +174,8 @@ pub fn train_model(
         task,
         input_scaler,
     };
-    let shell = TrainedModel {
-        card,
-        network,
-        device: device.clone(),
-    };
-    let train_ready = shell.prepare(train, true)?;
-    let val_ready = validation.map(|v| shell.prepare(v, true)).transpose()?;
-    let TrainedModel { card, network, .. } = shell;
+    let train_ready = card.prepare(train, true)?;
+    let val_ready = validation.map(|v| card.prepare(v, true)).transpose()?;
     let FitResult { network, history } =
         fit(network, &train_ready, val_ready.as_ref(), config, device)?;
     Ok((
@@ -187,11 +188,11 @@ pub fn train_model(
     ))
 }
 
-impl TrainedModel {
+impl ModelCard {
     /// Applies the fitted preprocessing to raw samples (and, with `targets`, standardises
     /// regression targets).
     pub fn prepare(&self, raw: &Samples, targets: bool) -> Result<Samples, ModelError> {
-        let expected = self.card.spec.input.len();
+        let expected = self.spec.input.len();
         if raw.item_len() != expected {
             return Err(ModelError::Input(format!(
                 "inputs have {} values per item, the model expects {expected}",
@@ -199,7 +200,7 @@ impl TrainedModel {
             )));
         }
         let mut ready = raw.clone();
-        if let Some(scaler) = &self.card.input_scaler {
+        if let Some(scaler) = &self.input_scaler {
             scaler
                 .transform(&mut ready)
                 .map_err(|e| ModelError::Input(e.to_string()))?;
@@ -208,11 +209,18 @@ impl TrainedModel {
             && let Task::Regression {
                 scaler: Some(scaler),
                 ..
-            } = &self.card.task
+            } = &self.task
         {
             scaler.transform(&mut ready);
         }
         Ok(ready)
+    }
+}
+
+impl TrainedModel {
+    /// Applies the fitted preprocessing to raw samples; see [`ModelCard::prepare`].
+    pub fn prepare(&self, raw: &Samples, targets: bool) -> Result<Samples, ModelError> {
+        self.card.prepare(raw, targets)
     }
 
     /// Predictions for raw samples (their targets are ignored).
@@ -302,10 +310,6 @@ impl TrainedModel {
 
     /// Writes `model.json` and `weights.safetensors` into `dir` (created if needed).
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
-        let file_error = |path: &Path, message: String| ModelError::File {
-            path: path.display().to_string(),
-            message,
-        };
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e.to_string()))?;
         let card_path = dir.join(CARD_FILE);
         let json = serde_json::to_string_pretty(&self.card)
@@ -322,10 +326,6 @@ impl TrainedModel {
     /// Loads a model saved by [`TrainedModel::save`] onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let card_path = dir.join(CARD_FILE);
-        let file_error = |path: &Path, message: String| ModelError::File {
-            path: path.display().to_string(),
-            message,
-        };
         let text = std::fs::read_to_string(&card_path)
             .map_err(|e| file_error(&card_path, e.to_string()))?;
         let card: ModelCard = serde_json::from_str(&text)
