@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::callbacks::{
     EarlyStopping, EarlyStoppingState, Monitor, PlateauState, ReduceLrOnPlateau,
 };
-use crate::metrics::{argmax_rows, r2_score};
+use crate::metrics::{argmax_rows, r2_from_sums, r2_score, total_sum_of_squares};
 use crate::optim::OptimizerSpec;
 
 /// The loss minimised.
@@ -283,19 +283,21 @@ fn batch_loss(outputs: Tensor<2>, targets: &BatchTargets, loss: Loss) -> Tensor<
     }
 }
 
+/// Adds `value` to a running total that starts empty.
+fn accumulate<T: std::ops::Add<Output = T>>(total: &mut Option<T>, value: T) {
+    *total = Some(match total.take() {
+        Some(sum) => sum + value,
+        None => value,
+    });
+}
+
 fn l2_penalty(network: &Network) -> Option<Tensor<1>> {
-    let mut total: Option<Tensor<1>> = None;
-    let mut add = |t: Tensor<1>| {
-        total = Some(match total.take() {
-            Some(acc) => acc + t,
-            None => t,
-        })
-    };
+    let mut total = None;
     for d in &network.dense {
-        add(d.weight.val().square().sum());
+        accumulate(&mut total, d.weight.val().square().sum());
     }
     for c in &network.conv {
-        add(c.weight.val().square().sum());
+        accumulate(&mut total, c.weight.val().square().sum());
     }
     total
 }
@@ -422,6 +424,11 @@ pub fn fit(
     let mut outcome = Outcome::Finished;
     let mut order: Vec<usize> = (0..train.len()).collect();
     let steps = train.len().div_ceil(config.batch_size);
+    // The training targets are the same every epoch, only shuffled: their spread is fixed.
+    let train_ss_tot = match &train.targets {
+        Targets::Values { values, width, .. } => total_sum_of_squares(values, *width),
+        Targets::Classes { .. } => Vec::new(),
+    };
 
     for epoch in 1..=config.epochs {
         let start = Instant::now();
@@ -438,10 +445,10 @@ pub fn fit(
         } else {
             ProgressBar::hidden()
         };
+        // Sums stay on the device until the epoch ends: no host round trip per step.
         let mut loss_sum: Option<Tensor<1>> = None;
         let mut correct_sum: Option<Tensor<1, Int>> = None;
-        let mut train_outputs: Vec<f32> = Vec::new();
-        let mut train_truth: Vec<f32> = Vec::new();
+        let mut squared_error_sum: Option<Tensor<2>> = None;
         for chunk in order.chunks(config.batch_size) {
             let batch = batch_tensors(train, chunk, &train_device);
             let outputs = model.forward(batch.inputs.clone(), Some(&mut dropout_rng));
@@ -451,11 +458,10 @@ pub fn fit(
             {
                 loss = loss + penalty.mul_scalar(config.l2);
             }
-            let weighted = loss.clone().detach().mul_scalar(chunk.len() as f64);
-            loss_sum = Some(match loss_sum.take() {
-                Some(acc) => acc + weighted,
-                None => weighted,
-            });
+            accumulate(
+                &mut loss_sum,
+                loss.clone().detach().mul_scalar(chunk.len() as f64),
+            );
             match &batch.targets {
                 BatchTargets::Classes(targets) => {
                     let hits = outputs
@@ -466,26 +472,11 @@ pub fn fit(
                         .equal(targets.clone())
                         .int()
                         .sum();
-                    correct_sum = Some(match correct_sum.take() {
-                        Some(acc) => acc + hits,
-                        None => hits,
-                    });
+                    accumulate(&mut correct_sum, hits);
                 }
-                BatchTargets::Values(v) => {
-                    train_outputs.extend(
-                        outputs
-                            .clone()
-                            .detach()
-                            .into_data()
-                            .try_into_vec_as::<f32>()
-                            .unwrap_or_default(),
-                    );
-                    train_truth.extend(
-                        v.clone()
-                            .into_data()
-                            .try_into_vec_as::<f32>()
-                            .unwrap_or_default(),
-                    );
+                BatchTargets::Values(y) => {
+                    let residual = outputs.clone().detach() - y.clone();
+                    accumulate(&mut squared_error_sum, residual.square().sum_dim(0));
                 }
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -496,12 +487,19 @@ pub fn fit(
 
         let n = train.len() as f64;
         let mean_loss = loss_sum.map_or(f64::NAN, |t| t.into_scalar::<f32>() as f64) / n;
-        let score = match correct_sum {
-            Some(c) => c.into_scalar::<i64>() as f64 / n,
-            None => {
-                let width = train_truth.len() / train.len().max(1);
-                r2_score(&train_outputs, &train_truth, width)
+        let score = match (correct_sum, squared_error_sum) {
+            (Some(c), _) => c.into_scalar::<i64>() as f64 / n,
+            (None, Some(ss_res)) => {
+                let ss_res: Vec<f64> = ss_res
+                    .into_data()
+                    .try_into_vec_as::<f32>()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(f64::from)
+                    .collect();
+                r2_from_sums(&ss_res, &train_ss_tot)
             }
+            (None, None) => f64::NAN,
         };
         let inference = model.valid();
         let val = validation.map(|v| evaluate(&inference, v, config.loss, device));

@@ -17,27 +17,44 @@ pub fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
 /// does.
 pub fn r2_score(predicted: &[f32], truth: &[f32], width: usize) -> f64 {
     let width = width.max(1);
-    let rows = truth.len() / width;
-    if rows == 0 {
+    let mut ss_res = vec![0.0; width];
+    for (i, (p, t)) in predicted.iter().zip(truth).enumerate() {
+        ss_res[i % width] += ((t - p) as f64).powi(2);
+    }
+    r2_from_sums(&ss_res, &total_sum_of_squares(truth, width))
+}
+
+/// Sum of squared deviations from the mean of each column of `truth` (row-major).
+pub fn total_sum_of_squares(truth: &[f32], width: usize) -> Vec<f64> {
+    let width = width.max(1);
+    let rows = (truth.len() / width).max(1) as f64;
+    let mut mean = vec![0.0; width];
+    for (i, t) in truth.iter().enumerate() {
+        mean[i % width] += *t as f64 / rows;
+    }
+    let mut ss_tot = vec![0.0; width];
+    for (i, t) in truth.iter().enumerate() {
+        ss_tot[i % width] += (*t as f64 - mean[i % width]).powi(2);
+    }
+    ss_tot
+}
+
+/// R² averaged over columns from their residual and total sums of squares (a constant
+/// column scores 1 when predicted exactly, else 0, as scikit-learn).
+pub fn r2_from_sums(ss_res: &[f64], ss_tot: &[f64]) -> f64 {
+    if ss_tot.is_empty() {
         return 0.0;
     }
-    let mut total = 0.0;
-    for c in 0..width {
-        let column =
-            |v: &[f32]| -> Vec<f64> { (0..rows).map(|r| v[r * width + c] as f64).collect() };
-        let (p, t) = (column(predicted), column(truth));
-        let mean = t.iter().sum::<f64>() / rows as f64;
-        let ss_res: f64 = p.iter().zip(&t).map(|(p, t)| (t - p).powi(2)).sum();
-        let ss_tot: f64 = t.iter().map(|t| (t - mean).powi(2)).sum();
-        total += if ss_tot > 0.0 {
-            1.0 - ss_res / ss_tot
-        } else if ss_res == 0.0 {
+    let per_column = ss_res.iter().zip(ss_tot).map(|(res, tot)| {
+        if *tot > 0.0 {
+            1.0 - res / tot
+        } else if *res == 0.0 {
             1.0
         } else {
             0.0
-        };
-    }
-    total / width as f64
+        }
+    });
+    per_column.sum::<f64>() / ss_tot.len() as f64
 }
 
 /// Mean squared error.
@@ -232,6 +249,15 @@ mod tests {
         let r2 = r2_score(&[1.5, 2.0, 2.5], &[1.0, 2.0, 3.0], 1);
         assert!((r2 - 0.75).abs() < 1e-12);
         assert_eq!(r2_score(&[1.0, 2.0], &[1.0, 2.0], 1), 1.0);
+        // A constant target: exact predictions score 1, others 0.
+        assert_eq!(r2_from_sums(&[0.0, 1.0], &[0.0, 0.0]), 0.5);
+        // Two columns average: (1 - 0.5/2) and (1 - 0/8).
+        let r2 = r2_score(
+            &[1.5, 0.0, 2.0, 2.0, 2.5, 4.0],
+            &[1.0, 0.0, 2.0, 2.0, 3.0, 4.0],
+            2,
+        );
+        assert!((r2 - (0.75 + 1.0) / 2.0).abs() < 1e-12, "{r2}");
         assert!((mean_squared_error(&[1.5, 2.0], &[1.0, 2.0]) - 0.125).abs() < 1e-12);
     }
 
