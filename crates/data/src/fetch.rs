@@ -7,7 +7,7 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flate2::read::{GzDecoder, MultiGzDecoder};
+use flate2::read::GzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
@@ -16,6 +16,7 @@ use crate::catalog::{
     Archive, CIFAR10_MIRROR, CIFAR10_OFFICIAL, DataFile, DatasetName, present_file,
 };
 use crate::error::{DataError, Result};
+use crate::io::open_maybe_gzip;
 
 /// Prefix of the temporary files and folders a fetch writes before moving them into place.
 const PARTIAL: &str = ".partial-";
@@ -60,18 +61,9 @@ pub fn sha256_hex(mut reader: impl Read) -> std::io::Result<String> {
 
 /// SHA-256 of a file's content, decompressed first if it is gzip.
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut magic = [0u8; 2];
-    let is_gzip =
-        file.read(&mut magic).map_err(|e| DataError::io(path, e))? == 2 && magic == [0x1f, 0x8b];
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = BufReader::new(file);
-    let digest = if is_gzip {
-        sha256_hex(MultiGzDecoder::new(reader))
-    } else {
-        sha256_hex(reader)
-    };
-    digest.map_err(|e| DataError::format(path, format!("cannot read for checksum: {e}")))
+    let (stream, _) = open_maybe_gzip(path)?;
+    sha256_hex(stream)
+        .map_err(|e| DataError::format(path, format!("cannot read for checksum: {e}")))
 }
 
 /// Checks `path` against a published checksum.
