@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -173,7 +172,7 @@ where
     let groups = &groups;
     let run_group = &run_group;
     let (sender, receiver) = mpsc::channel::<Vec<TrialRecord>>();
-    let write_error: Mutex<Option<SearchError>> = Mutex::new(None);
+    let mut write_error: Option<SearchError> = None;
     std::thread::scope(|scope| {
         for _ in 0..options.workers.max(1).min(groups.len().max(1)) {
             let sender = sender.clone();
@@ -213,7 +212,7 @@ where
         for records in receiver {
             for record in records {
                 if let Err(e) = results.append(record) {
-                    write_error.lock().map(|mut w| *w = Some(e)).ok();
+                    write_error = Some(e);
                     // Stop handing out work: what is not written must not be lost silently.
                     next.store(usize::MAX / 2, Ordering::SeqCst);
                 }
@@ -228,7 +227,7 @@ where
         }
     });
     bar.finish_and_clear();
-    if let Some(e) = write_error.into_inner().ok().flatten() {
+    if let Some(e) = write_error {
         return Err(e);
     }
     Ok(SearchSummary {
@@ -242,6 +241,7 @@ where
 mod tests {
     use super::*;
     use crate::grid::Grid;
+    use std::sync::Mutex;
 
     fn outcome(score: f64) -> TrialOutcome {
         TrialOutcome {
