@@ -30,6 +30,22 @@ fn blobs(n: usize, flip: bool) -> Samples {
     .unwrap()
 }
 
+/// One feature `x` and the target `f(x)`.
+fn line(x: Vec<f32>, f: impl Fn(f32) -> f32) -> Samples {
+    let y = x.iter().map(|&v| f(v)).collect();
+    Samples::new(
+        x,
+        vec![1],
+        vec![],
+        Targets::Values {
+            values: y,
+            width: 1,
+            names: vec!["y".into()],
+        },
+    )
+    .unwrap()
+}
+
 fn classifier(seed: u64) -> Network {
     let spec = ModelSpec::parse("m", Shape::Flat(2), "dense(8, relu); dense(2, softmax)").unwrap();
     Network::new(&spec, seed, &Device::flex()).unwrap()
@@ -121,20 +137,7 @@ fn early_stopping_restores_the_best_weights() {
 
 #[test]
 fn divergence_is_an_outcome_not_a_panic() {
-    let n = 64;
-    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    let y: Vec<f32> = x.iter().map(|v| v * 1000.0).collect();
-    let train = Samples::new(
-        x,
-        vec![1],
-        vec![],
-        Targets::Values {
-            values: y,
-            width: 1,
-            names: vec!["y".into()],
-        },
-    )
-    .unwrap();
+    let train = line((0..64).map(|i| i as f32).collect(), |x| x * 1000.0);
     let spec = ModelSpec::parse("r", Shape::Flat(1), "dense(4, relu); dense(1)").unwrap();
     let network = Network::new(&spec, 0, &Device::flex()).unwrap();
     let config = FitConfig::new(20, 8, OptimizerSpec::sgd(10.0, 0.0, false), Loss::Mse);
@@ -172,19 +175,9 @@ fn bad_configuration_and_mismatched_data_are_errors() {
 
 #[test]
 fn mean_absolute_error_regression_learns() {
-    let x: Vec<f32> = (0..64).map(|i| i as f32 / 32.0 - 1.0).collect();
-    let y: Vec<f32> = x.iter().map(|v| 2.0 * v + 0.5).collect();
-    let train = Samples::new(
-        x,
-        vec![1],
-        vec![],
-        Targets::Values {
-            values: y,
-            width: 1,
-            names: vec!["y".into()],
-        },
-    )
-    .unwrap();
+    let train = line((0..64).map(|i| i as f32 / 32.0 - 1.0).collect(), |x| {
+        2.0 * x + 0.5
+    });
     let spec = ModelSpec::parse("r", Shape::Flat(1), "dense(1)").unwrap();
     let network = Network::new(&spec, 0, &Device::flex()).unwrap();
     let config = FitConfig::new(40, 8, OptimizerSpec::adam(0.05), Loss::Mae);
