@@ -272,16 +272,15 @@ fn fetch_file(
     {
         return Ok(false);
     }
-    let (reader, len, what) = open_source(source, folder_name, file.name, &file.download_url())?;
-    let temp = download_to_temp(reader, len, &what, folder, progress)?;
-    let found = file_sha256(temp.path())?;
-    if found != file.sha256 {
-        return Err(DataError::Checksum {
-            path: PathBuf::from(what),
-            expected: file.sha256.to_string(),
-            found,
-        });
-    }
+    let wanted = Wanted {
+        folder_name,
+        name: file.name,
+        url: &file.download_url(),
+        sha256: file.sha256,
+        // Published checksums of .gz files are of their decompressed payload.
+        decompressed: true,
+    };
+    let temp = fetch_verified(&wanted, source, folder, progress)?;
     temp.persist(&dest)
         .map_err(|e| DataError::io(&dest, e.error))?;
     Ok(true)
@@ -352,7 +351,68 @@ pub fn unpack_archive(
     Ok(())
 }
 
-fn fetch_archive(folder: &Path, source: &FetchSource, progress: bool) -> Result<bool> {
+/// One file to fetch and how to check it.
+struct Wanted<'a> {
+    /// The dataset's folder name (in a mirror).
+    folder_name: &'a str,
+    /// The file's name.
+    name: &'a str,
+    /// Its official address.
+    url: &'a str,
+    /// Its published SHA-256.
+    sha256: &'a str,
+    /// Whether the checksum is of the decompressed content (gzip files) rather than of the
+    /// file itself (archives).
+    decompressed: bool,
+}
+
+/// Downloads or copies `wanted` into a temporary file in `folder` and checks its checksum;
+/// on a mismatch the temporary file is removed.
+fn fetch_verified(
+    wanted: &Wanted,
+    source: &FetchSource,
+    folder: &Path,
+    progress: bool,
+) -> Result<NamedTempFile> {
+    let (reader, len, what) = open_source(source, wanted.folder_name, wanted.name, wanted.url)?;
+    let temp = download_to_temp(reader, len, &what, folder, progress)?;
+    let found = if wanted.decompressed {
+        file_sha256(temp.path())?
+    } else {
+        let file = File::open(temp.path()).map_err(|e| DataError::io(temp.path(), e))?;
+        sha256_hex(BufReader::new(file)).map_err(|e| DataError::io(temp.path(), e))?
+    };
+    if found != wanted.sha256 {
+        return Err(DataError::Checksum {
+            path: PathBuf::from(what),
+            expected: wanted.sha256.to_string(),
+            found,
+        });
+    }
+    Ok(temp)
+}
+
+/// Fetches `archive` (a file of the mirror folder `folder_name`, or its official address),
+/// checks the archive's own SHA-256, and unpacks it into `folder`.
+pub fn fetch_archive(
+    archive: &Archive,
+    folder_name: &str,
+    folder: &Path,
+    source: &FetchSource,
+    progress: bool,
+) -> Result<()> {
+    let wanted = Wanted {
+        folder_name,
+        name: archive.name,
+        url: archive.url,
+        sha256: archive.sha256,
+        decompressed: false,
+    };
+    let temp = fetch_verified(&wanted, source, folder, progress)?;
+    unpack_archive(temp.path(), archive, folder, progress)
+}
+
+fn fetch_cifar10(folder: &Path, source: &FetchSource, progress: bool) -> Result<bool> {
     for archive in [CIFAR10_OFFICIAL, CIFAR10_MIRROR] {
         if folder.join(archive.unpacks_to).is_dir()
             && verify_manifest(folder, archive.unpacks_to).is_ok()
@@ -372,22 +432,13 @@ fn fetch_archive(folder: &Path, source: &FetchSource, progress: bool) -> Result<
         }
         FetchSource::MirrorUrl(_) => CIFAR10_MIRROR,
     };
-    let (reader, len, what) = open_source(
-        source,
+    fetch_archive(
+        &archive,
         DatasetName::Cifar10.folder(),
-        archive.name,
-        archive.url,
+        folder,
+        source,
+        progress,
     )?;
-    let temp = download_to_temp(reader, len, &what, folder, progress)?;
-    let found = file_sha256(temp.path())?;
-    if found != archive.sha256 {
-        return Err(DataError::Checksum {
-            path: PathBuf::from(what),
-            expected: archive.sha256.to_string(),
-            found,
-        });
-    }
-    unpack_archive(temp.path(), &archive, folder, progress)?;
     Ok(true)
 }
 
@@ -404,7 +455,7 @@ pub fn fetch_dataset(
     remove_partials(&folder);
     let mut fetched = 0;
     if name == DatasetName::Cifar10 {
-        fetched += fetch_archive(&folder, source, progress)? as usize;
+        fetched += fetch_cifar10(&folder, source, progress)? as usize;
     } else {
         for file in name.files() {
             fetched += fetch_file(file, name.folder(), &folder, source, progress)? as usize;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 
 use data::catalog::{Archive, DatasetName};
-use data::fetch::{unpack_archive, verify_manifest};
+use data::fetch::{fetch_archive, sha256_hex, unpack_archive, verify_manifest};
 use data::{FetchOutcome, FetchSource, fetch_dataset, verify_dataset};
 
 fn committed_iris() -> Vec<u8> {
@@ -219,4 +219,51 @@ fn unpacks_archives_atomically_with_a_manifest() {
         .to_string();
     assert!(err.contains("no top folder elsewhere"), "{err}");
     assert!(names_in(&other).is_empty(), "{:?}", names_in(&other));
+}
+
+#[test]
+fn tar_gz_archives_are_checked_by_their_own_checksum() {
+    // The official CIFAR-10 archive is a .tar.gz whose published SHA-256 is of the
+    // compressed file, not of the tar inside.
+    let bytes = tar_gz(&[("top/data_batch_1.bin", b"records")]);
+    let sha = sha256_hex(bytes.as_slice()).unwrap();
+    let archive = Archive {
+        name: "a.tar.gz",
+        sha256: Box::leak(sha.into_boxed_str()),
+        url: "",
+        unpacks_to: "top",
+    };
+    let url = serve(vec![ok_response(&bytes)]);
+    let folder = tempfile::tempdir().unwrap();
+    fetch_archive(
+        &archive,
+        "cifar10",
+        folder.path(),
+        &FetchSource::MirrorUrl(url),
+        false,
+    )
+    .unwrap();
+    assert_eq!(names_in(folder.path()), ["top", "top.sha256"]);
+
+    let wrong = Archive {
+        sha256: "0000",
+        unpacks_to: "elsewhere",
+        ..archive
+    };
+    let url = serve(vec![ok_response(&bytes)]);
+    let other = tempfile::tempdir().unwrap();
+    let err = fetch_archive(
+        &wrong,
+        "cifar10",
+        other.path(),
+        &FetchSource::MirrorUrl(url),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("SHA-256 mismatch") && err.contains("cifar10/a.tar.gz"),
+        "{err}"
+    );
+    assert!(names_in(other.path()).is_empty());
 }
