@@ -154,26 +154,7 @@ pub fn train_model(
     config: &FitConfig,
     device: &Device,
 ) -> Result<(TrainedModel, History), ModelError> {
-    let input_scaler = fit_scaler(preprocessing.inputs, train)?;
-    let task = match &train.targets {
-        Targets::Classes { classes, .. } => Task::Classification {
-            classes: classes.clone(),
-        },
-        Targets::Values { names, .. } => Task::Regression {
-            names: names.clone(),
-            scaler: if preprocessing.scale_targets {
-                Some(TargetScaler::fit(train).map_err(|e| ModelError::Input(e.to_string()))?)
-            } else {
-                None
-            },
-        },
-    };
-    let card = ModelCard {
-        format: FORMAT,
-        spec: network.spec.clone(),
-        task,
-        input_scaler,
-    };
+    let card = ModelCard::fit(network.spec.clone(), train, preprocessing)?;
     let train_ready = card.prepare(train, true)?;
     let val_ready = validation.map(|v| card.prepare(v, true)).transpose()?;
     let FitResult { network, history } =
@@ -189,6 +170,34 @@ pub fn train_model(
 }
 
 impl ModelCard {
+    /// The card of a model with layers `spec`, its preprocessing fitted on `train`.
+    pub fn fit(
+        spec: ModelSpec,
+        train: &Samples,
+        preprocessing: Preprocessing,
+    ) -> Result<Self, ModelError> {
+        let input_scaler = fit_scaler(preprocessing.inputs, train)?;
+        let task = match &train.targets {
+            Targets::Classes { classes, .. } => Task::Classification {
+                classes: classes.clone(),
+            },
+            Targets::Values { names, .. } => Task::Regression {
+                names: names.clone(),
+                scaler: if preprocessing.scale_targets {
+                    Some(TargetScaler::fit(train).map_err(|e| ModelError::Input(e.to_string()))?)
+                } else {
+                    None
+                },
+            },
+        };
+        Ok(ModelCard {
+            format: FORMAT,
+            spec,
+            task,
+            input_scaler,
+        })
+    }
+
     /// Applies the fitted preprocessing to raw samples (and, with `targets`, standardises
     /// regression targets).
     pub fn prepare(&self, raw: &Samples, targets: bool) -> Result<Samples, ModelError> {
@@ -218,6 +227,15 @@ impl ModelCard {
 }
 
 impl TrainedModel {
+    /// A trained model from its card and network, predicting on `device`.
+    pub fn new(card: ModelCard, network: Network, device: Device) -> Self {
+        TrainedModel {
+            card,
+            network,
+            device,
+        }
+    }
+
     /// Applies the fitted preprocessing to raw samples; see [`ModelCard::prepare`].
     pub fn prepare(&self, raw: &Samples, targets: bool) -> Result<Samples, ModelError> {
         self.card.prepare(raw, targets)

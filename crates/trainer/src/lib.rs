@@ -9,6 +9,7 @@ pub mod fit;
 pub mod metrics;
 pub mod mlp;
 pub mod optim;
+pub mod stacked;
 
 pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
 pub use estimator::{

@@ -4,7 +4,7 @@
 //! classification, SGD with momentum, weights drawn from a normal distribution times beta.
 
 use burn::tensor::Device;
-use data::{Samples, Targets};
+use data::Samples;
 use models::{Activation, Init, Layer, ModelSpec, Network, Shape};
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +96,15 @@ impl Mlp {
         config
     }
 
+    /// Inputs standardised; regression targets standardised too (predictions come back in
+    /// the target's units).
+    pub fn preprocessing(&self) -> Preprocessing {
+        Preprocessing {
+            inputs: InputScaling::Standard,
+            scale_targets: self.task == MlpTask::Regression,
+        }
+    }
+
     /// Fits on raw `train` (standardised here), validating on `validation` each epoch.
     pub fn fit(
         &self,
@@ -103,27 +112,13 @@ impl Mlp {
         validation: Option<&Samples>,
         device: &Device,
     ) -> Result<(TrainedModel, History), ModelError> {
-        let outputs = match (&train.targets, self.task) {
-            (Targets::Classes { classes, .. }, MlpTask::Classification) => classes.len(),
-            (Targets::Values { width, .. }, MlpTask::Regression) => *width,
-            (_, task) => {
-                return Err(ModelError::Input(format!(
-                    "task {task:?} does not match the data's targets"
-                )));
-            }
-        };
-        let input = Shape::from_dims(&train.shape).map_err(|e| ModelError::Input(e.0))?;
-        let spec = self.spec(input, outputs);
+        let spec = self.spec_for(train)?;
         let network = Network::new(&spec, self.seed, device).map_err(|e| ModelError::Input(e.0))?;
-        let preprocessing = Preprocessing {
-            inputs: InputScaling::Standard,
-            scale_targets: self.task == MlpTask::Regression,
-        };
         train_model(
             network,
             train,
             validation,
-            preprocessing,
+            self.preprocessing(),
             &self.fit_config(),
             device,
         )

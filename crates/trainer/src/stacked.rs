@@ -1,0 +1,536 @@
+//! Trains several of report 001's MLPs at once as one stacked model. Members share the
+//! layer sizes, activation, batch size and epoch count; each keeps its own learning rate,
+//! momentum, L2 coefficient, initial weights and shuffle. Weights are stacked along a
+//! leading member dimension (`[members, inputs, units]`), so a layer is one batched matrix
+//! product for all members, and one optimiser step updates them all: a tiny MLP's step is
+//! mostly fixed cost, which this pays once per group instead of once per trial.
+//!
+//! The members are independent: the loss is the sum of their losses, so each member's
+//! gradient is the gradient of its own loss, and the result is what [`Mlp::fit`] gives
+//! each member alone (up to floating-point summation order; tested).
+
+use burn::module::Param;
+use burn::tensor::activation::{leaky_relu, log_softmax, relu, sigmoid, tanh};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use data::{Samples, Targets};
+use models::{Activation, Network};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::estimator::{ModelCard, ModelError, TrainedModel};
+use crate::fit::{EpochRecord, History, Outcome};
+use crate::metrics::{r2_from_sums, total_sum_of_squares};
+use crate::mlp::{Mlp, MlpTask};
+
+/// One layer's weights for every member: `weight` is `[members, inputs, units]`, `bias`
+/// `[members, 1, units]`, each with its velocity.
+struct StackedLayer {
+    weight: Tensor<3>,
+    bias: Tensor<3>,
+    weight_velocity: Tensor<3>,
+    bias_velocity: Tensor<3>,
+}
+
+/// Members' targets for one batch: class indices `[members, batch, 1]` or values
+/// `[members, batch, width]`.
+enum StackedTargets {
+    Classes(Tensor<3, Int>),
+    Values(Tensor<3>),
+}
+
+/// Checks that the members can train together and returns what they share.
+fn shared_shape(members: &[Mlp]) -> Result<&Mlp, ModelError> {
+    let first = members
+        .first()
+        .ok_or_else(|| ModelError::Input("no models to train".into()))?;
+    for (i, m) in members.iter().enumerate().skip(1) {
+        let differs = if m.hidden_layer != first.hidden_layer {
+            Some("hidden_layer")
+        } else if m.activation != first.activation {
+            Some("activation")
+        } else if m.batch_size != first.batch_size {
+            Some("batch_size")
+        } else if m.epoch != first.epoch {
+            Some("epoch")
+        } else if m.task != first.task {
+            Some("task")
+        } else {
+            None
+        };
+        if let Some(field) = differs {
+            return Err(ModelError::Input(format!(
+                "models 0 and {i} differ in {field}: stacked models must share their layers, \
+                 activation, batch size, epochs and task"
+            )));
+        }
+    }
+    Ok(first)
+}
+
+fn activate(x: Tensor<3>, activation: Activation) -> Tensor<3> {
+    match activation {
+        Activation::Linear => x,
+        Activation::Relu => relu(x),
+        Activation::LeakyRelu(alpha) => leaky_relu(x, alpha as f64),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => tanh(x),
+        Activation::Softmax => burn::tensor::activation::softmax(x, 2),
+    }
+}
+
+/// The stacked forward pass: `[members, batch, inputs]` to `[members, batch, outputs]`
+/// (logits for classification).
+fn forward(layers: &[StackedLayer], input: Tensor<3>, activation: Activation) -> Tensor<3> {
+    let last = layers.len() - 1;
+    let mut x = input;
+    for (i, layer) in layers.iter().enumerate() {
+        x = x.matmul(layer.weight.clone()) + layer.bias.clone();
+        if i < last {
+            x = activate(x, activation);
+        }
+    }
+    x
+}
+
+/// Per-member mean loss over the batch, `[members, 1, 1]`.
+fn member_losses(outputs: Tensor<3>, targets: &StackedTargets) -> Tensor<3> {
+    match targets {
+        StackedTargets::Classes(classes) => {
+            let [_, batch, _] = outputs.dims();
+            log_softmax(outputs, 2)
+                .gather(2, classes.clone())
+                .sum_dim(1)
+                .div_scalar(-(batch as f64))
+        }
+        StackedTargets::Values(y) => {
+            let [_, batch, width] = outputs.dims();
+            (outputs - y.clone())
+                .square()
+                .sum_dim(2)
+                .sum_dim(1)
+                .div_scalar((batch * width) as f64)
+        }
+    }
+}
+
+/// A `[members, 1, 1]` tensor of one value per member.
+fn per_member(values: impl Iterator<Item = f64>, device: &Device) -> Tensor<3> {
+    let v: Vec<f32> = values.map(|x| x as f32).collect();
+    let k = v.len();
+    Tensor::from_data(TensorData::new(v, [k, 1, 1]), device)
+}
+
+/// Gathers each member's batch (its own shuffle) into stacked inputs and targets.
+fn stacked_batch(
+    samples: &Samples,
+    chunks: &[&[usize]],
+    device: &Device,
+) -> (Tensor<3>, StackedTargets) {
+    let k = chunks.len();
+    let batch = chunks[0].len();
+    let n = samples.item_len();
+    let mut flat = Vec::with_capacity(k * batch * n);
+    for chunk in chunks {
+        for &i in *chunk {
+            flat.extend_from_slice(samples.item(i));
+        }
+    }
+    let inputs = Tensor::from_data(TensorData::new(flat, [k, batch, n]), device);
+    let targets = match &samples.targets {
+        Targets::Classes { labels, .. } => {
+            let idx: Vec<i64> = chunks
+                .iter()
+                .flat_map(|c| c.iter().map(|&i| labels[i] as i64))
+                .collect();
+            StackedTargets::Classes(Tensor::from_data(
+                TensorData::new(idx, [k, batch, 1]),
+                device,
+            ))
+        }
+        Targets::Values { values, width, .. } => {
+            let mut v = Vec::with_capacity(k * batch * width);
+            for chunk in chunks {
+                for &i in *chunk {
+                    v.extend_from_slice(&values[i * width..(i + 1) * width]);
+                }
+            }
+            StackedTargets::Values(Tensor::from_data(
+                TensorData::new(v, [k, batch, *width]),
+                device,
+            ))
+        }
+    };
+    (inputs, targets)
+}
+
+/// Loss and score of every member on `samples` (already prepared), without the L2 term.
+fn evaluate_stacked(
+    layers: &[StackedLayer],
+    activation: Activation,
+    samples: &Samples,
+    device: &Device,
+) -> (Vec<f64>, Vec<f64>) {
+    let k = layers[0].weight.dims()[0];
+    let all: Vec<usize> = (0..samples.len()).collect();
+    let chunks = vec![all.as_slice(); k];
+    let (inputs, targets) = stacked_batch(samples, &chunks, device);
+    let outputs = forward(layers, inputs, activation);
+    let losses = to_f64(member_losses(outputs.clone(), &targets));
+    let scores = match (&targets, &samples.targets) {
+        (StackedTargets::Classes(classes), _) => {
+            let hits = outputs.argmax(2).equal(classes.clone()).int().sum_dim(1);
+            to_f64_int(hits)
+                .into_iter()
+                .map(|h| h / samples.len().max(1) as f64)
+                .collect()
+        }
+        (StackedTargets::Values(y), Targets::Values { values, width, .. }) => {
+            let ss_res = to_f64((outputs - y.clone()).square().sum_dim(1));
+            let ss_tot = total_sum_of_squares(values, *width);
+            ss_res
+                .chunks(*width)
+                .map(|r| r2_from_sums(r, &ss_tot))
+                .collect()
+        }
+        _ => vec![f64::NAN; k],
+    };
+    (losses, scores)
+}
+
+fn to_f64(t: Tensor<3>) -> Vec<f64> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+fn to_f64_int(t: Tensor<3, Int>) -> Vec<f64> {
+    t.into_data()
+        .try_into_vec_as::<i64>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|x| x as f64)
+        .collect()
+}
+
+impl Mlp {
+    /// Trains `members` together as one stacked model on raw `train` (standardised here),
+    /// validating each on `validation` after every epoch. They must share `hidden_layer`,
+    /// `activation`, `batch_size`, `epoch` and `task`; each keeps its own `eta`, `mu`,
+    /// `alpha`, `beta` and `seed`. Returns each member's trained model and history, in
+    /// order. A member whose loss stops being finite is recorded as diverged at that epoch
+    /// and the others go on.
+    pub fn fit_stacked(
+        members: &[Mlp],
+        train: &Samples,
+        validation: Option<&Samples>,
+        device: &Device,
+    ) -> Result<Vec<(TrainedModel, History)>, ModelError> {
+        let first = shared_shape(members)?;
+        if first.batch_size == 0 {
+            return Err(ModelError::Input("batch_size must be at least 1".into()));
+        }
+        if train.is_empty() {
+            return Err(ModelError::Input("no training items".into()));
+        }
+        for (i, m) in members.iter().enumerate() {
+            let valid = m.eta.is_finite()
+                && m.eta > 0.0
+                && m.mu.is_finite()
+                && (0.0..1.0).contains(&m.mu)
+                && m.alpha.is_finite()
+                && m.alpha >= 0.0;
+            if !valid {
+                return Err(ModelError::Input(format!(
+                    "model {i}: eta must be positive, mu in [0, 1) and alpha at least 0 \
+                     (got eta {}, mu {}, alpha {})",
+                    m.eta, m.mu, m.alpha
+                )));
+            }
+        }
+        let specs = members
+            .iter()
+            .map(|m| m.spec_for(train))
+            .collect::<Result<Vec<_>, _>>()?;
+        let card = ModelCard::fit(specs[0].clone(), train, first.preprocessing())?;
+        let train_ready = card.prepare(train, true)?;
+        let val_ready = validation.map(|v| card.prepare(v, true)).transpose()?;
+        let k = members.len();
+
+        // Each member starts from exactly the weights `Mlp::fit` would give it.
+        let networks = members
+            .iter()
+            .zip(&specs)
+            .map(|(m, spec)| Network::new(spec, m.seed, device))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ModelError::Input(e.0))?;
+        let train_device = device.clone().autodiff();
+        let mut layers: Vec<StackedLayer> = (0..networks[0].dense.len())
+            .map(|j| {
+                let weight = Tensor::stack::<3>(
+                    networks.iter().map(|n| n.dense[j].weight.val()).collect(),
+                    0,
+                );
+                let bias =
+                    Tensor::stack::<2>(networks.iter().map(|n| n.dense[j].bias.val()).collect(), 0)
+                        .unsqueeze_dim::<3>(1);
+                StackedLayer {
+                    weight_velocity: weight.zeros_like(),
+                    bias_velocity: bias.zeros_like(),
+                    weight: weight.autodiff().require_grad(),
+                    bias: bias.autodiff().require_grad(),
+                }
+            })
+            .collect();
+        let mut eta: Vec<f64> = members.iter().map(|m| m.eta).collect();
+        let mu = per_member(members.iter().map(|m| m.mu), device);
+        let alpha = per_member(members.iter().map(|m| m.alpha), &train_device);
+        let any_l2 = members.iter().any(|m| m.alpha > 0.0);
+
+        let mut shuffles: Vec<ChaCha8Rng> = members
+            .iter()
+            .map(|m| ChaCha8Rng::seed_from_u64(m.seed))
+            .collect();
+        let mut orders: Vec<Vec<usize>> = vec![(0..train_ready.len()).collect(); k];
+        let train_ss_tot = match &train_ready.targets {
+            Targets::Values { values, width, .. } => total_sum_of_squares(values, *width),
+            Targets::Classes { .. } => Vec::new(),
+        };
+        let mut histories: Vec<History> = (0..k)
+            .map(|_| History {
+                epochs: Vec::new(),
+                outcome: Outcome::Finished,
+            })
+            .collect();
+        let mut diverged = vec![false; k];
+        let mut snapshots: Vec<Option<Vec<(Tensor<2>, Tensor<1>)>>> = vec![None; k];
+        let n = train_ready.len();
+        let batch_size = first.batch_size;
+
+        for epoch in 1..=first.epoch {
+            let start = std::time::Instant::now();
+            for (order, rng) in orders.iter_mut().zip(&mut shuffles) {
+                order.shuffle(rng);
+            }
+            let lr = per_member(eta.iter().copied(), device);
+            let mut loss_sum: Option<Tensor<3>> = None;
+            let mut hits_sum: Option<Tensor<3, Int>> = None;
+            let mut residual_sum: Option<Tensor<3>> = None;
+            for step in 0..n.div_ceil(batch_size) {
+                let range = step * batch_size..((step + 1) * batch_size).min(n);
+                let chunks: Vec<&[usize]> = orders.iter().map(|o| &o[range.clone()]).collect();
+                let (inputs, targets) = stacked_batch(&train_ready, &chunks, &train_device);
+                let outputs = forward(&layers, inputs, first.activation);
+                let mut losses = member_losses(outputs.clone(), &targets);
+                if any_l2 {
+                    let mut penalty: Option<Tensor<3>> = None;
+                    for layer in &layers {
+                        accumulate(
+                            &mut penalty,
+                            layer.weight.clone().square().sum_dim(2).sum_dim(1),
+                        );
+                    }
+                    if let Some(p) = penalty {
+                        losses = losses + p * alpha.clone();
+                    }
+                }
+                let batch = range.len() as f64;
+                accumulate(
+                    &mut loss_sum,
+                    losses.clone().detach().inner().mul_scalar(batch),
+                );
+                match &targets {
+                    StackedTargets::Classes(classes) => accumulate(
+                        &mut hits_sum,
+                        outputs
+                            .detach()
+                            .argmax(2)
+                            .equal(classes.clone())
+                            .int()
+                            .sum_dim(1),
+                    ),
+                    StackedTargets::Values(y) => accumulate(
+                        &mut residual_sum,
+                        (outputs.detach().inner() - y.clone().inner())
+                            .square()
+                            .sum_dim(1),
+                    ),
+                }
+                let mut grads = losses.sum().backward();
+                for layer in &mut layers {
+                    let (w, wv) =
+                        sgd_momentum(&layer.weight, &layer.weight_velocity, &mut grads, &mu, &lr);
+                    let (b, bv) =
+                        sgd_momentum(&layer.bias, &layer.bias_velocity, &mut grads, &mu, &lr);
+                    *layer = StackedLayer {
+                        weight: w.autodiff().require_grad(),
+                        bias: b.autodiff().require_grad(),
+                        weight_velocity: wv,
+                        bias_velocity: bv,
+                    };
+                }
+            }
+
+            // One host read per epoch for all members.
+            let losses: Vec<f64> = loss_sum
+                .map(to_f64)
+                .unwrap_or_else(|| vec![f64::NAN; k])
+                .into_iter()
+                .map(|l| l / n as f64)
+                .collect();
+            let scores: Vec<f64> = match (hits_sum, residual_sum) {
+                (Some(h), _) => to_f64_int(h).into_iter().map(|h| h / n as f64).collect(),
+                (None, Some(r)) => to_f64(r)
+                    .chunks(train_ss_tot.len().max(1))
+                    .map(|r| r2_from_sums(r, &train_ss_tot))
+                    .collect(),
+                (None, None) => vec![f64::NAN; k],
+            };
+            let inner_layers: Vec<StackedLayer> = layers
+                .iter()
+                .map(|l| StackedLayer {
+                    weight: l.weight.clone().inner(),
+                    bias: l.bias.clone().inner(),
+                    weight_velocity: l.weight_velocity.clone(),
+                    bias_velocity: l.bias_velocity.clone(),
+                })
+                .collect();
+            let val = val_ready
+                .as_ref()
+                .map(|v| evaluate_stacked(&inner_layers, first.activation, v, device));
+            let seconds = start.elapsed().as_secs_f64();
+            let mut newly_diverged = Vec::new();
+            for i in (0..k).filter(|&i| !diverged[i]) {
+                let record = EpochRecord {
+                    epoch,
+                    loss: losses[i],
+                    score: scores[i],
+                    val_loss: val.as_ref().map(|v| v.0[i]),
+                    val_score: val.as_ref().map(|v| v.1[i]),
+                    lr: eta[i],
+                    seconds,
+                };
+                let bad =
+                    !record.loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite());
+                histories[i].epochs.push(record);
+                if bad {
+                    histories[i].outcome = Outcome::Diverged { epoch };
+                    snapshots[i] = Some(member_weights(&inner_layers, i));
+                    newly_diverged.push(i);
+                }
+            }
+            if !newly_diverged.is_empty() {
+                // A diverged member is parked at zero weights and learning rate 0, so its
+                // non-finite values cannot reach any sum the others' figures are read from.
+                for &i in &newly_diverged {
+                    diverged[i] = true;
+                    eta[i] = 0.0;
+                }
+                let keep = per_member((0..k).map(|i| if diverged[i] { 0.0 } else { 1.0 }), device);
+                for layer in &mut layers {
+                    let park = |t: Tensor<3>| {
+                        let keep = keep.clone();
+                        t.clone()
+                            .mask_fill(keep.equal_elem(0.0).expand(t.dims()), 0.0)
+                    };
+                    *layer = StackedLayer {
+                        weight: park(layer.weight.clone().inner()).autodiff().require_grad(),
+                        bias: park(layer.bias.clone().inner()).autodiff().require_grad(),
+                        weight_velocity: park(layer.weight_velocity.clone()),
+                        bias_velocity: park(layer.bias_velocity.clone()),
+                    };
+                }
+            }
+            if diverged.iter().all(|&d| d) {
+                break;
+            }
+        }
+
+        let inner_layers: Vec<StackedLayer> = layers
+            .into_iter()
+            .map(|l| StackedLayer {
+                weight: l.weight.inner(),
+                bias: l.bias.inner(),
+                weight_velocity: l.weight_velocity,
+                bias_velocity: l.bias_velocity,
+            })
+            .collect();
+        let mut results = Vec::with_capacity(k);
+        for (i, ((mut network, spec), history)) in
+            networks.into_iter().zip(specs).zip(histories).enumerate()
+        {
+            let weights = snapshots[i]
+                .take()
+                .unwrap_or_else(|| member_weights(&inner_layers, i));
+            for (dense, (w, b)) in network.dense.iter_mut().zip(weights) {
+                dense.weight = Param::from_tensor(w);
+                dense.bias = Param::from_tensor(b);
+            }
+            let mut member_card = card.clone();
+            member_card.spec = spec;
+            results.push((
+                TrainedModel::new(member_card, network, device.clone()),
+                history,
+            ));
+        }
+        Ok(results)
+    }
+
+    /// The layer list for `train`'s inputs and targets.
+    pub(crate) fn spec_for(&self, train: &Samples) -> Result<models::ModelSpec, ModelError> {
+        let outputs = match (&train.targets, self.task) {
+            (Targets::Classes { classes, .. }, MlpTask::Classification) => classes.len(),
+            (Targets::Values { width, .. }, MlpTask::Regression) => *width,
+            (_, task) => {
+                return Err(ModelError::Input(format!(
+                    "task {task:?} does not match the data's targets"
+                )));
+            }
+        };
+        let input = models::Shape::from_dims(&train.shape).map_err(|e| ModelError::Input(e.0))?;
+        Ok(self.spec(input, outputs))
+    }
+}
+
+/// Member `i`'s weights and biases, layer by layer, as a plain network holds them.
+fn member_weights(layers: &[StackedLayer], i: usize) -> Vec<(Tensor<2>, Tensor<1>)> {
+    layers
+        .iter()
+        .map(|l| {
+            let [_, inputs, units] = l.weight.dims();
+            let w = l.weight.clone().slice(i..i + 1).reshape([inputs, units]);
+            let b = l.bias.clone().slice(i..i + 1).reshape([units]);
+            (w, b)
+        })
+        .collect()
+}
+
+/// SGD with momentum (PyTorch's and Burn's form, no dampening): `v = mu * v + g`,
+/// `w = w - eta * v`, with `mu` and `eta` one per member. Returns plain (non-autodiff)
+/// weights and velocity.
+fn sgd_momentum(
+    param: &Tensor<3>,
+    velocity: &Tensor<3>,
+    grads: &mut burn::tensor::Gradients,
+    mu: &Tensor<3>,
+    lr: &Tensor<3>,
+) -> (Tensor<3>, Tensor<3>) {
+    let weight = param.clone().inner();
+    match param.grad_remove(grads) {
+        Some(g) => {
+            let v = velocity.clone() * mu.clone() + g;
+            (weight - v.clone() * lr.clone(), v)
+        }
+        None => (weight, velocity.clone()),
+    }
+}
+
+fn accumulate<T: std::ops::Add<Output = T>>(total: &mut Option<T>, value: T) {
+    *total = Some(match total.take() {
+        Some(sum) => sum + value,
+        None => value,
+    });
+}
