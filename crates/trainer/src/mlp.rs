@@ -128,7 +128,7 @@ impl Mlp {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use data::ClassNames;
+    use data::{ClassNames, Targets};
 
     fn mlp(task: MlpTask) -> Mlp {
         Mlp {
