@@ -112,7 +112,8 @@ impl Grid {
         parsed.map_err(|e| SearchError::Grid(format!("{}: {e}", path.display())))
     }
 
-    fn from_value(value: Value) -> Result<Self, SearchError> {
+    /// A grid from a JSON object of arrays (for grids embedded in larger files).
+    pub fn from_value(value: Value) -> Result<Self, SearchError> {
         let Value::Object(map) = value else {
             return Err(SearchError::Grid("a grid is a table of named lists".into()));
         };

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod grid;
+pub mod mlp;
 pub mod rank;
 pub mod runner;
 pub mod store;
@@ -14,6 +15,7 @@ pub mod table;
 
 pub use error::SearchError;
 pub use grid::{Dimension, Grid, Shard, Trial};
+pub use mlp::{MLP_PARAMS, MlpSearch};
 pub use rank::{RankBy, best, ranked};
 pub use runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_search};
 pub use store::{ResultsFile, Status, TrialRecord, merge};

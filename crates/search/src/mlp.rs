@@ -1,0 +1,221 @@
+//! Grids over report 001's MLP (`trainer::Mlp`): a trial's parameters are the MLP's own
+//! names (`hidden_layer`, `activation`, `epoch`, `eta`, `beta`, `alpha`, `mu`,
+//! `batch_size`, `seed`); what a grid leaves out comes from the search's defaults. Trials
+//! that share layers, activation, batch size and epochs train together as one stacked
+//! model (`Mlp::fit_stacked`), which is what makes a 540-trial grid of tiny MLPs fast.
+
+use burn::tensor::Device;
+use data::Samples;
+use models::Activation;
+use trainer::{History, Mlp, Outcome, TrainedModel};
+
+use crate::error::SearchError;
+use crate::grid::Trial;
+use crate::runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped};
+use crate::store::{ResultsFile, Status, TrialRecord};
+
+/// The parameter names a trial may set.
+pub const MLP_PARAMS: [&str; 9] = [
+    "hidden_layer",
+    "activation",
+    "epoch",
+    "eta",
+    "beta",
+    "alpha",
+    "mu",
+    "batch_size",
+    "seed",
+];
+
+/// A search over MLPs on fixed data.
+pub struct MlpSearch<'a> {
+    /// Training data (raw; each trial standardises it).
+    pub train: &'a Samples,
+    /// Data scored after every epoch, if any.
+    pub validation: Option<&'a Samples>,
+    /// Data scored once at the end, if any.
+    pub test: Option<&'a Samples>,
+    /// Values of the parameters a grid does not name.
+    pub defaults: Mlp,
+    /// Where to train.
+    pub device: Device,
+    /// Train trials that can share a model together (on by default; off trains one by one,
+    /// for comparison).
+    pub stacked: bool,
+    /// Most trials in one stacked model.
+    pub max_stack: usize,
+}
+
+impl<'a> MlpSearch<'a> {
+    /// A search with `defaults` for what the grid leaves out, stacking on.
+    pub fn new(train: &'a Samples, defaults: Mlp, device: Device) -> Self {
+        MlpSearch {
+            train,
+            validation: None,
+            test: None,
+            defaults,
+            device,
+            stacked: true,
+            max_stack: 64,
+        }
+    }
+
+    /// The MLP a trial describes; an unknown parameter name or a value of the wrong kind
+    /// is an error naming it.
+    pub fn mlp(&self, trial: &Trial) -> Result<Mlp, SearchError> {
+        if let Some(unknown) = trial
+            .params
+            .keys()
+            .find(|k| !MLP_PARAMS.contains(&k.as_str()))
+        {
+            return Err(SearchError::Grid(format!(
+                "unknown MLP parameter {unknown:?}: use {}",
+                MLP_PARAMS.join(", ")
+            )));
+        }
+        let d = &self.defaults;
+        let activation = match trial.params.get("activation") {
+            None => d.activation,
+            Some(v) => {
+                let text = v.as_str().ok_or_else(|| {
+                    SearchError::Grid(format!("activation {v}: write it as text, e.g. \"relu\""))
+                })?;
+                text.parse::<Activation>()
+                    .map_err(|e| SearchError::Grid(format!("activation: {e}")))?
+            }
+        };
+        let mlp = Mlp {
+            hidden_layer: trial.get_or("hidden_layer", d.hidden_layer.clone())?,
+            activation,
+            epoch: trial.get_or("epoch", d.epoch)?,
+            eta: trial.get_or("eta", d.eta)?,
+            beta: trial.get_or("beta", d.beta)?,
+            alpha: trial.get_or("alpha", d.alpha)?,
+            mu: trial.get_or("mu", d.mu)?,
+            batch_size: trial.get_or("batch_size", d.batch_size)?,
+            verbose: false,
+            task: d.task,
+            seed: trial.get_or("seed", d.seed)?,
+        };
+        if mlp.epoch == 0 || mlp.batch_size == 0 || mlp.hidden_layer.contains(&0) {
+            return Err(SearchError::Grid(format!(
+                "trial {}: epoch, batch_size and every hidden layer must be at least 1",
+                trial.index
+            )));
+        }
+        if !(mlp.eta > 0.0 && (0.0..1.0).contains(&mlp.mu) && mlp.alpha >= 0.0 && mlp.beta > 0.0)
+        {
+            return Err(SearchError::Grid(format!(
+                "trial {}: eta and beta must be positive, mu in [0, 1), alpha at least 0",
+                trial.index
+            )));
+        }
+        Ok(mlp)
+    }
+
+    /// Checks every trial before anything trains, so a typo in a grid fails at once.
+    pub fn check(&self, trials: &[Trial]) -> Result<(), SearchError> {
+        trials.iter().try_for_each(|t| self.mlp(t).map(|_| ()))
+    }
+
+    /// Trials with the same key can train as one stacked model.
+    pub fn group_key(&self, trial: &Trial) -> String {
+        match (self.stacked, self.mlp(trial)) {
+            (true, Ok(m)) => format!(
+                "{:?}|{}|{}|{}",
+                m.hidden_layer, m.activation, m.batch_size, m.epoch
+            ),
+            _ => format!("trial {}", trial.index),
+        }
+    }
+
+    /// Trains a group of trials (one stacked model, or one trial) and scores each.
+    pub fn run_group(&self, group: &[Trial]) -> Vec<TrialOutcome> {
+        let mlps: Result<Vec<Mlp>, SearchError> = group.iter().map(|t| self.mlp(t)).collect();
+        let mlps = match mlps {
+            Ok(m) => m,
+            Err(e) => return vec![TrialOutcome::failed(e.to_string()); group.len()],
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        for chunk in mlps.chunks(self.max_stack.max(1)) {
+            let trained = if chunk.len() == 1 {
+                chunk[0]
+                    .fit(self.train, self.validation, &self.device)
+                    .map(|r| vec![r])
+            } else {
+                Mlp::fit_stacked(chunk, self.train, self.validation, &self.device)
+            };
+            match trained {
+                Ok(models) => outcomes.extend(models.iter().map(|(m, h)| self.outcome(m, h))),
+                Err(e) => {
+                    outcomes.extend(vec![TrialOutcome::failed(e.to_string()); chunk.len()]);
+                }
+            }
+        }
+        outcomes
+    }
+
+    fn outcome(&self, model: &TrainedModel, history: &History) -> TrialOutcome {
+        let status = match history.outcome {
+            Outcome::Finished => Status::Finished,
+            Outcome::EarlyStopped { .. } => Status::EarlyStopped,
+            Outcome::Diverged { .. } => Status::Diverged,
+        };
+        let score = |data: Option<&Samples>| {
+            data.and_then(|d| model.evaluate(d).ok())
+                .map(|e| (e.score, e.loss))
+        };
+        let diverged = status == Status::Diverged;
+        TrialOutcome {
+            status,
+            epochs: history.epochs.len(),
+            train: if diverged {
+                None
+            } else {
+                score(Some(self.train))
+            },
+            validation: if diverged {
+                None
+            } else {
+                score(self.validation)
+            },
+            test: if diverged { None } else { score(self.test) },
+        }
+    }
+
+    /// Runs every trial not yet in `results`: groups that share a model train together,
+    /// the longest (smallest batch size) first so that workers finish together.
+    pub fn run(
+        &self,
+        trials: &[Trial],
+        results: &mut ResultsFile,
+        options: &SearchOptions,
+    ) -> Result<SearchSummary, SearchError> {
+        self.check(trials)?;
+        let mut ordered = trials.to_vec();
+        ordered.sort_by_key(|t| {
+            self.mlp(t)
+                .map(|m| usize::MAX - m.epoch * self.train.len().div_ceil(m.batch_size))
+                .unwrap_or(0)
+        });
+        run_grouped(
+            &ordered,
+            results,
+            options,
+            |t| self.group_key(t),
+            |g| self.run_group(g),
+        )
+    }
+
+    /// Trains the model of a recorded trial again (training is deterministic for a seed,
+    /// so this is the model the record describes), for saving the best one.
+    pub fn refit(&self, record: &TrialRecord) -> Result<(TrainedModel, History), SearchError> {
+        let trial = Trial {
+            index: record.index,
+            params: record.params.clone(),
+        };
+        self.mlp(&trial)?
+            .fit(self.train, self.validation, &self.device)
+            .map_err(|e| SearchError::Grid(format!("retraining trial {}: {e}", record.index)))
+    }
+}
