@@ -50,13 +50,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/iris.toml");
     let config: toml::Table = toml::from_str(&std::fs::read_to_string(config_path)?)?;
     let grid = Grid::from_value(serde_json::to_value(
-        config.get("grid").ok_or("experiments/iris.toml has no [grid]")?,
+        config
+            .get("grid")
+            .ok_or("experiments/iris.toml has no [grid]")?,
     )?)?;
     let mut trials = grid.trials();
     trials.truncate(limit);
 
     let all = DataDirs::new(None).load(DatasetName::Iris)?.train;
-    let split = stratified_split(all.targets.labels().unwrap_or(&[]), HoldOut::Fraction(0.2), 0)?;
+    let split = stratified_split(
+        all.targets.labels().unwrap_or(&[]),
+        HoldOut::Fraction(0.2),
+        0,
+    )?;
     let (train, test) = (all.subset(&split.train), all.subset(&split.held_out));
     let defaults = Mlp {
         hidden_layer: vec![10],
@@ -87,11 +93,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         trials.len(),
         train.len(),
         test.len(),
-        if stacked {
-            "stacked"
-        } else {
-            "one by one"
-        }
+        if stacked { "stacked" } else { "one by one" }
     );
     let summary = search.run(&trials, &mut results, &options)?;
     let failed = results

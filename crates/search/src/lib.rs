@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod grid;
+pub mod halving;
 pub mod mlp;
 pub mod rank;
 pub mod runner;
@@ -15,6 +16,7 @@ pub mod table;
 
 pub use error::SearchError;
 pub use grid::{Dimension, Grid, Shard, Trial};
+pub use halving::{Halving, Rung, successive_halving};
 pub use mlp::{MLP_PARAMS, MlpSearch};
 pub use rank::{RankBy, best, ranked};
 pub use runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_search};

@@ -103,8 +103,7 @@ impl<'a> MlpSearch<'a> {
                 trial.index
             )));
         }
-        if !(mlp.eta > 0.0 && (0.0..1.0).contains(&mlp.mu) && mlp.alpha >= 0.0 && mlp.beta > 0.0)
-        {
+        if !(mlp.eta > 0.0 && (0.0..1.0).contains(&mlp.mu) && mlp.alpha >= 0.0 && mlp.beta > 0.0) {
             return Err(SearchError::Grid(format!(
                 "trial {}: eta and beta must be positive, mu in [0, 1), alpha at least 0",
                 trial.index

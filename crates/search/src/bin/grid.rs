@@ -1,0 +1,372 @@
+//! `grid`: runs a grid of report 001's MLPs on a dataset, keeps every trial in a results
+//! file, prints the best trials and saves the best model. Also merges the results files of
+//! shards run on several machines, and prints the table of a results file.
+//!
+//! ```text
+//! grid run --dataset iris --grid experiments/iris.toml --results out/iris.jsonl
+//! grid run ... --shard 2/8             # the third eighth of the trials (a Slurm array task)
+//! grid merge out/shard-*.jsonl --out out/all.jsonl
+//! grid table out/all.jsonl --top 10
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, shuffle_split, stratified_split};
+use models::{Activation, DeviceChoice, select_device};
+use search::{
+    Grid, Halving, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Shard, Table,
+    TrialRecord, best, merge, successive_halving,
+};
+use trainer::{Mlp, MlpTask};
+
+#[derive(Parser)]
+#[command(name = "grid", version, about = "Grid search over report 001's MLPs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run (or resume) a search; finished trials in the results file are skipped.
+    Run(RunArgs),
+    /// Join results files (for example from shards) into one, dropping duplicates.
+    Merge {
+        /// Results files to join.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The joined file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the best trials of a results file.
+    Table(TableArgs),
+}
+
+#[derive(Args)]
+struct TableArgs {
+    /// Results file (JSON lines).
+    results: PathBuf,
+    /// Rows to print.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Which score ranks the trials.
+    #[arg(long, value_enum, default_value_t = Rank::Test)]
+    rank: Rank,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Rank {
+    Test,
+    Validation,
+}
+
+impl From<Rank> for RankBy {
+    fn from(r: Rank) -> Self {
+        match r {
+            Rank::Test => RankBy::Test,
+            Rank::Validation => RankBy::Validation,
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Dataset (iris, statlog, mnist, fashion-mnist, cifar10, diabetes).
+    #[arg(long)]
+    dataset: DatasetName,
+    /// Grid file: TOML or JSON named lists, or an experiment file with a `[grid]` table.
+    #[arg(long)]
+    grid: PathBuf,
+    /// Results file (JSON lines); created, or resumed when it exists.
+    #[arg(long)]
+    results: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run only shard I of N (`I/N`, 0 <= I < N), for splitting a grid across machines
+    /// (a Slurm array passes `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`).
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Run N trials sampled at random from the grid instead of all of them.
+    #[arg(long)]
+    sample: Option<usize>,
+    /// Seed of the sampling, the split, and every trial that does not set `seed`.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Successive halving `MIN:FACTOR`: train everything for MIN epochs, keep the best
+    /// 1/FACTOR, multiply the epochs by FACTOR, until the grid's epochs (ranked on a
+    /// validation split).
+    #[arg(long, value_parser = parse_halving)]
+    halving: Option<(usize, usize)>,
+    /// Held-out test fraction for datasets without an official test split.
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Validation fraction carved from the training data (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    validation_fraction: f64,
+    /// Train every trial alone instead of in stacked groups.
+    #[arg(long)]
+    one_by_one: bool,
+    /// Rows of the printed table.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Retrain the best trial and save the model (model.json, weights.safetensors).
+    #[arg(long)]
+    save_best: Option<PathBuf>,
+    /// Device: auto, cpu or gpu.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Folder holding the datasets (default: BURN_REPORTS_DATA, then datasets/).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_halving(text: &str) -> Result<(usize, usize), String> {
+    let (min, factor) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: write MIN:FACTOR, e.g. 10:3"))?;
+    let parse = |s: &str, what: &str| {
+        s.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{text:?}: {what} must be a whole number"))
+    };
+    Ok((parse(min, "MIN")?, parse(factor, "FACTOR")?))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Merge { inputs, out } => merge(&inputs, &out)
+            .map(|n| println!("{n} trials written to {}", out.display()))
+            .map_err(|e| e.to_string()),
+        Command::Table(args) => table(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The columns of report 001's tables.
+const COLUMNS: [&str; 13] = [
+    "hidden_layer",
+    "activation",
+    "epoch",
+    "eta",
+    "beta",
+    "alpha",
+    "mu",
+    "batch_size",
+    "test_score",
+    "train_score",
+    "train_loss",
+    "val_score",
+    "status",
+];
+
+fn table(args: &TableArgs) -> Result<(), String> {
+    let results = ResultsFile::open(&args.results).map_err(|e| e.to_string())?;
+    print_table(&results.records, args.top, args.rank.into());
+    Ok(())
+}
+
+fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) {
+    let present: Vec<&str> = COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| match *c {
+            "val_score" => records.iter().any(|r| r.val_score.is_some()),
+            "test_score" => records.iter().any(|r| r.test_score.is_some()),
+            c if MLP_PARAMS.contains(&c) => records.iter().any(|r| r.params.contains_key(c)),
+            _ => true,
+        })
+        .collect();
+    print!("{}", Table::top(records, top, &present, rank).to_markdown());
+}
+
+/// A grid file, or the `[grid]` table of an experiment file.
+fn read_grid(path: &Path) -> Result<Grid, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::to_value(table).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    let value = match value.get("grid") {
+        Some(grid) => grid.clone(),
+        None => value,
+    };
+    Grid::from_value(value).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Splits `all` into two parts, stratified for classes.
+fn hold_out(all: &Samples, fraction: f64, seed: u64) -> Result<(Samples, Samples), String> {
+    let split = match &all.targets {
+        Targets::Classes { labels, .. } => {
+            stratified_split(labels, HoldOut::Fraction(fraction), seed)
+        }
+        Targets::Values { .. } => shuffle_split(all.len(), HoldOut::Fraction(fraction), seed),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok((all.subset(&split.train), all.subset(&split.held_out)))
+}
+
+fn run(args: &RunArgs) -> Result<(), String> {
+    let grid = read_grid(&args.grid)?;
+    let mut trials = match args.sample {
+        Some(n) => grid.sample(n, args.seed),
+        None => grid.trials(),
+    };
+    if let Some(shard) = &args.shard {
+        trials = shard.select(trials);
+    }
+    let splits = DataDirs::new(args.data_dir.as_deref())
+        .load(args.dataset)
+        .map_err(|e| e.to_string())?;
+    let (train, test) = match splits.test {
+        Some(test) => (splits.train, test),
+        None => hold_out(&splits.train, args.test_fraction, args.seed)?,
+    };
+    let validation_fraction = if args.halving.is_some() && args.validation_fraction == 0.0 {
+        0.2
+    } else {
+        args.validation_fraction
+    };
+    let (train, validation) = if validation_fraction > 0.0 {
+        let (t, v) = hold_out(&train, validation_fraction, args.seed)?;
+        (t, Some(v))
+    } else {
+        (train, None)
+    };
+    let task = match train.targets {
+        Targets::Classes { .. } => MlpTask::Classification,
+        Targets::Values { .. } => MlpTask::Regression,
+    };
+    let selected = select_device(args.device).map_err(|e| e.to_string())?;
+    let defaults = Mlp {
+        hidden_layer: vec![10],
+        activation: Activation::Relu,
+        epoch: 100,
+        eta: 0.01,
+        beta: 0.3,
+        alpha: 0.0,
+        mu: 0.0,
+        batch_size: 32,
+        verbose: false,
+        task,
+        seed: args.seed,
+    };
+    let mut search = MlpSearch::new(&train, defaults, selected.device.clone());
+    search.validation = validation.as_ref();
+    search.test = Some(&test);
+    search.stacked = !args.one_by_one;
+    search.check(&trials).map_err(|e| e.to_string())?;
+
+    if let Some(parent) = args.results.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let mut results = ResultsFile::open(&args.results).map_err(|e| e.to_string())?;
+    let rank = if validation.is_some() {
+        RankBy::Validation
+    } else {
+        RankBy::Test
+    };
+    let options = SearchOptions {
+        workers: args.jobs.unwrap_or(SearchOptions::default().workers).max(1),
+        progress: !args.quiet,
+        rank,
+    };
+    println!(
+        "{}: {} trials on {} ({} train, {}{} test), {} worker(s), device {}",
+        args.grid.display(),
+        trials.len(),
+        args.dataset,
+        train.len(),
+        validation
+            .as_ref()
+            .map_or(String::new(), |v| format!("{} validation, ", v.len())),
+        test.len(),
+        options.workers,
+        selected.description
+    );
+    let records: Vec<TrialRecord> = match args.halving {
+        Some((min_epochs, factor)) => {
+            let max_epochs = trials
+                .iter()
+                .filter_map(|t| search.mlp(t).ok().map(|m| m.epoch))
+                .max()
+                .unwrap_or(min_epochs);
+            let halving = Halving {
+                min_epochs,
+                max_epochs,
+                factor,
+            };
+            let (rungs, last) = successive_halving(
+                &trials,
+                &halving,
+                &mut results,
+                &options,
+                |t| search.group_key(t),
+                |g| search.run_group(g),
+            )
+            .map_err(|e| e.to_string())?;
+            for r in &rungs {
+                println!(
+                    "rung: {} trials x {} epochs, kept {} ({} run, {} from the results file, {:.1} s)",
+                    r.trials, r.epochs, r.kept, r.summary.ran, r.summary.skipped, r.summary.seconds
+                );
+            }
+            last
+        }
+        None => {
+            let summary = search
+                .run(&trials, &mut results, &options)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{} trials run in {:.1} s, {} already in {}",
+                summary.ran,
+                summary.seconds,
+                summary.skipped,
+                args.results.display()
+            );
+            let keys: Vec<String> = trials.iter().map(|t| t.key()).collect();
+            results
+                .records
+                .iter()
+                .filter(|r| keys.contains(&r.key))
+                .cloned()
+                .collect()
+        }
+    };
+    print_table(&records, args.top, rank);
+
+    if let Some(dir) = &args.save_best {
+        let Some(record) = best(&records, rank) else {
+            return Err("no finished trial to save".into());
+        };
+        let (model, history) = search.refit(record).map_err(|e| e.to_string())?;
+        model.save(dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("history.csv"), history.to_csv())
+            .map_err(|e| format!("{}: {e}", dir.join("history.csv").display()))?;
+        let test_score = model.score(&test).map_err(|e| e.to_string())?;
+        println!(
+            "best trial {} retrained: test score {test_score:.4} (recorded {:.4}); saved to {}",
+            record.index,
+            record.test_score.unwrap_or(f64::NAN),
+            dir.display()
+        );
+    }
+    Ok(())
+}
