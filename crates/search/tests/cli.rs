@@ -56,6 +56,14 @@ fn shards_merge_into_the_whole_grid() {
             ],
         ));
     }
+    let csv = std::fs::read_to_string(dir.path().join("shard-0.top.csv")).unwrap();
+    assert!(csv.starts_with("hidden_layer,"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        5,
+        "header and the shard's 4 trials: {csv}"
+    );
+    assert!(dir.path().join("shard-0.top.md").exists());
     let a = ResultsFile::open(&dir.path().join("shard-0.jsonl")).unwrap();
     let b = ResultsFile::open(&dir.path().join("shard-1.jsonl")).unwrap();
     assert_eq!(a.records.len() + b.records.len(), 8);

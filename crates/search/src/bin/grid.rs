@@ -180,7 +180,7 @@ fn table(args: &TableArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) {
+fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) -> Table {
     let present: Vec<&str> = COLUMNS
         .iter()
         .copied()
@@ -191,7 +191,9 @@ fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) {
             _ => true,
         })
         .collect();
-    print!("{}", Table::top(records, top, &present, rank).to_markdown());
+    let table = Table::top(records, top, &present, rank);
+    print!("{}", table.to_markdown());
+    table
 }
 
 /// A grid file, or the `[grid]` table of an experiment file.
@@ -350,7 +352,12 @@ fn run(args: &RunArgs) -> Result<(), String> {
                 .collect()
         }
     };
-    print_table(&records, args.top, rank);
+    let table = print_table(&records, args.top, rank);
+    // The table beside the results file, as Markdown and CSV.
+    for (extension, text) in [("md", table.to_markdown()), ("csv", table.to_csv())] {
+        let path = args.results.with_extension(format!("top.{extension}"));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
 
     if let Some(dir) = &args.save_best {
         let Some(record) = best(&records, rank) else {
