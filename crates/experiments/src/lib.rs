@@ -1,2 +1,26 @@
-//! Experiments: one binary per report table, printing the project's figures beside the
-//! report's. (Being built: see the open issues.)
+//! Experiments: one binary per report table. Each reads its table as data from
+//! `experiments/<binary>.toml` (grid, models, the report's published figures), runs it on
+//! the chosen backend, prints the report's figure and the project's side by side, and writes
+//! the tables, every trial, histories, saved models and pictures to an output folder.
+
+pub mod cli;
+pub mod config;
+pub mod mlp_table;
+pub mod output;
+pub mod plot;
+
+pub use cli::Flags;
+
+/// Runs a binary's experiment with its parsed flags and turns an error into a message and
+/// a failing exit code.
+pub fn main_with(run: impl FnOnce(&Flags) -> Result<(), String>) -> std::process::ExitCode {
+    use clap::Parser;
+    let flags = Flags::parse();
+    match run(&flags) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

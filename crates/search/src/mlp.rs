@@ -160,9 +160,18 @@ impl<'a> MlpSearch<'a> {
             Outcome::EarlyStopped { .. } => Status::EarlyStopped,
             Outcome::Diverged { .. } => Status::Diverged,
         };
+        // Regression losses are mean squared errors in the target's own units, which
+        // users compare; classification losses are the cross-entropy.
+        let regression = matches!(model.card.task, trainer::Task::Regression { .. });
         let score = |data: Option<&Samples>| {
-            data.and_then(|d| model.evaluate(d).ok())
-                .map(|e| (e.score, e.loss))
+            let d = data?;
+            let e = model.evaluate(d).ok()?;
+            let loss = if regression {
+                model.mse(d).ok()?
+            } else {
+                e.loss
+            };
+            Some((e.score, loss))
         };
         let diverged = status == Status::Diverged;
         TrialOutcome {

@@ -1,0 +1,79 @@
+//! The flags every experiment binary takes, and where its files come from and go.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use models::DeviceChoice;
+
+/// Flags shared by the experiment binaries.
+#[derive(Debug, Clone, Parser)]
+pub struct Flags {
+    /// Experiment file (default: experiments/<binary>.toml). Copy one to run your own study.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The same table at small scale (data subset, fewer epochs and trials), in about a
+    /// minute on a laptop CPU; its table is labelled quick.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the Keras-style summary of every model in the run, without training.
+    #[arg(long)]
+    pub summary: bool,
+    /// Train every model for this many epochs instead of the file's.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub epochs: Option<u32>,
+    /// Run at most this many grid trials (the report's rows first).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Seed of the split, the initial weights, the shuffle and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads for grids (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+    /// Device: auto, cpu or gpu (gpu needs the `wgpu` feature).
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Folder holding the datasets (default: BURN_REPORTS_DATA, then datasets/).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Output folder (default: out/<binary>, or out/<binary>-quick with --quick).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Best trials listed beside the report's rows.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+impl Flags {
+    /// The experiment file: `--config`, else `experiments/<name>.toml` under the current
+    /// folder, else the repository's copy.
+    pub fn config_path(&self, name: &str) -> PathBuf {
+        if let Some(p) = &self.config {
+            return p.clone();
+        }
+        let local = Path::new("experiments").join(format!("{name}.toml"));
+        if local.exists() {
+            return local;
+        }
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../experiments")
+            .join(format!("{name}.toml"))
+    }
+
+    /// The output folder.
+    pub fn out_dir(&self, name: &str) -> PathBuf {
+        match &self.out {
+            Some(p) => p.clone(),
+            None if self.quick => Path::new("out").join(format!("{name}-quick")),
+            None => Path::new("out").join(name),
+        }
+    }
+
+    /// Worker threads.
+    pub fn workers(&self) -> usize {
+        self.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |j| j as usize,
+        )
+    }
+}

@@ -1,0 +1,192 @@
+//! Experiment files: a report table as data. The dataset and split, the grid, the report's
+//! published rows and final model with their figures, the choices made where the report
+//! is silent, and how `--quick` shrinks the run. Users copy one to run their own study.
+
+use std::path::Path;
+
+use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, shuffle_split, stratified_split};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// An error reading or using an experiment file; the message names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// How the data is split into training and test parts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// `official` (the dataset's own test set), `stratified` (class-balanced hold-out) or
+    /// `random`.
+    pub kind: SplitKind,
+    /// Held-out fraction for `stratified` and `random`.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+
+/// The kinds of split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitKind {
+    /// The dataset's own test set.
+    Official,
+    /// A class-stratified hold-out.
+    Stratified,
+    /// A shuffled hold-out (regression).
+    Random,
+}
+
+/// How `--quick` shrinks a run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuickConfig {
+    /// Training items kept (a stratified subset); 0 keeps all.
+    #[serde(default)]
+    pub train_items: usize,
+    /// Test items kept; 0 keeps all.
+    #[serde(default)]
+    pub test_items: usize,
+    /// Epochs of every model (at most).
+    pub epochs: usize,
+    /// Grid trials besides the report's rows.
+    #[serde(default)]
+    pub extra_trials: usize,
+}
+
+/// A report table of MLP grid results (report 001's Tables 1-4, and the diabetes study).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpTableConfig {
+    /// The table's caption.
+    pub title: String,
+    /// Which report it comes from.
+    pub report: String,
+    /// The dataset's name (iris, statlog, mnist, fashion-mnist, cifar10, diabetes).
+    pub dataset: String,
+    /// Choices made where the report is silent, printed under the table.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The split.
+    pub split: SplitConfig,
+    /// The grid: named lists of report 001's MLP parameters.
+    pub grid: toml::Table,
+    /// Values of parameters the grid does not list.
+    #[serde(default)]
+    pub defaults: toml::Table,
+    /// The report's rows: parameters and figures (`test_score`, `train_score`, `loss`, ...).
+    #[serde(default)]
+    pub published: Vec<toml::Table>,
+    /// The report's final model, trained after the grid.
+    #[serde(default, rename = "final")]
+    pub final_model: Option<FinalModel>,
+    /// Figures of other tools on the same split (for example scikit-learn), shown beside.
+    #[serde(default)]
+    pub baselines: Vec<toml::Table>,
+    /// The `--quick` scale.
+    pub quick: QuickConfig,
+}
+
+/// The report's final model: its parameters and published figures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalModel {
+    /// MLP parameters.
+    pub params: toml::Table,
+    /// The report's figures (`train_score`, `test_score`).
+    #[serde(default)]
+    pub published: toml::Table,
+}
+
+/// Reads a TOML file into `T`, naming the file in any error.
+pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "{}: {e} (pass --config FILE, or run from the repository root)",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+/// A TOML table as a JSON object (the form grids and trials use).
+pub fn to_json(table: &toml::Table) -> Map<String, Value> {
+    match serde_json::to_value(table) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The dataset name, checked.
+pub fn dataset(name: &str) -> Result<DatasetName, ConfigError> {
+    name.parse()
+        .map_err(|e: data::DataError| ConfigError(format!("dataset: {e}")))
+}
+
+/// Training and test data for a split, each shrunk to at most `train_items` /
+/// `test_items` (class-stratified) when those are non-zero.
+pub fn load_split(
+    dirs: &DataDirs,
+    dataset: DatasetName,
+    split: &SplitConfig,
+    seed: u64,
+    limits: Option<(usize, usize)>,
+) -> Result<(Samples, Samples), ConfigError> {
+    let splits = dirs.load(dataset).map_err(|e| ConfigError(e.to_string()))?;
+    let (train, test) = match (split.kind, splits.test) {
+        (SplitKind::Official, Some(test)) => (splits.train, test),
+        (SplitKind::Official, None) => {
+            return Err(ConfigError(format!(
+                "{dataset} has no official test split: use kind = \"stratified\" or \"random\""
+            )));
+        }
+        (kind, _) => hold_out(
+            &splits.train,
+            kind,
+            HoldOut::Fraction(split.test_fraction),
+            seed,
+        )?,
+    };
+    Ok(match limits {
+        None => (train, test),
+        Some((train_items, test_items)) => (
+            subset(train, train_items, seed)?,
+            subset(test, test_items, seed)?,
+        ),
+    })
+}
+
+/// Splits `all`, stratified for classes unless `kind` is random.
+pub fn hold_out(
+    all: &Samples,
+    kind: SplitKind,
+    held_out: HoldOut,
+    seed: u64,
+) -> Result<(Samples, Samples), ConfigError> {
+    let split = match (&all.targets, kind) {
+        (Targets::Classes { labels, .. }, SplitKind::Stratified) => {
+            stratified_split(labels, held_out, seed)
+        }
+        _ => shuffle_split(all.len(), held_out, seed),
+    }
+    .map_err(|e| ConfigError(format!("split: {e}")))?;
+    Ok((all.subset(&split.train), all.subset(&split.held_out)))
+}
+
+/// At most `items` of `all` (stratified for classes); 0 or more than there are keeps all.
+fn subset(all: Samples, items: usize, seed: u64) -> Result<Samples, ConfigError> {
+    if items == 0 || items >= all.len() {
+        return Ok(all);
+    }
+    let (kept, _) = hold_out(
+        &all,
+        SplitKind::Stratified,
+        HoldOut::Count(all.len() - items),
+        seed,
+    )?;
+    Ok(kept)
+}

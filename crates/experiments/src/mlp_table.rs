@@ -1,0 +1,565 @@
+//! Report 001's MLP tables (and the diabetes regression study): run the grid, put the
+//! project's figures beside each published row, list the best trials, train the report's
+//! final model, and write everything to the output folder.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use data::{DataDirs, Samples, Targets};
+use models::{Activation, Shape, select_device};
+use search::halving::with_epochs;
+use search::{
+    Grid, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Table, Trial, TrialRecord,
+    ranked,
+};
+use serde_json::{Map, Value};
+use trainer::{History, Mlp, MlpTask, TrainedModel};
+
+use crate::cli::Flags;
+use crate::config::{self, MlpTableConfig};
+use crate::output::{Output, format_value};
+use crate::plot;
+
+/// Columns of report 001's tables, in its order.
+const PARAM_COLUMNS: [&str; 8] = [
+    "hidden_layer",
+    "activation",
+    "epoch",
+    "eta",
+    "beta",
+    "alpha",
+    "mu",
+    "batch_size",
+];
+
+/// The project's figure that a published figure's name stands for.
+fn our_figure(record: &TrialRecord, name: &str) -> Option<f64> {
+    match name {
+        "test_score" | "test_accuracy" | "test_r2" => record.test_score,
+        "train_score" | "train_accuracy" | "train_r2" => record.train_score,
+        "loss" | "train_loss" | "train_mse" => record.train_loss,
+        "test_loss" | "test_mse" => record.test_loss,
+        _ => None,
+    }
+}
+
+fn mlp_params(table: &Map<String, Value>) -> Map<String, Value> {
+    table
+        .iter()
+        .filter(|(k, _)| MLP_PARAMS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Runs the MLP table experiment `name` (the binary's name) with `flags`.
+pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
+    let started = Instant::now();
+    let config_path = flags.config_path(name);
+    let config: MlpTableConfig = config::read(&config_path).map_err(|e| e.to_string())?;
+    let dataset = config::dataset(&config.dataset).map_err(|e| e.to_string())?;
+    let dirs = DataDirs::new(flags.data_dir.as_deref());
+    let limits = flags
+        .quick
+        .then_some((config.quick.train_items, config.quick.test_items));
+    let (train, test) = config::load_split(&dirs, dataset, &config.split, flags.seed, limits)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let task = match train.targets {
+        Targets::Classes { .. } => MlpTask::Classification,
+        Targets::Values { .. } => MlpTask::Regression,
+    };
+    let selected = select_device(flags.device).map_err(|e| e.to_string())?;
+    let base = Mlp {
+        hidden_layer: vec![10],
+        activation: Activation::Relu,
+        epoch: 100,
+        eta: 0.01,
+        beta: 0.3,
+        alpha: 0.0,
+        mu: 0.0,
+        batch_size: 32,
+        verbose: false,
+        task,
+        seed: flags.seed,
+    };
+    let defaults = MlpSearch::new(&train, base, selected.device.clone())
+        .mlp(&Trial {
+            index: 0,
+            params: config::to_json(&config.defaults),
+        })
+        .map_err(|e| format!("{}: [defaults]: {e}", config_path.display()))?;
+    let mut search = MlpSearch::new(&train, defaults, selected.device.clone());
+    search.test = Some(&test);
+    let grid = Grid::from_value(Value::Object(config::to_json(&config.grid)))
+        .map_err(|e| format!("{}: [grid]: {e}", config_path.display()))?;
+
+    // The report's rows first (as grid trials where the grid has them), then the rest.
+    let all = grid.trials();
+    let all_mlps: Vec<Option<Mlp>> = all.iter().map(|t| search.mlp(t).ok()).collect();
+    let mut row_trials: Vec<Trial> = Vec::new();
+    for (i, row) in config.published.iter().enumerate() {
+        let params = mlp_params(&config::to_json(row));
+        let wanted = search
+            .mlp(&Trial {
+                index: all.len() + i,
+                params: params.clone(),
+            })
+            .map_err(|e| format!("{}: published row {}: {e}", config_path.display(), i + 1))?;
+        let trial = match all_mlps.iter().position(|m| m.as_ref() == Some(&wanted)) {
+            Some(j) => all[j].clone(),
+            None => Trial {
+                index: all.len() + i,
+                params,
+            },
+        };
+        row_trials.push(trial);
+    }
+    let mut trials: Vec<Trial> = Vec::new();
+    for t in row_trials.iter().cloned() {
+        if !trials.iter().any(|x| x.key() == t.key()) {
+            trials.push(t);
+        }
+    }
+    let rest: Vec<Trial> = all
+        .iter()
+        .filter(|t| !trials.iter().any(|x| x.key() == t.key()))
+        .cloned()
+        .collect();
+    if flags.quick {
+        // An even spread over the rest of the grid, so every dimension is still visited.
+        let n = config.quick.extra_trials.min(rest.len());
+        trials.extend((0..n).map(|i| rest[i * rest.len() / n.max(1)].clone()));
+    } else {
+        trials.extend(rest);
+    }
+    if let Some(limit) = flags.limit {
+        trials.truncate((limit as usize).max(1));
+    }
+    let epochs_for = |mlp_epochs: usize| -> usize {
+        match (flags.epochs, flags.quick) {
+            (Some(e), _) => e as usize,
+            (None, true) => mlp_epochs.min(config.quick.epochs),
+            (None, false) => mlp_epochs,
+        }
+    };
+    let trials: Vec<Trial> = trials
+        .iter()
+        .map(|t| {
+            let e = search.mlp(t).map(|m| m.epoch).unwrap_or(1);
+            if epochs_for(e) == e {
+                t.clone()
+            } else {
+                with_epochs(t, epochs_for(e))
+            }
+        })
+        .collect();
+    search
+        .check(&trials)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let final_mlp = match &config.final_model {
+        Some(f) => {
+            let mut m = search
+                .mlp(&Trial {
+                    index: 0,
+                    params: config::to_json(&f.params),
+                })
+                .map_err(|e| format!("{}: [final]: {e}", config_path.display()))?;
+            m.epoch = epochs_for(m.epoch);
+            Some(m)
+        }
+        None => None,
+    };
+
+    let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
+    let outputs = match &train.targets {
+        Targets::Classes { classes, .. } => classes.len(),
+        Targets::Values { width, .. } => *width,
+    };
+    if flags.summary {
+        let mut seen: Vec<String> = Vec::new();
+        let mlps = trials
+            .iter()
+            .filter_map(|t| search.mlp(t).ok())
+            .chain(final_mlp.clone());
+        for m in mlps {
+            let spec = m.spec(input, outputs);
+            let text = spec.summary().map_err(|e| e.0)?;
+            if !seen.contains(&text) {
+                println!("{text}");
+                seen.push(text);
+            }
+        }
+        println!(
+            "{} distinct architecture(s) in {} trial(s){}",
+            seen.len(),
+            trials.len(),
+            if final_mlp.is_some() {
+                " and the final model"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
+
+    let out = Output::create(&flags.out_dir(name))?;
+    println!(
+        "{}{}\n{} trials on {} ({} train, {} test items), {} worker(s), device {}",
+        config.title,
+        if flags.quick { " [quick]" } else { "" },
+        trials.len(),
+        config.dataset,
+        train.len(),
+        test.len(),
+        flags.workers(),
+        selected.description
+    );
+    let mut results = ResultsFile::open(&out.path("trials.jsonl")).map_err(|e| e.to_string())?;
+    let options = SearchOptions {
+        workers: flags.workers(),
+        progress: true,
+        rank: RankBy::Test,
+    };
+    let summary = search
+        .run(&trials, &mut results, &options)
+        .map_err(|e| e.to_string())?;
+    if summary.skipped > 0 {
+        println!(
+            "{} trial(s) were already in {} (delete it to rerun them)",
+            summary.skipped,
+            out.path("trials.jsonl").display()
+        );
+    }
+    let keys: Vec<String> = trials.iter().map(Trial::key).collect();
+    let records: Vec<TrialRecord> = results
+        .records
+        .iter()
+        .filter(|r| keys.contains(&r.key))
+        .cloned()
+        .collect();
+
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "# {}{}\n",
+        config.title,
+        if flags.quick {
+            " (quick run: a subset of the data, fewer epochs and trials; not the report's scale)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        report,
+        "Report {}; {} ({} train, {} test items); {} trials; device {}; seed {}.\n",
+        config.report,
+        config.dataset,
+        train.len(),
+        test.len(),
+        trials.len(),
+        selected.description,
+        flags.seed
+    );
+
+    // The report's rows with the project's figures beside them.
+    let figure_names: Vec<String> = {
+        let mut names: Vec<String> = Vec::new();
+        for row in &config.published {
+            for k in row.keys() {
+                if !MLP_PARAMS.contains(&k.as_str()) && !names.contains(k) {
+                    names.push(k.clone());
+                }
+            }
+        }
+        names
+    };
+    let mut rows_table = Table {
+        header: PARAM_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        rows: Vec::new(),
+    };
+    for f in &figure_names {
+        rows_table.header.push(format!("{f} (report)"));
+        rows_table.header.push(format!("{f} (ours)"));
+    }
+    for (row, trial) in config.published.iter().zip(&row_trials) {
+        let row = config::to_json(row);
+        let trial_key = trials
+            .iter()
+            .find(|t| t.index == trial.index)
+            .map(Trial::key)
+            .unwrap_or_default();
+        let ours = records.iter().find(|r| r.key == trial_key);
+        let mut cells: Vec<String> = PARAM_COLUMNS
+            .iter()
+            .map(|c| match (c, ours) {
+                (&"epoch", Some(r)) => r.params.get("epoch").map_or("-".into(), format_value),
+                _ => row.get(*c).map_or("-".into(), format_value),
+            })
+            .collect();
+        for f in &figure_names {
+            cells.push(row.get(f).map_or("-".into(), format_value));
+            cells.push(match ours.map(|r| (our_figure(r, f), &r.status)) {
+                Some((Some(v), _)) => format!("{v:.4}"),
+                Some((None, status)) => format!("{status:?}").to_lowercase(),
+                None => "not run (--limit)".into(),
+            });
+        }
+        rows_table.rows.push(cells);
+    }
+    if !rows_table.rows.is_empty() {
+        let _ = writeln!(
+            report,
+            "## The report's rows, with this project's figures\n\n{}",
+            rows_table.to_markdown()
+        );
+    }
+
+    // The project's best trials.
+    let best = ranked(&records, RankBy::Test);
+    let score_name = if task == MlpTask::Classification {
+        "accuracy"
+    } else {
+        "R²"
+    };
+    let mut best_table = Table {
+        header: PARAM_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .chain(
+                [
+                    "test_score",
+                    "train_score",
+                    "train_loss",
+                    "test_loss",
+                    "seconds",
+                ]
+                .map(String::from),
+            )
+            .collect(),
+        rows: Vec::new(),
+    };
+    for r in best.iter().take(flags.top) {
+        let mut cells: Vec<String> = PARAM_COLUMNS
+            .iter()
+            .map(|c| {
+                r.params.get(*c).map_or_else(
+                    || {
+                        search
+                            .mlp(&Trial {
+                                index: r.index,
+                                params: r.params.clone(),
+                            })
+                            .map_or("-".into(), |m| default_cell(&m, c))
+                    },
+                    format_value,
+                )
+            })
+            .collect();
+        for v in [r.test_score, r.train_score, r.train_loss, r.test_loss] {
+            cells.push(v.map_or("-".into(), |v| format!("{v:.4}")));
+        }
+        cells.push(format!("{:.2}", r.seconds));
+        best_table.rows.push(cells);
+    }
+    let _ = writeln!(
+        report,
+        "## This project's {} best trials (test {score_name}, ties by lower test loss)\n\n{}",
+        best_table.rows.len(),
+        best_table.to_markdown()
+    );
+    let chart: Vec<(String, f64)> = best
+        .iter()
+        .take(flags.top)
+        .filter_map(|r| r.test_score.map(|s| (trial_label(r), s)))
+        .collect();
+    out.write(
+        "best-trials.svg",
+        &plot::bars(
+            &format!("{}: best trials", config.dataset),
+            &format!("test {score_name}"),
+            &chart,
+        ),
+    )?;
+
+    // The report's final model, or, where the report has none, the best trial's model.
+    let best_mlp = best.first().and_then(|r| {
+        search
+            .mlp(&Trial {
+                index: r.index,
+                params: r.params.clone(),
+            })
+            .ok()
+    });
+    let (chosen, heading, published) = match (&final_mlp, &config.final_model, best_mlp) {
+        (Some(m), Some(f), _) => (
+            Some(m.clone()),
+            "The report's final model",
+            config::to_json(&f.published),
+        ),
+        (None, _, Some(m)) => (
+            Some(m),
+            "This project's best trial, retrained and saved",
+            Map::new(),
+        ),
+        _ => (None, "", Map::new()),
+    };
+    if let Some(mlp) = &chosen {
+        let section = train_final(
+            mlp,
+            heading,
+            &train,
+            &test,
+            &selected.device,
+            &out,
+            &published,
+        )?;
+        report.push_str(&section);
+    }
+    for b in &config.baselines {
+        let _ = writeln!(
+            report,
+            "Baseline on the same split: {}\n",
+            config::to_json(b)
+                .iter()
+                .map(|(k, v)| format!("{k} {}", format_value(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !config.notes.is_empty() {
+        let _ = writeln!(report, "## Choices where the report is silent\n");
+        for n in &config.notes {
+            let _ = writeln!(report, "- {n}");
+        }
+        let _ = writeln!(report);
+    }
+    let _ = writeln!(
+        report,
+        "Run time {:.1} s ({} trial(s) trained now, {} from {}).\n\nFiles: table.md, table.csv \
+         (the report's rows), best.csv, trials.jsonl (every trial), best-trials.svg{}.",
+        started.elapsed().as_secs_f64(),
+        summary.ran,
+        summary.skipped,
+        "trials.jsonl",
+        if chosen.is_some() {
+            ", final/ (model, history.csv, curves.svg, confusion.svg)"
+        } else {
+            ""
+        }
+    );
+    out.write("table.md", &report)?;
+    out.write("table.csv", &rows_table.to_csv())?;
+    out.write("best.csv", &best_table.to_csv())?;
+    println!("\n{report}");
+    println!("written to {}", out.dir.display());
+    Ok(())
+}
+
+fn default_cell(m: &Mlp, column: &str) -> String {
+    match column {
+        "hidden_layer" => format_value(&Value::from(m.hidden_layer.clone())),
+        "activation" => m.activation.to_string(),
+        "epoch" => m.epoch.to_string(),
+        "eta" => m.eta.to_string(),
+        "beta" => m.beta.to_string(),
+        "alpha" => m.alpha.to_string(),
+        "mu" => m.mu.to_string(),
+        "batch_size" => m.batch_size.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// A short label of a trial's parameters for charts.
+fn trial_label(r: &TrialRecord) -> String {
+    r.params
+        .iter()
+        .filter(|(k, _)| k.as_str() != "epoch")
+        .map(|(_, v)| format_value(v))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Trains the report's final model, validating on the test set each epoch for the curves
+/// the report draws, saves it with its history and pictures, and returns its section of
+/// the report.
+fn train_final(
+    mlp: &Mlp,
+    heading: &str,
+    train: &Samples,
+    test: &Samples,
+    device: &burn::tensor::Device,
+    out: &Output,
+    published: &Map<String, Value>,
+) -> Result<String, String> {
+    println!(
+        "final model: MLP({}, {}, batch {}, {} epochs, eta {}, mu {}, beta {}, alpha {})",
+        format_value(&Value::from(mlp.hidden_layer.clone())),
+        mlp.activation,
+        mlp.batch_size,
+        mlp.epoch,
+        mlp.eta,
+        mlp.mu,
+        mlp.beta,
+        mlp.alpha
+    );
+    let mut verbose = mlp.clone();
+    verbose.verbose = true;
+    let started = Instant::now();
+    let (model, history): (TrainedModel, History) = verbose
+        .fit(train, Some(test), device)
+        .map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let dir = out.subdir("final")?;
+    model.save(&dir.dir).map_err(|e| e.to_string())?;
+    dir.write("history.csv", &history.to_csv())?;
+    let classification = matches!(mlp.task, MlpTask::Classification);
+    let score_name = if classification { "accuracy" } else { "R²" };
+    dir.write(
+        "curves.svg",
+        &plot::curves("final model", &history, score_name),
+    )?;
+    let train_score = model.score(train).map_err(|e| e.to_string())?;
+    let test_score = model.score(test).map_err(|e| e.to_string())?;
+    let mut section = format!("## {heading}\n\n");
+    let figure = |name: &str| published.get(name).map_or("-".into(), format_value);
+    let _ = writeln!(
+        section,
+        "| model | train {score_name} (report) | train (ours) | test {score_name} (report) | \
+         test (ours) | epochs | seconds |\n|---|---|---|---|---|---|---|\n| MLP({}, {}) | {} | \
+         {train_score:.4} | {} | {test_score:.4} | {} | {seconds:.1} |\n",
+        format_value(&Value::from(mlp.hidden_layer.clone())),
+        mlp.activation,
+        figure("train_score"),
+        figure("test_score"),
+        history.epochs.len()
+    );
+    if classification {
+        let (report, log_loss) = model
+            .classification_report(test)
+            .map_err(|e| e.to_string())?;
+        let (labels, truth) = match (model.predict(test), &test.targets) {
+            (
+                Ok(trainer::Predictions::Classes { labels, .. }),
+                Targets::Classes { labels: t, .. },
+            ) => (labels, t.clone()),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let matrix = trainer::confusion_matrix(&labels, &truth, report.names.len());
+        dir.write(
+            "confusion.svg",
+            &plot::confusion("final model, test set", &matrix, &report.names),
+        )?;
+        let text = report.to_text();
+        dir.write("classification_report.txt", &text)?;
+        let _ = writeln!(
+            section,
+            "Test set classification report (log loss {log_loss:.4}):\n\n```\n{text}```\n"
+        );
+    } else {
+        let mse = model.mse(test).map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            section,
+            "Test mean squared error {mse:.1} (target units).\n"
+        );
+    }
+    Ok(section)
+}
