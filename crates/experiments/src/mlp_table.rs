@@ -434,12 +434,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     }
     let _ = writeln!(
         report,
-        "Run time {:.1} s ({} trial(s) trained now, {} from {}).\n\nFiles: table.md, table.csv \
+        "Run time {:.1} s ({} trial(s) trained now, {} from trials.jsonl).\n\nFiles: table.md, table.csv \
          (the report's rows), best.csv, trials.jsonl (every trial), best-trials.svg{}.",
         started.elapsed().as_secs_f64(),
         summary.ran,
         summary.skipped,
-        "trials.jsonl",
         if chosen.is_some() {
             ", final/ (model, history.csv, curves.svg, confusion.svg)"
         } else {

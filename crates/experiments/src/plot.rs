@@ -78,10 +78,9 @@ fn line_panel(
             sy(fy)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>
-"##,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"##,
         left + pw / 2.0,
         top + ph + 30.0,
         escape(x_label)
@@ -246,10 +245,9 @@ pub fn bars(title: &str, axis: &str, rows: &[(String, f64)]) -> String {
         );
     }
     let bottom = top + rows.len() as f64 * (bar + 6.0) + 10.0;
-    let _ = write!(
+    let _ = writeln!(
         body,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{} (axis from {})</text>
-"##,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{} (axis from {})</text>"##,
         left + span / 2.0,
         bottom + 8.0,
         escape(axis),
