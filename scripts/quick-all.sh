@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/quick-all}
 mkdir -p "$out"
-binaries=(iris statlog mnist fashion-mlp)
+binaries=(iris statlog mnist fashion-mlp diabetes)
 cargo build --release -p experiments --bins
 for b in "${binaries[@]}"; do
   start=$(date +%s)

@@ -127,6 +127,18 @@ pub fn dataset(name: &str) -> Result<DatasetName, ConfigError> {
         .map_err(|e: data::DataError| ConfigError(format!("dataset: {e}")))
 }
 
+/// The data of a run.
+#[derive(Debug, Clone)]
+pub struct LoadedSplit {
+    /// Training data.
+    pub train: Samples,
+    /// Test data.
+    pub test: Samples,
+    /// For a hold-out split of the full data: the items (0-based rows of the dataset's file)
+    /// in each part, so that other tools can be run on exactly the same split.
+    pub indices: Option<data::Split>,
+}
+
 /// Training and test data for a split, each shrunk to at most `train_items` /
 /// `test_items` (class-stratified) when those are non-zero.
 pub fn load_split(
@@ -135,8 +147,9 @@ pub fn load_split(
     split: &SplitConfig,
     seed: u64,
     limits: Option<(usize, usize)>,
-) -> Result<(Samples, Samples), ConfigError> {
+) -> Result<LoadedSplit, ConfigError> {
     let splits = dirs.load(dataset).map_err(|e| ConfigError(e.to_string()))?;
+    let mut indices = None;
     let (train, test) = match (split.kind, splits.test) {
         (SplitKind::Official, Some(test)) => (splits.train, test),
         (SplitKind::Official, None) => {
@@ -144,19 +157,32 @@ pub fn load_split(
                 "{dataset} has no official test split: use kind = \"stratified\" or \"random\""
             )));
         }
-        (kind, _) => hold_out(
-            &splits.train,
-            kind,
-            HoldOut::Fraction(split.test_fraction),
-            seed,
-        )?,
+        (kind, _) => {
+            let parts = split_indices(
+                &splits.train,
+                kind,
+                HoldOut::Fraction(split.test_fraction),
+                seed,
+            )?;
+            let data = (
+                splits.train.subset(&parts.train),
+                splits.train.subset(&parts.held_out),
+            );
+            indices = Some(parts);
+            data
+        }
     };
     Ok(match limits {
-        None => (train, test),
-        Some((train_items, test_items)) => (
-            subset(train, train_items, seed)?,
-            subset(test, test_items, seed)?,
-        ),
+        None => LoadedSplit {
+            train,
+            test,
+            indices,
+        },
+        Some((train_items, test_items)) => LoadedSplit {
+            train: subset(train, train_items, seed)?,
+            test: subset(test, test_items, seed)?,
+            indices: None,
+        },
     })
 }
 
@@ -167,14 +193,23 @@ pub fn hold_out(
     held_out: HoldOut,
     seed: u64,
 ) -> Result<(Samples, Samples), ConfigError> {
-    let split = match (&all.targets, kind) {
+    let split = split_indices(all, kind, held_out, seed)?;
+    Ok((all.subset(&split.train), all.subset(&split.held_out)))
+}
+
+fn split_indices(
+    all: &Samples,
+    kind: SplitKind,
+    held_out: HoldOut,
+    seed: u64,
+) -> Result<data::Split, ConfigError> {
+    match (&all.targets, kind) {
         (Targets::Classes { labels, .. }, SplitKind::Stratified) => {
             stratified_split(labels, held_out, seed)
         }
         _ => shuffle_split(all.len(), held_out, seed),
     }
-    .map_err(|e| ConfigError(format!("split: {e}")))?;
-    Ok((all.subset(&split.train), all.subset(&split.held_out)))
+    .map_err(|e| ConfigError(format!("split: {e}")))
 }
 
 /// At most `items` of `all` (stratified for classes); 0 or more than there are keeps all.

@@ -61,8 +61,9 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let limits = flags
         .quick
         .then_some((config.quick.train_items, config.quick.test_items));
-    let (train, test) = config::load_split(&dirs, dataset, &config.split, flags.seed, limits)
+    let loaded = config::load_split(&dirs, dataset, &config.split, flags.seed, limits)
         .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let (train, test) = (loaded.train, loaded.test);
     let task = match train.targets {
         Targets::Classes { .. } => MlpTask::Classification,
         Targets::Values { .. } => MlpTask::Regression,
@@ -213,6 +214,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         flags.workers(),
         selected.description
     );
+    if let Some(split) = &loaded.indices {
+        // Rows of the dataset's file in each part, for running other tools on this split.
+        let json = serde_json::json!({ "train": split.train, "test": split.held_out });
+        out.write("split.json", &json.to_string())?;
+    }
     let mut results = ResultsFile::open(&out.path("trials.jsonl")).map_err(|e| e.to_string())?;
     let options = SearchOptions {
         workers: flags.workers(),
@@ -325,13 +331,17 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             .iter()
             .map(|c| c.to_string())
             .chain(
-                [
-                    "test_score",
-                    "train_score",
-                    "train_loss",
-                    "test_loss",
-                    "seconds",
-                ]
+                if task == MlpTask::Classification {
+                    [
+                        "test_score",
+                        "train_score",
+                        "train_loss",
+                        "test_loss",
+                        "seconds",
+                    ]
+                } else {
+                    ["test_r2", "train_r2", "train_mse", "test_mse", "seconds"]
+                }
                 .map(String::from),
             )
             .collect(),
@@ -440,7 +450,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         summary.ran,
         summary.skipped,
         if chosen.is_some() {
-            ", final/ (model, history.csv, curves.svg, confusion.svg)"
+            ", final/ (model, history.csv, curves.svg, and for classifiers confusion.svg)"
         } else {
             ""
         }
