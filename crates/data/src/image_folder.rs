@@ -32,6 +32,28 @@ impl Channels {
 pub fn decode_image(path: &Path, channels: Channels) -> Result<(u32, u32, Vec<f32>)> {
     let image = image::open(path)
         .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    Ok(planes_of(image, channels))
+}
+
+/// Decodes one image file and resizes it (bilinear, aspect ratio not kept) to
+/// `width x height`: a user's own picture made to look like a dataset's items.
+pub fn decode_image_resized(
+    path: &Path,
+    channels: Channels,
+    width: u32,
+    height: u32,
+) -> Result<Vec<f32>> {
+    let image = image::open(path)
+        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    let image = if (image.width(), image.height()) == (width, height) {
+        image
+    } else {
+        image.resize_exact(width, height, image::imageops::FilterType::Triangle)
+    };
+    Ok(planes_of(image, channels).2)
+}
+
+fn planes_of(image: image::DynamicImage, channels: Channels) -> (u32, u32, Vec<f32>) {
     let (w, h) = (image.width(), image.height());
     let plane = (w * h) as usize;
     let planes = match channels {
@@ -52,7 +74,7 @@ pub fn decode_image(path: &Path, channels: Channels) -> Result<(u32, u32, Vec<f3
             planes
         }
     };
-    Ok((w, h, planes))
+    (w, h, planes)
 }
 
 fn sorted_entries(dir: &Path, want_dirs: bool) -> Result<Vec<PathBuf>> {
