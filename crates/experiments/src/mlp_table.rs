@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use data::{DataDirs, Samples, Targets};
-use models::{Activation, Shape, select_device};
+use models::{Shape, select_device};
 use search::halving::with_epochs;
 use search::{
-    Grid, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Table, Trial, TrialRecord,
-    ranked,
+    Grid, MLP_COLUMNS, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Table, Trial,
+    TrialRecord, ranked,
 };
 use serde_json::{Map, Value};
 use trainer::{History, Mlp, MlpTask, TrainedModel};
@@ -19,18 +19,6 @@ use crate::cli::Flags;
 use crate::config::{self, MlpTableConfig};
 use crate::output::{Output, format_value};
 use crate::plot;
-
-/// Columns of report 001's tables, in its order.
-const PARAM_COLUMNS: [&str; 8] = [
-    "hidden_layer",
-    "activation",
-    "epoch",
-    "eta",
-    "beta",
-    "alpha",
-    "mu",
-    "batch_size",
-];
 
 /// The project's figure that a published figure's name stands for.
 fn our_figure(record: &TrialRecord, name: &str) -> Option<f64> {
@@ -69,19 +57,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         Targets::Values { .. } => MlpTask::Regression,
     };
     let selected = select_device(flags.device).map_err(|e| e.to_string())?;
-    let base = Mlp {
-        hidden_layer: vec![10],
-        activation: Activation::Relu,
-        epoch: 100,
-        eta: 0.01,
-        beta: 0.3,
-        alpha: 0.0,
-        mu: 0.0,
-        batch_size: 32,
-        verbose: false,
-        task,
-        seed: flags.seed,
-    };
+    let base = Mlp::new(task, flags.seed);
     let defaults = MlpSearch::new(&train, base, selected.device.clone())
         .mlp(&Trial {
             index: 0,
@@ -279,7 +255,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         names
     };
     let mut rows_table = Table {
-        header: PARAM_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        header: MLP_COLUMNS.iter().map(|c| c.to_string()).collect(),
         rows: Vec::new(),
     };
     for f in &figure_names {
@@ -294,7 +270,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             .map(Trial::key)
             .unwrap_or_default();
         let ours = records.iter().find(|r| r.key == trial_key);
-        let mut cells: Vec<String> = PARAM_COLUMNS
+        let mut cells: Vec<String> = MLP_COLUMNS
             .iter()
             .map(|c| match (c, ours) {
                 (&"epoch", Some(r)) => r.params.get("epoch").map_or("-".into(), format_value),
@@ -327,7 +303,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         "R²"
     };
     let mut best_table = Table {
-        header: PARAM_COLUMNS
+        header: MLP_COLUMNS
             .iter()
             .map(|c| c.to_string())
             .chain(
@@ -348,7 +324,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         rows: Vec::new(),
     };
     for r in best.iter().take(flags.top) {
-        let mut cells: Vec<String> = PARAM_COLUMNS
+        let mut cells: Vec<String> = MLP_COLUMNS
             .iter()
             .map(|c| {
                 r.params.get(*c).map_or_else(

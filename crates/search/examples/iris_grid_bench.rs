@@ -13,8 +13,7 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use data::{DataDirs, DatasetName, HoldOut, stratified_split};
-use models::Activation;
-use search::{Grid, MlpSearch, RankBy, ResultsFile, SearchOptions, Table, best};
+use search::{Grid, MLP_COLUMNS, MlpSearch, RankBy, ResultsFile, SearchOptions, Table, best};
 use trainer::{Mlp, MlpTask};
 
 /// scikit-learn's time for the same grid on this machine (seconds).
@@ -64,19 +63,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         0,
     )?;
     let (train, test) = (all.subset(&split.train), all.subset(&split.held_out));
-    let defaults = Mlp {
-        hidden_layer: vec![10],
-        activation: Activation::Relu,
-        epoch: 300,
-        eta: 0.01,
-        beta: 0.3,
-        alpha: 0.0,
-        mu: 0.0,
-        batch_size: 16,
-        verbose: false,
-        task: MlpTask::Classification,
-        seed: 0,
-    };
+    let defaults = Mlp::new(MlpTask::Classification, 0);
     let mut search = MlpSearch::new(&train, defaults, Device::flex());
     search.test = Some(&test);
     search.stacked = stacked;
@@ -124,19 +111,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         &results.records,
         5,
         &[
-            "hidden_layer",
-            "activation",
-            "epoch",
-            "eta",
-            "beta",
-            "alpha",
-            "mu",
-            "batch_size",
-            "test_score",
-            "train_score",
-            "train_loss",
-            "test_loss",
-        ],
+            MLP_COLUMNS.as_slice(),
+            &["test_score", "train_score", "train_loss", "test_loss"],
+        ]
+        .concat(),
         RankBy::Test,
     );
     print!("{}", top.to_markdown());

@@ -17,7 +17,7 @@ pub mod table;
 pub use error::SearchError;
 pub use grid::{Dimension, Grid, Shard, Trial};
 pub use halving::{Halving, Rung, successive_halving};
-pub use mlp::{MLP_PARAMS, MlpSearch};
+pub use mlp::{MLP_COLUMNS, MLP_PARAMS, MlpSearch};
 pub use rank::{RankBy, best, ranked};
 pub use runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_search};
 pub use store::{ResultsFile, Status, TrialRecord, merge};

@@ -14,6 +14,18 @@ use crate::grid::Trial;
 use crate::runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped};
 use crate::store::{ResultsFile, Status, TrialRecord};
 
+/// The columns of report 001's tables, in its order (the parameters but the seed).
+pub const MLP_COLUMNS: [&str; 8] = [
+    "hidden_layer",
+    "activation",
+    "epoch",
+    "eta",
+    "beta",
+    "alpha",
+    "mu",
+    "batch_size",
+];
+
 /// The parameter names a trial may set.
 pub const MLP_PARAMS: [&str; 9] = [
     "hidden_layer",

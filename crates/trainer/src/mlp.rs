@@ -51,6 +51,25 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// An MLP with everyday defaults (one hidden layer of 10 ReLU units, 100 epochs, eta
+    /// 0.01, no momentum, beta 0.3, no L2, batch 32): the values a grid that does not name
+    /// a parameter gets.
+    pub fn new(task: MlpTask, seed: u64) -> Self {
+        Mlp {
+            hidden_layer: vec![10],
+            activation: Activation::Relu,
+            epoch: 100,
+            eta: 0.01,
+            beta: 0.3,
+            alpha: 0.0,
+            mu: 0.0,
+            batch_size: 32,
+            verbose: false,
+            task,
+            seed,
+        }
+    }
+
     /// The layer list for inputs of `input` shape and `outputs` classes or targets.
     pub fn spec(&self, input: Shape, outputs: usize) -> ModelSpec {
         let mut layers = Vec::new();

@@ -14,10 +14,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, shuffle_split, stratified_split};
-use models::{Activation, DeviceChoice, select_device};
+use models::{DeviceChoice, select_device};
 use search::{
-    Grid, Halving, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Shard, Table,
-    TrialRecord, best, merge, successive_halving,
+    Grid, Halving, MLP_COLUMNS, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Shard,
+    Table, TrialRecord, best, merge, successive_halving,
 };
 use trainer::{Mlp, MlpTask};
 
@@ -157,16 +157,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The columns of report 001's tables.
-const COLUMNS: [&str; 13] = [
-    "hidden_layer",
-    "activation",
-    "epoch",
-    "eta",
-    "beta",
-    "alpha",
-    "mu",
-    "batch_size",
+/// The figures shown after report 001's parameter columns.
+const FIGURES: [&str; 5] = [
     "test_score",
     "train_score",
     "train_loss",
@@ -181,8 +173,9 @@ fn table(args: &TableArgs) -> Result<(), String> {
 }
 
 fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) -> Table {
-    let present: Vec<&str> = COLUMNS
+    let present: Vec<&str> = MLP_COLUMNS
         .iter()
+        .chain(&FIGURES)
         .copied()
         .filter(|c| match *c {
             "val_score" => records.iter().any(|r| r.val_score.is_some()),
@@ -257,19 +250,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         Targets::Values { .. } => MlpTask::Regression,
     };
     let selected = select_device(args.device).map_err(|e| e.to_string())?;
-    let defaults = Mlp {
-        hidden_layer: vec![10],
-        activation: Activation::Relu,
-        epoch: 100,
-        eta: 0.01,
-        beta: 0.3,
-        alpha: 0.0,
-        mu: 0.0,
-        batch_size: 32,
-        verbose: false,
-        task,
-        seed: args.seed,
-    };
+    let defaults = Mlp::new(task, args.seed);
     let mut search = MlpSearch::new(&train, defaults, selected.device.clone());
     search.validation = validation.as_ref();
     search.test = Some(&test);
