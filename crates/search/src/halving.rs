@@ -142,6 +142,7 @@ mod tests {
             train: None,
             validation: Some((score, 1.0 - score)),
             test: None,
+            final_lr: None,
         }
     }
 

@@ -200,6 +200,7 @@ impl<'a> MlpSearch<'a> {
                 score(self.validation)
             },
             test: if diverged { None } else { score(self.test) },
+            final_lr: history.epochs.last().map(|e| e.lr),
         }
     }
 

@@ -79,6 +79,7 @@ mod tests {
             val_loss: None,
             test_score: score,
             test_loss: Some(loss),
+            final_lr: None,
             seconds: 0.0,
         }
     }

@@ -27,6 +27,8 @@ pub struct TrialOutcome {
     pub validation: Option<(f64, f64)>,
     /// Test score and loss.
     pub test: Option<(f64, f64)>,
+    /// Learning rate at the end, when training changed it.
+    pub final_lr: Option<f64>,
 }
 
 impl TrialOutcome {
@@ -40,6 +42,7 @@ impl TrialOutcome {
             train: None,
             validation: None,
             test: None,
+            final_lr: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl TrialOutcome {
             val_loss: self.validation.map(|t| t.1),
             test_score: self.test.map(|t| t.0),
             test_loss: self.test.map(|t| t.1),
+            final_lr: self.final_lr,
             seconds,
         }
     }
@@ -250,6 +254,7 @@ mod tests {
             train: Some((score, 1.0 - score)),
             validation: None,
             test: Some((score, 1.0 - score)),
+            final_lr: None,
         }
     }
 

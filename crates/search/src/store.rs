@@ -54,6 +54,9 @@ pub struct TrialRecord {
     pub test_score: Option<f64>,
     /// Test loss.
     pub test_loss: Option<f64>,
+    /// Learning rate at the end (after any ReduceLROnPlateau), as Talos' `lr` column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_lr: Option<f64>,
     /// Wall seconds.
     pub seconds: f64,
 }
@@ -212,6 +215,7 @@ mod tests {
             val_loss: None,
             test_score: Some(0.8),
             test_loss: Some(0.2),
+            final_lr: None,
             seconds: 1.0,
         }
     }

@@ -24,6 +24,7 @@ fn cell(record: &TrialRecord, column: &str) -> String {
         "test_loss" => figure(record.test_loss),
         "epochs" => record.epochs.to_string(),
         "seconds" => format!("{:.1}", record.seconds),
+        "final_lr" => record.final_lr.map_or("-".to_string(), |v| v.to_string()),
         "status" => match &record.status {
             Status::Finished => "finished".into(),
             Status::EarlyStopped => "early-stopped".into(),
@@ -51,6 +52,32 @@ impl Table {
                 .map(|r| columns.iter().map(|c| cell(r, c)).collect())
                 .collect(),
         }
+    }
+
+    /// The best `k` trials by validation score in the layout of report 002's Talos tables:
+    /// `round_epochs, loss, accuracy, val_loss, val_accuracy, lr`, then `params`.
+    pub fn talos(records: &[TrialRecord], k: usize, params: &[&str]) -> Table {
+        let figures = [
+            "epochs",
+            "train_loss",
+            "train_score",
+            "val_loss",
+            "val_score",
+            "final_lr",
+        ];
+        let columns: Vec<&str> = figures.iter().chain(params).copied().collect();
+        let mut table = Table::top(records, k, &columns, RankBy::Validation);
+        for (name, talos) in table.header.iter_mut().zip([
+            "round_epochs",
+            "loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "lr",
+        ]) {
+            *name = talos.to_string();
+        }
+        table
     }
 
     /// GitHub-flavoured Markdown.
@@ -86,6 +113,41 @@ mod tests {
     use serde_json::{Map, json};
 
     #[test]
+    fn talos_layout_ranks_by_validation() {
+        let record = |i: usize, val: f64| TrialRecord {
+            key: i.to_string(),
+            index: i,
+            params: Map::from_iter([("dropout".to_string(), json!(0.3))]),
+            status: Status::EarlyStopped,
+            epochs: 45,
+            train_score: Some(0.95),
+            train_loss: Some(0.13),
+            val_score: Some(val),
+            val_loss: Some(0.3),
+            test_score: Some(0.99 - val),
+            test_loss: None,
+            final_lr: Some(1e-5),
+            seconds: 1.0,
+        };
+        let t = Table::talos(&[record(0, 0.90), record(1, 0.91)], 5, &["dropout"]);
+        assert_eq!(
+            t.header,
+            [
+                "round_epochs",
+                "loss",
+                "accuracy",
+                "val_loss",
+                "val_accuracy",
+                "lr",
+                "dropout"
+            ]
+        );
+        assert_eq!(t.rows[0][4], "0.9100");
+        assert_eq!(t.rows[0][5], "0.00001");
+        assert_eq!(t.rows[0][0], "45");
+    }
+
+    #[test]
     fn top_k_in_report_layout() {
         let mut params = Map::new();
         params.insert("hidden_layer".into(), json!([10, 10, 5]));
@@ -102,6 +164,7 @@ mod tests {
             val_loss: None,
             test_score: Some(score),
             test_loss: Some(0.2),
+            final_lr: Some(1e-4),
             seconds: 0.5,
         };
         let records = vec![record(0, 0.9), record(1, 1.0), record(2, 0.95)];
