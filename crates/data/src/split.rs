@@ -5,6 +5,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{DataError, Result};
+use crate::samples::{Samples, Targets};
 
 /// How much of the data goes to the held-out part.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,6 +33,20 @@ impl HoldOut {
             )));
         }
         Ok(n)
+    }
+}
+
+/// Splits `samples` in two: stratified by class when `stratify` is set and the targets
+/// are classes, a plain shuffle otherwise (regression, or a deliberately random split).
+pub fn split_samples(
+    samples: &Samples,
+    hold_out: HoldOut,
+    stratify: bool,
+    seed: u64,
+) -> Result<Split> {
+    match &samples.targets {
+        Targets::Classes { labels, .. } if stratify => stratified_split(labels, hold_out, seed),
+        _ => shuffle_split(samples.len(), hold_out, seed),
     }
 }
 
@@ -146,6 +161,28 @@ pub fn stratified_k_fold(labels: &[usize], k: usize, seed: u64) -> Result<Vec<Sp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_samples_stratifies_classes_only_when_asked() {
+        let labels: Vec<usize> = (0..40).map(|i| usize::from(i >= 30)).collect();
+        let samples = Samples::new(
+            (0..40).map(|i| i as f32).collect(),
+            vec![1],
+            vec![],
+            Targets::Classes {
+                labels: labels.clone(),
+                classes: crate::ClassNames::numbered(2),
+            },
+        )
+        .unwrap();
+        let split = split_samples(&samples, HoldOut::Count(8), true, 3).unwrap();
+        let ones = split.held_out.iter().filter(|&&i| labels[i] == 1).count();
+        assert_eq!((split.held_out.len(), ones), (8, 2), "a quarter of class 1");
+        assert_eq!(
+            split_samples(&samples, HoldOut::Count(8), false, 3).unwrap(),
+            shuffle_split(40, HoldOut::Count(8), 3).unwrap()
+        );
+    }
 
     fn labels() -> Vec<usize> {
         // 60 of class 0, 30 of class 1, 10 of class 2

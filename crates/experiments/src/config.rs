@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, shuffle_split, stratified_split};
+use data::{DataDirs, DatasetName, HoldOut, Samples, split_samples};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -203,13 +203,8 @@ fn split_indices(
     held_out: HoldOut,
     seed: u64,
 ) -> Result<data::Split, ConfigError> {
-    match (&all.targets, kind) {
-        (Targets::Classes { labels, .. }, SplitKind::Stratified) => {
-            stratified_split(labels, held_out, seed)
-        }
-        _ => shuffle_split(all.len(), held_out, seed),
-    }
-    .map_err(|e| ConfigError(format!("split: {e}")))
+    split_samples(all, held_out, kind == SplitKind::Stratified, seed)
+        .map_err(|e| ConfigError(format!("split: {e}")))
 }
 
 /// At most `items` of `all` (stratified for classes); 0 or more than there are keeps all.

@@ -211,13 +211,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             out.path("trials.jsonl").display()
         );
     }
-    let keys: Vec<String> = trials.iter().map(Trial::key).collect();
-    let records: Vec<TrialRecord> = results
-        .records
-        .iter()
-        .filter(|r| keys.contains(&r.key))
-        .cloned()
-        .collect();
+    let records = results.records_of(&trials);
 
     let mut report = String::new();
     let _ = writeln!(

@@ -7,5 +7,5 @@ pub mod network;
 pub mod spec;
 
 pub use device::{DeviceChoice, DeviceError, SelectedDevice, select_device};
-pub use network::Network;
+pub use network::{Network, activate};
 pub use spec::{Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError};

@@ -91,14 +91,20 @@ fn init_weights(
     }
 }
 
-fn apply_activation<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+/// Applies `activation` element-wise; softmax runs along `feature_dim` (1 for a
+/// `[batch, features]` or `[batch, channels, h, w]` value).
+pub fn activate<const D: usize>(
+    x: Tensor<D>,
+    activation: Activation,
+    feature_dim: usize,
+) -> Tensor<D> {
     match activation {
         Activation::Linear => x,
         Activation::Relu => relu(x),
         Activation::LeakyRelu(alpha) => leaky_relu(x, alpha as f64),
         Activation::Sigmoid => sigmoid(x),
         Activation::Tanh => tanh(x),
-        Activation::Softmax => softmax(x, 1),
+        Activation::Softmax => softmax(x, feature_dim),
     }
 }
 
@@ -210,7 +216,7 @@ impl Network {
                     let p = &self.dense[dense];
                     dense += 1;
                     let y = linear(x, p.weight.val(), Some(p.bias.val()));
-                    Value::Flat(apply_activation(y, skip_softmax(*activation)))
+                    Value::Flat(activate(y, skip_softmax(*activation), 1))
                 }
                 (
                     Layer::Conv {
@@ -232,7 +238,7 @@ impl Network {
                         groups: 1,
                     };
                     let y = conv2d(x, p.weight.val(), Some(p.bias.val()), options);
-                    Value::Image(apply_activation(y, skip_softmax(*activation)))
+                    Value::Image(activate(y, skip_softmax(*activation), 1))
                 }
                 (
                     Layer::Pool {
@@ -287,10 +293,10 @@ impl Network {
                 }
                 (Layer::Flatten, v @ Value::Flat(_)) => v,
                 (Layer::Activation(a), Value::Flat(x)) => {
-                    Value::Flat(apply_activation(x, skip_softmax(*a)))
+                    Value::Flat(activate(x, skip_softmax(*a), 1))
                 }
                 (Layer::Activation(a), Value::Image(x)) => {
-                    Value::Image(apply_activation(x, skip_softmax(*a)))
+                    Value::Image(activate(x, skip_softmax(*a), 1))
                 }
                 (layer, _) => unreachable!("layer {layer} was checked against its input shape"),
             };

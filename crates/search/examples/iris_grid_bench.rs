@@ -111,7 +111,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         &results.records,
         5,
         &[
-            MLP_COLUMNS.as_slice(),
+            MLP_COLUMNS,
             &["test_score", "train_score", "train_loss", "test_loss"],
         ]
         .concat(),

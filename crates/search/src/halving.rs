@@ -81,13 +81,7 @@ where
     loop {
         let rung: Vec<Trial> = survivors.iter().map(|t| with_epochs(t, epochs)).collect();
         let summary = run_grouped(&rung, results, options, &group_key, &run_group)?;
-        let keys: Vec<String> = rung.iter().map(Trial::key).collect();
-        let records: Vec<TrialRecord> = results
-            .records
-            .iter()
-            .filter(|r| keys.contains(&r.key))
-            .cloned()
-            .collect();
+        let records = results.records_of(&rung);
         let order = ranked(&records, options.rank);
         let last = epochs >= halving.max_epochs || survivors.len() <= 1;
         let keep = if last {

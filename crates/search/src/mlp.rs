@@ -14,18 +14,6 @@ use crate::grid::Trial;
 use crate::runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped};
 use crate::store::{ResultsFile, Status, TrialRecord};
 
-/// The columns of report 001's tables, in its order (the parameters but the seed).
-pub const MLP_COLUMNS: [&str; 8] = [
-    "hidden_layer",
-    "activation",
-    "epoch",
-    "eta",
-    "beta",
-    "alpha",
-    "mu",
-    "batch_size",
-];
-
 /// The parameter names a trial may set.
 pub const MLP_PARAMS: [&str; 9] = [
     "hidden_layer",
@@ -38,6 +26,9 @@ pub const MLP_PARAMS: [&str; 9] = [
     "batch_size",
     "seed",
 ];
+
+/// The columns of report 001's tables, in its order: the parameters but the seed.
+pub const MLP_COLUMNS: &[&str] = MLP_PARAMS.split_at(8).0;
 
 /// A search over MLPs on fixed data.
 pub struct MlpSearch<'a> {
@@ -215,9 +206,10 @@ impl<'a> MlpSearch<'a> {
         self.check(trials)?;
         let mut ordered = trials.to_vec();
         ordered.sort_by_key(|t| {
-            self.mlp(t)
-                .map(|m| usize::MAX - m.epoch * self.train.len().div_ceil(m.batch_size))
-                .unwrap_or(0)
+            std::cmp::Reverse(
+                self.mlp(t)
+                    .map_or(0, |m| m.epoch * self.train.len().div_ceil(m.batch_size)),
+            )
         });
         run_grouped(
             &ordered,

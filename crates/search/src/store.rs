@@ -163,6 +163,17 @@ impl ResultsFile {
         self.records.iter().any(|r| r.key == key)
     }
 
+    /// The records of `trials` (those recorded), in file order: one search's share of a
+    /// file that may hold others (earlier rungs, other grids).
+    pub fn records_of(&self, trials: &[crate::grid::Trial]) -> Vec<TrialRecord> {
+        let keys: std::collections::HashSet<String> = trials.iter().map(|t| t.key()).collect();
+        self.records
+            .iter()
+            .filter(|r| keys.contains(&r.key))
+            .cloned()
+            .collect()
+    }
+
     /// Appends one record and syncs it to disk.
     pub fn append(&mut self, record: TrialRecord) -> Result<(), SearchError> {
         let mut line = serde_json::to_string(&record).map_err(|e| SearchError::File {

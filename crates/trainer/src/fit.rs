@@ -284,7 +284,7 @@ fn batch_loss(outputs: Tensor<2>, targets: &BatchTargets, loss: Loss) -> Tensor<
 }
 
 /// Adds `value` to a running total that starts empty.
-fn accumulate<T: std::ops::Add<Output = T>>(total: &mut Option<T>, value: T) {
+pub(crate) fn accumulate<T: std::ops::Add<Output = T>>(total: &mut Option<T>, value: T) {
     *total = Some(match total.take() {
         Some(sum) => sum + value,
         None => value,

@@ -10,16 +10,16 @@
 //! each member alone (up to floating-point summation order; tested).
 
 use burn::module::Param;
-use burn::tensor::activation::{leaky_relu, log_softmax, relu, sigmoid, tanh};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use data::{Samples, Targets};
-use models::{Activation, Network};
+use models::{Activation, Network, activate};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::estimator::{ModelCard, ModelError, TrainedModel};
-use crate::fit::{EpochRecord, History, Outcome};
+use crate::fit::{EpochRecord, History, Outcome, accumulate};
 use crate::metrics::{r2_from_sums, total_sum_of_squares};
 use crate::mlp::{Mlp, MlpTask};
 
@@ -68,17 +68,6 @@ fn shared_shape(members: &[Mlp]) -> Result<&Mlp, ModelError> {
     Ok(first)
 }
 
-fn activate(x: Tensor<3>, activation: Activation) -> Tensor<3> {
-    match activation {
-        Activation::Linear => x,
-        Activation::Relu => relu(x),
-        Activation::LeakyRelu(alpha) => leaky_relu(x, alpha as f64),
-        Activation::Sigmoid => sigmoid(x),
-        Activation::Tanh => tanh(x),
-        Activation::Softmax => burn::tensor::activation::softmax(x, 2),
-    }
-}
-
 /// The stacked forward pass: `[members, batch, inputs]` to `[members, batch, outputs]`
 /// (logits for classification).
 fn forward(layers: &[StackedLayer], input: Tensor<3>, activation: Activation) -> Tensor<3> {
@@ -87,7 +76,7 @@ fn forward(layers: &[StackedLayer], input: Tensor<3>, activation: Activation) ->
     for (i, layer) in layers.iter().enumerate() {
         x = x.matmul(layer.weight.clone()) + layer.bias.clone();
         if i < last {
-            x = activate(x, activation);
+            x = activate(x, activation, 2);
         }
     }
     x
@@ -526,11 +515,4 @@ fn sgd_momentum(
         }
         None => (weight, velocity.clone()),
     }
-}
-
-fn accumulate<T: std::ops::Add<Output = T>>(total: &mut Option<T>, value: T) {
-    *total = Some(match total.take() {
-        Some(sum) => sum + value,
-        None => value,
-    });
 }

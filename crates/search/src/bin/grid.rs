@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, shuffle_split, stratified_split};
+use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, split_samples};
 use models::{DeviceChoice, select_device};
 use search::{
     Grid, Halving, MLP_COLUMNS, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Shard,
@@ -208,13 +208,8 @@ fn read_grid(path: &Path) -> Result<Grid, String> {
 
 /// Splits `all` into two parts, stratified for classes.
 fn hold_out(all: &Samples, fraction: f64, seed: u64) -> Result<(Samples, Samples), String> {
-    let split = match &all.targets {
-        Targets::Classes { labels, .. } => {
-            stratified_split(labels, HoldOut::Fraction(fraction), seed)
-        }
-        Targets::Values { .. } => shuffle_split(all.len(), HoldOut::Fraction(fraction), seed),
-    }
-    .map_err(|e| e.to_string())?;
+    let split =
+        split_samples(all, HoldOut::Fraction(fraction), true, seed).map_err(|e| e.to_string())?;
     Ok((all.subset(&split.train), all.subset(&split.held_out)))
 }
 
@@ -324,13 +319,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
                 summary.skipped,
                 args.results.display()
             );
-            let keys: Vec<String> = trials.iter().map(|t| t.key()).collect();
-            results
-                .records
-                .iter()
-                .filter(|r| keys.contains(&r.key))
-                .cloned()
-                .collect()
+            results.records_of(&trials)
         }
     };
     let table = print_table(&records, args.top, rank);
