@@ -12,7 +12,7 @@
 use burn::module::Param;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use data::{Samples, Targets};
+use data::{ItemBatcher, Samples, Targets};
 use models::{Activation, Network, activate};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -71,13 +71,39 @@ fn shared_shape(members: &[Mlp]) -> Result<&Mlp, ModelError> {
 /// The stacked forward pass: `[members, batch, inputs]` to `[members, batch, outputs]`
 /// (logits for classification).
 fn forward(layers: &[StackedLayer], input: Tensor<3>, activation: Activation) -> Tensor<3> {
-    let last = layers.len() - 1;
-    let mut x = input;
-    for (i, layer) in layers.iter().enumerate() {
-        x = x.matmul(layer.weight.clone()) + layer.bias.clone();
-        if i < last {
-            x = activate(x, activation, 2);
-        }
+    let first = input.matmul(layers[0].weight.clone()) + layers[0].bias.clone();
+    after_first_product(layers, first, activation)
+}
+
+/// The stacked forward pass when every member sees the same items `[batch, inputs]`: the
+/// first layer is one product with the members' weights side by side (`[inputs, members *
+/// units]`), so the items are never copied once per member.
+fn forward_shared(layers: &[StackedLayer], input: Tensor<2>, activation: Activation) -> Tensor<3> {
+    let [batch, _] = input.dims();
+    let [members, inputs, units] = layers[0].weight.dims();
+    let side_by_side = layers[0]
+        .weight
+        .clone()
+        .swap_dims(0, 1)
+        .reshape([inputs, members * units]);
+    let first = input
+        .matmul(side_by_side)
+        .reshape([batch, members, units])
+        .swap_dims(0, 1)
+        + layers[0].bias.clone();
+    after_first_product(layers, first, activation)
+}
+
+/// The rest of the network from the first layer's product: activation between layers,
+/// none after the last.
+fn after_first_product(
+    layers: &[StackedLayer],
+    first: Tensor<3>,
+    activation: Activation,
+) -> Tensor<3> {
+    let mut x = first;
+    for layer in &layers[1..] {
+        x = activate(x, activation, 2).matmul(layer.weight.clone()) + layer.bias.clone();
     }
     x
 }
@@ -116,9 +142,7 @@ fn stacked_batch(
     chunks: &[&[usize]],
     device: &Device,
 ) -> (Tensor<3>, StackedTargets) {
-    let k = chunks.len();
-    let batch = chunks[0].len();
-    let n = samples.item_len();
+    let (k, batch, n) = (chunks.len(), chunks[0].len(), samples.item_len());
     let mut flat = Vec::with_capacity(k * batch * n);
     for chunk in chunks {
         for &i in *chunk {
@@ -126,7 +150,18 @@ fn stacked_batch(
         }
     }
     let inputs = Tensor::from_data(TensorData::new(flat, [k, batch, n]), device);
-    let targets = match &samples.targets {
+    (inputs, stacked_batch_targets(samples, chunks, device))
+}
+
+/// Each member's targets for its batch: class indices `[members, batch, 1]` or values
+/// `[members, batch, width]`.
+fn stacked_batch_targets(
+    samples: &Samples,
+    chunks: &[&[usize]],
+    device: &Device,
+) -> StackedTargets {
+    let (k, batch) = (chunks.len(), chunks[0].len());
+    match &samples.targets {
         Targets::Classes { labels, .. } => {
             let idx: Vec<i64> = chunks
                 .iter()
@@ -149,9 +184,11 @@ fn stacked_batch(
                 device,
             ))
         }
-    };
-    (inputs, targets)
+    }
 }
+
+/// Items per evaluation chunk: bounds the memory of a large validation set.
+const EVAL_ITEMS: usize = 1024;
 
 /// Loss and score of every member on `samples` (already prepared), without the L2 term.
 fn evaluate_stacked(
@@ -161,28 +198,44 @@ fn evaluate_stacked(
     device: &Device,
 ) -> (Vec<f64>, Vec<f64>) {
     let k = layers[0].weight.dims()[0];
+    let n = samples.len().max(1) as f64;
+    let mut loss_sums = vec![0.0; k];
+    // Hits per member, or squared residuals per member and output.
+    let mut fits: Vec<f64> = Vec::new();
     let all: Vec<usize> = (0..samples.len()).collect();
-    let chunks = vec![all.as_slice(); k];
-    let (inputs, targets) = stacked_batch(samples, &chunks, device);
-    let outputs = forward(layers, inputs, activation);
-    let losses = to_f64(member_losses(outputs.clone(), &targets));
-    let scores = match (&targets, &samples.targets) {
-        (StackedTargets::Classes(classes), _) => {
-            let hits = outputs.argmax(2).equal(classes.clone()).int().sum_dim(1);
-            to_f64_int(hits)
-                .into_iter()
-                .map(|h| h / samples.len().max(1) as f64)
-                .collect()
+    for chunk in all.chunks(EVAL_ITEMS) {
+        let batch = ItemBatcher::<2>::new(&[samples.item_len()])
+            .expect("one flat dimension makes rank-2 batches")
+            .batch_indices(samples, chunk, device);
+        let outputs = forward_shared(layers, batch.inputs, activation);
+        // Targets are small: one copy per member keeps the loss code shared with training.
+        let targets = stacked_batch_targets(samples, &vec![chunk; k], device);
+        let losses = to_f64(member_losses(outputs.clone(), &targets));
+        for (sum, l) in loss_sums.iter_mut().zip(losses) {
+            *sum += l * chunk.len() as f64;
         }
-        (StackedTargets::Values(y), Targets::Values { values, width, .. }) => {
-            let ss_res = to_f64((outputs - y.clone()).square().sum_dim(1));
+        let chunk_fits = match &targets {
+            StackedTargets::Classes(classes) => {
+                to_f64_int(outputs.argmax(2).equal(classes.clone()).int().sum_dim(1))
+            }
+            StackedTargets::Values(y) => to_f64((outputs - y.clone()).square().sum_dim(1)),
+        };
+        if fits.is_empty() {
+            fits = vec![0.0; chunk_fits.len()];
+        }
+        for (sum, f) in fits.iter_mut().zip(chunk_fits) {
+            *sum += f;
+        }
+    }
+    let losses = loss_sums.into_iter().map(|l| l / n).collect();
+    let scores = match &samples.targets {
+        Targets::Classes { .. } => fits.into_iter().map(|h| h / n).collect(),
+        Targets::Values { values, width, .. } => {
             let ss_tot = total_sum_of_squares(values, *width);
-            ss_res
-                .chunks(*width)
+            fits.chunks(*width)
                 .map(|r| r2_from_sums(r, &ss_tot))
                 .collect()
         }
-        _ => vec![f64::NAN; k],
     };
     (losses, scores)
 }
@@ -378,15 +431,7 @@ impl Mlp {
                     .collect(),
                 (None, None) => vec![f64::NAN; k],
             };
-            let inner_layers: Vec<StackedLayer> = layers
-                .iter()
-                .map(|l| StackedLayer {
-                    weight: l.weight.clone().inner(),
-                    bias: l.bias.clone().inner(),
-                    weight_velocity: l.weight_velocity.clone(),
-                    bias_velocity: l.bias_velocity.clone(),
-                })
-                .collect();
+            let inner_layers = without_autodiff(&layers);
             let val = val_ready
                 .as_ref()
                 .map(|v| evaluate_stacked(&inner_layers, first.activation, v, device));
@@ -438,15 +483,7 @@ impl Mlp {
             }
         }
 
-        let inner_layers: Vec<StackedLayer> = layers
-            .into_iter()
-            .map(|l| StackedLayer {
-                weight: l.weight.inner(),
-                bias: l.bias.inner(),
-                weight_velocity: l.weight_velocity,
-                bias_velocity: l.bias_velocity,
-            })
-            .collect();
+        let inner_layers = without_autodiff(&layers);
         let mut results = Vec::with_capacity(k);
         for (i, ((mut network, spec), history)) in
             networks.into_iter().zip(specs).zip(histories).enumerate()
@@ -482,6 +519,19 @@ impl Mlp {
         let input = models::Shape::from_dims(&train.shape).map_err(|e| ModelError::Input(e.0))?;
         Ok(self.spec(input, outputs))
     }
+}
+
+/// The layers as plain tensors (no autodiff graph), for evaluation and extraction.
+fn without_autodiff(layers: &[StackedLayer]) -> Vec<StackedLayer> {
+    layers
+        .iter()
+        .map(|l| StackedLayer {
+            weight: l.weight.clone().inner(),
+            bias: l.bias.clone().inner(),
+            weight_velocity: l.weight_velocity.clone(),
+            bias_velocity: l.bias_velocity.clone(),
+        })
+        .collect()
 }
 
 /// Member `i`'s weights and biases, layer by layer, as a plain network holds them.
