@@ -27,7 +27,8 @@ pub struct Flags {
     /// Seed of the split, the initial weights, the shuffle and dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads for grids (default: all cores).
+    /// Worker threads (default: all cores for MLP grids; one for tables of Keras-style
+    /// models, whose training already uses every core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
     /// Device: auto, cpu or gpu (gpu needs the `wgpu` feature).
@@ -39,6 +40,10 @@ pub struct Flags {
     /// Output folder (default: out/<binary>, or out/<binary>-quick with --quick).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run only the sections and models whose name contains this text (tables of
+    /// Keras-style models), for example `--only pooling` or `--only "Table 5"`.
+    #[arg(long)]
+    pub only: Option<String>,
     /// Best trials listed beside the report's rows.
     #[arg(long, default_value_t = 10)]
     pub top: usize,

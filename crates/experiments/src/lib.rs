@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod config;
 pub mod mlp_table;
+pub mod model_config;
+pub mod model_table;
 pub mod output;
 pub mod plot;
 

@@ -42,6 +42,13 @@ fn mlp_params(table: &Map<String, Value>) -> Map<String, Value> {
 /// Runs the MLP table experiment `name` (the binary's name) with `flags`.
 pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let started = Instant::now();
+    if flags.only.is_some() {
+        return Err(
+            "--only picks sections and models of tables of Keras-style models; this table is \
+             one grid: use --limit, or copy its experiment file and shrink the grid"
+                .into(),
+        );
+    }
     let config_path = flags.config_path(name);
     let config: MlpTableConfig = config::read(&config_path).map_err(|e| e.to_string())?;
     let dataset = config::dataset(&config.dataset).map_err(|e| e.to_string())?;

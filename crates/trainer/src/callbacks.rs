@@ -9,10 +9,12 @@ pub enum Monitor {
     /// Training loss (lower is better).
     Loss,
     /// Training accuracy or R² (higher is better).
+    #[serde(alias = "accuracy", alias = "r2")]
     Score,
     /// Validation loss (lower is better).
     ValLoss,
     /// Validation accuracy or R² (higher is better).
+    #[serde(alias = "val_accuracy", alias = "val_r2")]
     ValScore,
 }
 

@@ -1,0 +1,870 @@
+//! Tables of Keras-style models (reports 001's CNNs, 002, 003 and 004): train every named
+//! model and every grid trial of each section, put the project's figures beside the
+//! report's rows, list the best trials, and write histories, saved models and pictures.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use data::{DataDirs, HoldOut, Samples, Targets};
+use models::{ModelSpec, Network, Shape, select_device};
+use search::{
+    Grid, RankBy, ResultsFile, SearchOptions, Status, Table, Trial, TrialOutcome, TrialRecord,
+    ranked, run_search,
+};
+use serde_json::{Map, Value};
+use trainer::{Outcome, Preprocessing, TrainedModel, Verbosity, train_model};
+
+use crate::cli::Flags;
+use crate::config::{self, SplitKind};
+use crate::model_config::{FIGURES, Layout, ModelTableConfig, Training, fill_template, model_spec};
+use crate::output::{Output, format_value};
+use crate::plot;
+
+/// One model to train: a named model or a grid trial, with everything resolved.
+#[derive(Debug, Clone)]
+struct Plan {
+    /// Index of its section.
+    section: usize,
+    /// The model's name, or the grid trial's parameters in words.
+    label: String,
+    /// Its identity in trials.jsonl.
+    trial: Trial,
+    /// Its layers.
+    spec: ModelSpec,
+    /// How it trains.
+    training: Training,
+    /// Saved with its history and pictures under models/.
+    save: bool,
+}
+
+/// A report row and the plan that answers it.
+#[derive(Debug, Clone)]
+struct Row {
+    section: usize,
+    /// The row's parameters (grids) or the model's name.
+    label: String,
+    /// The report's figures.
+    figures: Map<String, Value>,
+    /// Index into the plans.
+    plan: Option<usize>,
+}
+
+fn json(table: &toml::Table) -> Map<String, Value> {
+    config::to_json(table)
+}
+
+/// `Table 6: one convolution` as `table-6-one-convolution`.
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(80).collect()
+}
+
+/// A grid trial's parameters in words: `filters 128, kernel 11, padding same`.
+fn params_label(params: &Map<String, Value>) -> String {
+    params
+        .iter()
+        .filter(|(k, _)| k.as_str() != "section")
+        .map(|(k, v)| format!("{k} {}", format_value(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Loose equality of parameter values (numbers compared as numbers).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0),
+        _ => match (a, b) {
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+            }
+            _ => a == b,
+        },
+    }
+}
+
+/// Everything resolved from the file and the flags.
+struct Resolved {
+    plans: Vec<Plan>,
+    rows: Vec<Row>,
+}
+
+fn resolve(
+    config: &ModelTableConfig,
+    flags: &Flags,
+    input: Shape,
+    path: &Path,
+) -> Result<Resolved, String> {
+    let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
+    let file_training = json(&config.training);
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    let only = flags.only.as_ref().map(|o| o.to_lowercase());
+    let wanted = |section: &str, label: &str| {
+        only.as_ref()
+            .is_none_or(|o| section.to_lowercase().contains(o) || label.to_lowercase().contains(o))
+    };
+    for (s, section) in config.sections.iter().enumerate() {
+        if names.contains(&section.name.as_str()) {
+            return Err(at("section", format!("{:?} appears twice", section.name)));
+        }
+        names.push(&section.name);
+        let where_ = format!("section {:?}", section.name);
+        let section_training = json(&section.training);
+        let adjust = |mut t: Training| {
+            t.epochs = match (flags.epochs, flags.quick) {
+                (Some(e), _) => e as usize,
+                (None, true) => t.epochs.min(config.quick.epochs.max(1)),
+                (None, false) => t.epochs,
+            };
+            t
+        };
+        // Named models.
+        for model in &section.models {
+            let model_training = json(&model.training);
+            let training = Training::merged(&[&file_training, &section_training, &model_training])
+                .map_err(|e| at(&format!("{where_}, model {:?}", model.name), e))?;
+            let spec = model_spec(&model.name, input, &model.layers, training.init)
+                .map_err(|e| at(&where_, e))?;
+            let published = json(&model.published);
+            let plan = wanted(&section.name, &model.name).then(|| {
+                let mut params = Map::new();
+                params.insert("section".into(), Value::from(section.name.clone()));
+                params.insert("model".into(), Value::from(model.name.clone()));
+                plans.push(Plan {
+                    section: s,
+                    label: model.name.clone(),
+                    trial: Trial {
+                        index: plans.len(),
+                        params,
+                    },
+                    spec,
+                    training: adjust(training),
+                    save: section.save.unwrap_or(true),
+                });
+                plans.len() - 1
+            });
+            rows.push(Row {
+                section: s,
+                label: model.name.clone(),
+                figures: published,
+                plan,
+            });
+        }
+        // A grid over a layer template.
+        let Some(template) = &section.layers else {
+            if !section.grid.is_empty() || !section.published.is_empty() {
+                return Err(at(&where_, "a grid needs `layers`, its template".into()));
+            }
+            continue;
+        };
+        let grid = Grid::from_value(Value::Object(json(&section.grid)))
+            .map_err(|e| at(&format!("{where_}, grid"), e.to_string()))?;
+        let dims: Vec<String> = grid.dimensions.iter().map(|d| d.name.clone()).collect();
+        let make = |params: &Map<String, Value>, index: usize| -> Result<Plan, String> {
+            let training = Training::merged(&[&file_training, &section_training, params])?;
+            let label = params_label(params);
+            let layers = fill_template(template, params)?;
+            let spec = model_spec(&label, input, &layers, training.init)?;
+            let mut keyed = params.clone();
+            keyed.insert("section".into(), Value::from(section.name.clone()));
+            Ok(Plan {
+                section: s,
+                label,
+                trial: Trial {
+                    index,
+                    params: keyed,
+                },
+                spec,
+                training: adjust(training),
+                save: section.save.unwrap_or(false),
+            })
+        };
+        let all = grid.trials();
+        let mut chosen: Vec<Map<String, Value>> = Vec::new();
+        let mut row_params: Vec<Map<String, Value>> = Vec::new();
+        for (i, published) in section.published.iter().enumerate() {
+            let published = json(published);
+            let (figures, params): (Map<String, Value>, Map<String, Value>) = published
+                .into_iter()
+                .partition(|(k, _)| FIGURES.contains(&k.as_str()));
+            let missing: Vec<&String> = dims.iter().filter(|d| !params.contains_key(*d)).collect();
+            if !missing.is_empty() {
+                return Err(at(
+                    &format!("{where_}, published row {}", i + 1),
+                    format!("gives no value for {missing:?}"),
+                ));
+            }
+            let params = all
+                .iter()
+                .find(|t| {
+                    params
+                        .iter()
+                        .all(|(k, v)| t.params.get(k).is_some_and(|w| same_value(v, w)))
+                })
+                .map_or(params, |t| t.params.clone());
+            if !chosen.iter().any(|c| c == &params) {
+                chosen.push(params.clone());
+            }
+            row_params.push(params.clone());
+            rows.push(Row {
+                section: s,
+                label: params_label(&params),
+                figures,
+                plan: None,
+            });
+        }
+        let rest: Vec<Map<String, Value>> = all
+            .into_iter()
+            .map(|t| t.params)
+            .filter(|p| !chosen.contains(p))
+            .collect();
+        if flags.quick {
+            // An even spread over the rest of the grid.
+            let n = config.quick.extra_trials.min(rest.len());
+            chosen.extend((0..n).map(|i| rest[i * rest.len() / n.max(1)].clone()));
+        } else {
+            chosen.extend(rest);
+        }
+        if let Some(limit) = flags.limit {
+            chosen.truncate(limit as usize);
+        }
+        let first_row = rows.len() - row_params.len();
+        for params in chosen {
+            let plan = make(&params, plans.len()).map_err(|e| at(&where_, e))?;
+            if !wanted(&section.name, &plan.label) {
+                continue;
+            }
+            for (r, p) in row_params.iter().enumerate() {
+                if p == &params {
+                    rows[first_row + r].plan = Some(plans.len());
+                }
+            }
+            plans.push(plan);
+        }
+    }
+    Ok(Resolved { plans, rows })
+}
+
+/// The training data of a plan: the items it fits on and the ones it validates on.
+type Parts = (Samples, Option<Samples>);
+
+fn validation_parts(
+    train: &Samples,
+    plans: &[Plan],
+    seed: u64,
+) -> Result<BTreeMap<u64, Parts>, String> {
+    let mut parts = BTreeMap::new();
+    for plan in plans {
+        let v = plan.training.validation;
+        if parts.contains_key(&v.to_bits()) {
+            continue;
+        }
+        let split = if v > 0.0 {
+            let (fit, val) =
+                config::hold_out(train, SplitKind::Stratified, HoldOut::Fraction(v), seed)
+                    .map_err(|e| e.to_string())?;
+            (fit, Some(val))
+        } else {
+            (train.clone(), None)
+        };
+        parts.insert(v.to_bits(), split);
+    }
+    Ok(parts)
+}
+
+/// Trains one plan; saves it when asked; returns the figures.
+#[allow(clippy::too_many_arguments)]
+fn train_plan(
+    plan: &Plan,
+    parts: &Parts,
+    test: &Samples,
+    seed: u64,
+    verbose: Verbosity,
+    device: &burn::tensor::Device,
+    out: &Output,
+) -> Result<TrialOutcome, String> {
+    let (fit_part, val_part) = parts;
+    let network = Network::new(&plan.spec, seed, device).map_err(|e| e.0)?;
+    let config = plan.training.fit_config(seed, verbose)?;
+    let preprocessing = Preprocessing {
+        inputs: plan.training.inputs,
+        scale_targets: false,
+    };
+    let (model, history) = train_model(
+        network,
+        fit_part,
+        val_part.as_ref(),
+        preprocessing,
+        &config,
+        device,
+    )
+    .map_err(|e| e.to_string())?;
+    let histories = out.subdir("histories")?;
+    histories.write(&format!("{}.csv", trial_file(plan)), &history.to_csv())?;
+    let status = match history.outcome {
+        Outcome::Finished => Status::Finished,
+        Outcome::EarlyStopped { .. } => Status::EarlyStopped,
+        Outcome::Diverged { .. } => Status::Diverged,
+    };
+    let evaluate = |s: &Samples| model.evaluate(s).map(|e| (e.score, e.loss));
+    let train_fig = evaluate(fit_part).map_err(|e| e.to_string())?;
+    let val_fig = val_part
+        .as_ref()
+        .map(evaluate)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let test_fig = evaluate(test).map_err(|e| e.to_string())?;
+    if plan.save {
+        save_model(plan, &model, &history, test, out)?;
+    }
+    Ok(TrialOutcome {
+        status,
+        epochs: history.epochs.len(),
+        train: Some(train_fig),
+        validation: val_fig,
+        test: Some(test_fig),
+        final_lr: history.epochs.last().map(|e| e.lr),
+    })
+}
+
+/// The file name of a plan's outputs: `section--label`.
+fn trial_file(plan: &Plan) -> String {
+    let section = plan
+        .trial
+        .params
+        .get("section")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    format!("{}--{}", slug(section), slug(&plan.label))
+}
+
+fn save_model(
+    plan: &Plan,
+    model: &TrainedModel,
+    history: &trainer::History,
+    test: &Samples,
+    out: &Output,
+) -> Result<(), String> {
+    let dir = out.subdir("models")?.subdir(&trial_file(plan))?;
+    model.save(&dir.dir).map_err(|e| e.to_string())?;
+    dir.write("history.csv", &history.to_csv())?;
+    dir.write(
+        "curves.svg",
+        &plot::curves(&plan.label, history, "accuracy"),
+    )?;
+    let (report, _) = model
+        .classification_report(test)
+        .map_err(|e| e.to_string())?;
+    let labels = match model.predict(test) {
+        Ok(trainer::Predictions::Classes { labels, .. }) => labels,
+        _ => Vec::new(),
+    };
+    if let Targets::Classes { labels: truth, .. } = &test.targets {
+        let matrix = trainer::confusion_matrix(&labels, truth, report.names.len());
+        dir.write(
+            "confusion.svg",
+            &plot::confusion(&format!("{}, test set", plan.label), &matrix, &report.names),
+        )?;
+    }
+    dir.write("classification_report.txt", &report.to_text())?;
+    Ok(())
+}
+
+/// Runs the model-table experiment `name` (the binary's name) with `flags`.
+pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
+    let started = Instant::now();
+    let path = flags.config_path(name);
+    let config: ModelTableConfig = config::read(&path).map_err(|e| e.to_string())?;
+    let dataset = config::dataset(&config.dataset).map_err(|e| e.to_string())?;
+    let dirs = DataDirs::new(flags.data_dir.as_deref());
+    let limits = flags
+        .quick
+        .then_some((config.quick.train_items, config.quick.test_items));
+    let loaded = config::load_split(&dirs, dataset, &config.split, flags.seed, limits)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (train, test) = (loaded.train, loaded.test);
+    if train.num_classes().is_none() {
+        return Err(format!(
+            "{}: model tables are for classification; {} has numeric targets",
+            path.display(),
+            config.dataset
+        ));
+    }
+    let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
+    let Resolved { plans, rows } = resolve(&config, flags, input, &path)?;
+    if plans.is_empty() {
+        return Err(format!(
+            "{}: nothing to run{}",
+            path.display(),
+            flags.only.as_ref().map_or(String::new(), |o| format!(
+                " (no section or model matches --only {o:?})"
+            ))
+        ));
+    }
+    if flags.summary {
+        return print_summaries(&plans);
+    }
+    let selected = select_device(flags.device).map_err(|e| e.to_string())?;
+    let out = Output::create(&flags.out_dir(name))?;
+    let workers = flags.jobs.map_or(1, |j| j as usize);
+    println!(
+        "{}{}\n{} model(s) in {} section(s) on {} ({} train, {} test items), {} worker(s), \
+         device {}",
+        config.title,
+        if flags.quick { " [quick]" } else { "" },
+        plans.len(),
+        config.sections.len(),
+        config.dataset,
+        train.len(),
+        test.len(),
+        workers,
+        selected.description
+    );
+    let parts = validation_parts(&train, &plans, flags.seed)?;
+    let mut results = ResultsFile::open(&out.path("trials.jsonl")).map_err(|e| e.to_string())?;
+    let trials: Vec<Trial> = plans.iter().map(|p| p.trial.clone()).collect();
+    let pending = trials
+        .iter()
+        .filter(|t| !results.contains(&t.key()))
+        .count();
+    if pending < trials.len() {
+        println!(
+            "{} model(s) already in {} (delete it to rerun them)",
+            trials.len() - pending,
+            out.path("trials.jsonl").display()
+        );
+    }
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    // One worker: Keras' progress bar per epoch; several: one line per model.
+    let verbose = if workers == 1 {
+        Verbosity::Bar
+    } else {
+        Verbosity::Silent
+    };
+    let options = SearchOptions {
+        workers,
+        progress: false,
+        rank: RankBy::Test,
+    };
+    let summary = run_search(&trials, &mut results, &options, |trial| {
+        let plan = &plans[trial.index];
+        let section = &config.sections[plan.section].name;
+        if workers == 1 {
+            println!(
+                "\n{section} / {} ({} params; {})",
+                plan.label,
+                plan.spec
+                    .param_counts()
+                    .map_or("?".into(), |c| models::spec::group_thousands(c.0)),
+                plan.training.describe()
+            );
+        }
+        let t0 = Instant::now();
+        let parts = &parts[&plan.training.validation.to_bits()];
+        let outcome = train_plan(
+            plan,
+            parts,
+            &test,
+            flags.seed,
+            verbose,
+            &selected.device,
+            &out,
+        )
+        .unwrap_or_else(TrialOutcome::failed);
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        println!(
+            "[{n}/{pending}] {section} / {}: {} in {:.1} s{}",
+            plan.label,
+            match &outcome.status {
+                Status::Failed { error } => format!("FAILED ({error})"),
+                _ => format!(
+                    "test accuracy {:.4}, {} epoch(s)",
+                    outcome.test.map_or(f64::NAN, |t| t.0),
+                    outcome.epochs
+                ),
+            },
+            t0.elapsed().as_secs_f64(),
+            ""
+        );
+        outcome
+    })
+    .map_err(|e| e.to_string())?;
+    let records = results.records_of(&trials);
+    let report = write_report(
+        &config, flags, &plans, &rows, &records, &out, &test, &selected,
+    )?;
+    let mut report = report;
+    let _ = writeln!(
+        report,
+        "Run time {:.1} s ({} model(s) trained now, {} from trials.jsonl).\n\nFiles: table.md, \
+         table.csv (the report's rows), trials.jsonl (every model), histories/ (every model's \
+         per-epoch history), a chart per section, models/ (saved models with history.csv, \
+         curves.svg, confusion.svg, classification_report.txt).",
+        started.elapsed().as_secs_f64(),
+        summary.ran,
+        summary.skipped
+    );
+    out.write("table.md", &report)?;
+    println!("\n{report}");
+    println!("written to {}", out.dir.display());
+    Ok(())
+}
+
+fn print_summaries(plans: &[Plan]) -> Result<(), String> {
+    let mut seen: Vec<String> = Vec::new();
+    for plan in plans {
+        let text = plan.spec.summary().map_err(|e| e.0)?;
+        if !seen.contains(&text) {
+            println!("{}\ntraining: {}\n", text, plan.training.describe());
+            seen.push(text);
+        }
+    }
+    println!(
+        "{} distinct architecture(s) in {} model(s)",
+        seen.len(),
+        plans.len()
+    );
+    Ok(())
+}
+
+/// The project's figure that a published figure's name stands for.
+fn our_figure(record: &TrialRecord, name: &str) -> Option<f64> {
+    match name {
+        "epochs" => Some(record.epochs as f64),
+        "train_accuracy" => record.train_score,
+        "train_loss" => record.train_loss,
+        "val_accuracy" => record.val_score,
+        "val_loss" => record.val_loss,
+        "test_accuracy" => record.test_score,
+        "test_loss" => record.test_loss,
+        "lr" => record.final_lr,
+        _ => None,
+    }
+}
+
+fn figure_cell(name: &str, value: f64) -> String {
+    match name {
+        "epochs" => format!("{value:.0}"),
+        "lr" => format!("{value:.0e}"),
+        _ => format!("{value:.4}"),
+    }
+}
+
+/// Mean and standard deviation of the accuracy of a saved model on `folds` stratified
+/// folds of the test set.
+fn fold_accuracy(
+    dir: &Path,
+    test: &Samples,
+    folds: usize,
+    seed: u64,
+    device: &burn::tensor::Device,
+) -> Result<(f64, f64), String> {
+    let model = TrainedModel::load(dir, device).map_err(|e| e.to_string())?;
+    let labels = test.targets.labels().unwrap_or(&[]);
+    let splits = data::stratified_k_fold(labels, folds, seed).map_err(|e| e.to_string())?;
+    let scores: Vec<f64> = splits
+        .iter()
+        .map(|s| model.score(&test.subset(&s.held_out)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+    let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / scores.len() as f64;
+    Ok((mean, var.sqrt()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_report(
+    config: &ModelTableConfig,
+    flags: &Flags,
+    plans: &[Plan],
+    rows: &[Row],
+    records: &[TrialRecord],
+    out: &Output,
+    test: &Samples,
+    selected: &models::SelectedDevice,
+) -> Result<String, String> {
+    let record_of = |plan: Option<usize>| {
+        plan.and_then(|p| records.iter().find(|r| r.key == plans[p].trial.key()))
+    };
+    let mut report = format!(
+        "# {}{}\n\nReport {}; {}; device {}; seed {}.\n\n",
+        config.title,
+        if flags.quick {
+            " (quick run: a subset of the data, fewer epochs and trials; not the report's scale)"
+        } else {
+            ""
+        },
+        config.report,
+        config.dataset,
+        selected.description,
+        flags.seed
+    );
+    // Every figure any row publishes: the CSV's columns.
+    let mut all_figures: Vec<&str> = Vec::new();
+    for row in rows {
+        for f in FIGURES {
+            if f != "label" && row.figures.contains_key(f) && !all_figures.contains(&f) {
+                all_figures.push(f);
+            }
+        }
+    }
+    let mut csv = Table {
+        header: ["section", "row", "report's label"]
+            .into_iter()
+            .map(String::from)
+            .chain(
+                all_figures
+                    .iter()
+                    .flat_map(|f| [format!("{f} (report)"), format!("{f} (ours)")]),
+            )
+            .collect(),
+        rows: Vec::new(),
+    };
+    for (s, section) in config.sections.iter().enumerate() {
+        let section_rows: Vec<&Row> = rows.iter().filter(|r| r.section == s).collect();
+        let section_plans: Vec<&Plan> = plans.iter().filter(|p| p.section == s).collect();
+        if section_plans.is_empty() {
+            continue;
+        }
+        let _ = writeln!(report, "## {}\n", section.name);
+        let _ = writeln!(
+            report,
+            "Training: {}.\n",
+            section_plans[0].training.describe()
+        );
+        let mut figures: Vec<&str> = FIGURES
+            .iter()
+            .copied()
+            .filter(|f| *f != "label" && section_rows.iter().any(|r| r.figures.contains_key(*f)))
+            .collect();
+        if figures.is_empty() {
+            figures = vec!["epochs", "train_accuracy", "val_accuracy", "test_accuracy"];
+        }
+        let has_labels = section_rows.iter().any(|r| r.figures.contains_key("label"));
+        let mut table = Table {
+            header: vec![
+                if section.models.is_empty() {
+                    "trial".into()
+                } else {
+                    "model".into()
+                },
+                "params".into(),
+            ],
+            rows: Vec::new(),
+        };
+        if has_labels {
+            table.header.push("report's label".into());
+        }
+        for f in &figures {
+            table.header.push(format!("{f} (report)"));
+            table.header.push(format!("{f} (ours)"));
+        }
+        for row in &section_rows {
+            let record = record_of(row.plan);
+            let params = row.plan.map_or("-".into(), |p| {
+                plans[p]
+                    .spec
+                    .param_counts()
+                    .map_or("?".into(), |c| models::spec::group_thousands(c.0))
+            });
+            let mut cells = vec![row.label.clone(), params];
+            let label = row.figures.get("label").map_or("-".into(), format_value);
+            if has_labels {
+                cells.push(label.clone());
+            }
+            let mut csv_cells = vec![section.name.clone(), row.label.clone(), label];
+            for f in &all_figures {
+                let theirs = row.figures.get(*f).map_or(String::new(), format_value);
+                let ours = our_cell(record, f, row.plan.is_some());
+                if figures.contains(f) {
+                    cells.push(if theirs.is_empty() {
+                        "-".into()
+                    } else {
+                        theirs.clone()
+                    });
+                    cells.push(ours.clone());
+                }
+                csv_cells.push(theirs);
+                csv_cells.push(ours);
+            }
+            for f in figures.iter().filter(|f| !all_figures.contains(f)) {
+                cells.push("-".into());
+                cells.push(our_cell(record, f, row.plan.is_some()));
+            }
+            table.rows.push(cells);
+            csv.rows.push(csv_cells);
+        }
+        if !table.rows.is_empty() {
+            let _ = writeln!(
+                report,
+                "The report's rows, with this project's figures:\n\n{}",
+                table.to_markdown()
+            );
+        }
+        // Every trial of the section, best first.
+        let section_records: Vec<TrialRecord> = section_plans
+            .iter()
+            .filter_map(|p| records.iter().find(|r| r.key == p.trial.key()).cloned())
+            .collect();
+        let dims: Vec<String> = section.grid.keys().cloned().collect();
+        let dim_refs: Vec<&str> = dims.iter().map(String::as_str).collect();
+        if !section.grid.is_empty() {
+            let best = match section.layout {
+                Layout::Talos => {
+                    let mut t = Table::talos(&section_records, flags.top, &dim_refs);
+                    append_test_column(&mut t, &section_records, RankBy::Validation, flags.top);
+                    t
+                }
+                Layout::Report => {
+                    let columns: Vec<&str> = dim_refs
+                        .iter()
+                        .copied()
+                        .chain([
+                            "epochs",
+                            "train_score",
+                            "val_score",
+                            "test_score",
+                            "test_loss",
+                            "seconds",
+                        ])
+                        .collect();
+                    Table::top(&section_records, flags.top, &columns, RankBy::Test)
+                }
+            };
+            let _ = writeln!(
+                report,
+                "This project's {} best of {} trial(s) ({}):\n\n{}",
+                best.rows.len(),
+                section_records.len(),
+                if section.layout == Layout::Talos {
+                    "ranked by validation accuracy, Talos' columns"
+                } else {
+                    "ranked by test accuracy"
+                },
+                best.to_markdown()
+            );
+        }
+        let rank = if section.layout == Layout::Talos {
+            RankBy::Validation
+        } else {
+            RankBy::Test
+        };
+        let chart: Vec<(String, f64)> = ranked(&section_records, rank)
+            .into_iter()
+            .take(flags.top.max(1))
+            .filter_map(|r| {
+                let plan = plans.iter().find(|p| p.trial.key() == r.key)?;
+                Some((plan.label.clone(), r.test_score?))
+            })
+            .collect();
+        let chart_file = format!("{}.svg", slug(&section.name));
+        out.write(
+            &chart_file,
+            &plot::bars(&section.name, "test accuracy", &chart),
+        )?;
+        let _ = writeln!(report, "Chart: {chart_file}.\n");
+        // Saved models: k-fold figures and classification reports.
+        for plan in section_plans.iter().filter(|p| p.save) {
+            let dir = out.path("models").join(trial_file(plan));
+            if !dir.join("model.json").exists() {
+                continue;
+            }
+            if section.test_folds > 1 {
+                let (mean, sd) =
+                    fold_accuracy(&dir, test, section.test_folds, flags.seed, &selected.device)?;
+                let theirs = rows
+                    .iter()
+                    .find(|r| {
+                        r.plan
+                            .is_some_and(|p| plans[p].trial.key() == plan.trial.key())
+                    })
+                    .and_then(|r| r.figures.get("test_accuracy_folds"))
+                    .map_or("-".into(), format_value);
+                let _ = writeln!(
+                    report,
+                    "{}: test accuracy over {} stratified folds of the test set {mean:.4} ± \
+                     {sd:.4} (report: {theirs}).\n",
+                    plan.label, section.test_folds
+                );
+            }
+            let wants_report = section
+                .models
+                .iter()
+                .any(|m| m.name == plan.label && m.classification_report);
+            if wants_report
+                && let Ok(text) = std::fs::read_to_string(dir.join("classification_report.txt"))
+            {
+                let _ = writeln!(
+                    report,
+                    "{}: classification report on the test set:\n\n```\n{text}```\n",
+                    plan.label
+                );
+            }
+        }
+    }
+    if !config.notes.is_empty() {
+        let _ = writeln!(report, "## Choices where the report is silent\n");
+        for n in &config.notes {
+            let _ = writeln!(report, "- {n}");
+        }
+        let _ = writeln!(report);
+    }
+    out.write("table.csv", &csv.to_csv())?;
+    Ok(report)
+}
+
+/// This project's figure for a table cell.
+fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String {
+    match record {
+        Some(r) => match (&r.status, our_figure(r, figure)) {
+            (Status::Failed { .. }, _) => "failed".into(),
+            (_, Some(v)) => figure_cell(figure, v),
+            (_, None) => "-".into(),
+        },
+        None if planned => "not run".into(),
+        None => "not run (--limit/--only)".into(),
+    }
+}
+
+/// Adds a `test accuracy` column to a table of the best `k` records ranked by `rank`.
+fn append_test_column(table: &mut Table, records: &[TrialRecord], rank: RankBy, k: usize) {
+    table.header.push("test_accuracy".into());
+    for (row, r) in table
+        .rows
+        .iter_mut()
+        .zip(ranked(records, rank).into_iter().take(k))
+    {
+        row.push(r.test_score.map_or("-".into(), |v| format!("{v:.4}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn slugs_are_file_names() {
+        assert_eq!(slug("Table 6: one convolution"), "table-6-one-convolution");
+        assert_eq!(slug("filters 128, kernel 11"), "filters-128-kernel-11");
+    }
+
+    #[test]
+    fn values_compare_as_numbers() {
+        assert!(same_value(&json!(0.25), &json!(0.25)));
+        assert!(same_value(&json!(128), &json!(128.0)));
+        assert!(!same_value(&json!(128), &json!(64)));
+        assert!(same_value(&json!([3, 32]), &json!([3.0, 32])));
+        assert!(!same_value(&json!("same"), &json!("valid")));
+    }
+}
