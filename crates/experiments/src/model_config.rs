@@ -118,6 +118,9 @@ pub struct ModelEntry {
     /// Print its per-class classification report in the table.
     #[serde(default)]
     pub classification_report: bool,
+    /// The report's classification report of it, printed beside this project's.
+    #[serde(default)]
+    pub published_report: Option<String>,
 }
 
 /// The optimizer of a run: a name with `learning_rate` (and `momentum`, `nesterov`), or a
@@ -328,27 +331,85 @@ fn monitor_name(monitor: Monitor) -> &'static str {
     }
 }
 
-/// Replaces every `{name}` in `template` by the trial's value (lists as `a, b`), repeating
+/// A value as template text: lists as `a, b`, strings unquoted.
+fn template_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(template_text)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+/// Expands every `{name|pattern}`: the pattern once per item of the list `name`, `#`
+/// replaced by the item, joined by `; ` (`{architecture|dense(#, relu)}` with `[512, 256]`
+/// gives `dense(512, relu); dense(256, relu)`).
+fn expand_repeats(template: &str, params: &Map<String, Value>) -> Result<String, String> {
+    let mut text = template.to_string();
+    while let Some((start, bar)) = find_repeat(&text) {
+        let name = &text[start + 1..bar];
+        let mut depth = 1;
+        let mut end = None;
+        for (i, c) in text[bar + 1..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(bar + 1 + i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let end = end.ok_or_else(|| format!("layers: {{{name}|... has no closing brace"))?;
+        let pattern = &text[bar + 1..end];
+        let items = match params.get(name) {
+            Some(Value::Array(items)) => items.clone(),
+            Some(other) => vec![other.clone()],
+            None => return Err(format!("layers: {{{name}|...}} has no value in the grid")),
+        };
+        let expanded = items
+            .iter()
+            .map(|item| pattern.replace('#', &template_text(item)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        text = format!("{}{expanded}{}", &text[..start], &text[end + 1..]);
+    }
+    Ok(text)
+}
+
+/// The first `{name|` in `text`: the positions of its `{` and `|`.
+fn find_repeat(text: &str) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(open) = text[from..].find('{').map(|i| i + from) {
+        let name_len = text[open + 1..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(0);
+        let after = open + 1 + name_len;
+        if name_len > 0 && text[after..].starts_with('|') {
+            return Some((open, after));
+        }
+        from = open + 1;
+    }
+    None
+}
+
+/// Fills a layer template with a trial's values: `{name|pattern}` repeats (see
+/// [`expand_repeats`]), then every `{name}` becomes the value (lists as `a, b`), repeating
 /// so that a value may itself hold placeholders; a placeholder left over is an error.
 pub fn fill_template(template: &str, params: &Map<String, Value>) -> Result<String, String> {
-    let mut text = template.to_string();
+    let mut text = expand_repeats(template, params)?;
     for _ in 0..4 {
         let before = text.clone();
         for (name, value) in params {
-            let filled = match value {
-                Value::String(s) => s.clone(),
-                Value::Array(items) => items
-                    .iter()
-                    .map(|v| match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                other => other.to_string(),
-            };
-            text = text.replace(&format!("{{{name}}}"), &filled);
+            text = text.replace(&format!("{{{name}}}"), &template_text(value));
         }
+        text = expand_repeats(&text, params)?;
         if text == before {
             break;
         }
@@ -392,6 +453,17 @@ mod tests {
         );
         let err = fill_template("conv({filters}, 3x3)", &params).unwrap_err();
         assert!(err.contains("{filters}"), "{err}");
+        let params = map(json!({"architecture": [512, 256], "dropout": 0.3}));
+        assert_eq!(
+            fill_template(
+                "flatten; {architecture|dense(#, relu); dropout({dropout})}",
+                &params
+            )
+            .unwrap(),
+            "flatten; dense(512, relu); dropout(0.3); dense(256, relu); dropout(0.3)"
+        );
+        let err = fill_template("{layers|dense(#)}", &params).unwrap_err();
+        assert!(err.contains("layers"), "{err}");
     }
 
     #[test]

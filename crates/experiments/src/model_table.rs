@@ -196,7 +196,7 @@ fn resolve(
             let published = json(published);
             let (figures, params): (Map<String, Value>, Map<String, Value>) = published
                 .into_iter()
-                .partition(|(k, _)| FIGURES.contains(&k.as_str()));
+                .partition(|(k, _)| !dims.contains(k) && FIGURES.contains(&k.as_str()));
             let missing: Vec<&String> = dims.iter().filter(|d| !params.contains_key(*d)).collect();
             if !missing.is_empty() {
                 return Err(at(
@@ -300,10 +300,13 @@ fn train_plan(
         inputs: plan.training.inputs,
         scale_targets: false,
     };
+    // Without a validation part the test set is the validation data of the curves, as
+    // report 001 passes it to Keras (`fit_config` has refused callbacks that would watch
+    // it, so it decides nothing).
     let (model, history) = train_model(
         network,
         fit_part,
-        val_part.as_ref(),
+        Some(val_part.as_ref().unwrap_or(test)),
         preprocessing,
         &config,
         device,
@@ -797,18 +800,21 @@ fn write_report(
                     plan.label, section.test_folds
                 );
             }
-            let wants_report = section
+            let entry = section
                 .models
                 .iter()
-                .any(|m| m.name == plan.label && m.classification_report);
-            if wants_report
+                .find(|m| m.name == plan.label && m.classification_report);
+            if let Some(entry) = entry
                 && let Ok(text) = std::fs::read_to_string(dir.join("classification_report.txt"))
             {
                 let _ = writeln!(
                     report,
-                    "{}: classification report on the test set:\n\n```\n{text}```\n",
+                    "{}: classification report on the test set (this project):\n\n```\n{text}```\n",
                     plan.label
                 );
+                if let Some(theirs) = &entry.published_report {
+                    let _ = writeln!(report, "The report's:\n\n```\n{}\n```\n", theirs.trim());
+                }
             }
         }
     }

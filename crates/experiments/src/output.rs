@@ -49,6 +49,16 @@ pub fn format_value(value: &Value) -> String {
                 format!("({})", inner.join(", "))
             }
         }
+        // An optimizer as `sgd(lr 0.01, momentum 0.9)`.
+        Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .filter(|(k, _)| k.as_str() != "name")
+                .map(|(k, v)| format!("{k} {}", format_value(v)))
+                .collect();
+            let name = map.get("name").map_or(String::new(), format_value);
+            format!("{name}({})", inner.join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -63,5 +73,9 @@ mod tests {
         assert_eq!(format_value(&serde_json::json!([32])), "(32,)");
         assert_eq!(format_value(&serde_json::json!("relu")), "relu");
         assert_eq!(format_value(&serde_json::json!(0.01)), "0.01");
+        assert_eq!(
+            format_value(&serde_json::json!({"name": "sgd", "lr": 0.01, "nesterov": true})),
+            "sgd(lr 0.01, nesterov true)"
+        );
     }
 }
