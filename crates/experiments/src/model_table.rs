@@ -459,6 +459,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         progress: false,
         rank: RankBy::Test,
     };
+    let run_started = Instant::now();
     let summary = run_search(&trials, &mut results, &options, |trial| {
         let plan = &plans[trial.index];
         let section = &config.sections[plan.section].name;
@@ -497,7 +498,15 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                 ),
             },
             t0.elapsed().as_secs_f64(),
-            ""
+            if n < pending {
+                let per_model = run_started.elapsed().as_secs_f64() / n as f64;
+                format!(
+                    ", about {:.0} min left",
+                    per_model * (pending - n) as f64 / 60.0
+                )
+            } else {
+                String::new()
+            }
         );
         outcome
     })
