@@ -206,14 +206,28 @@ pub const TRAINING_KEYS: [&str; 12] = [
 ];
 
 impl Training {
-    /// Merges the layers of settings (later ones win) and reads the result.
-    pub fn merged(layers: &[&Map<String, Value>]) -> Result<Self, String> {
+    /// Merges the layers of settings (later ones win), then the training values of a grid
+    /// trial's parameters, and reads the result. A setting's name must be known; a trial's
+    /// other parameters fill the layer template instead.
+    pub fn merged(
+        layers: &[&Map<String, Value>],
+        trial: Option<&Map<String, Value>>,
+    ) -> Result<Self, String> {
         let mut all = Map::new();
         for layer in layers {
             for (k, v) in layer.iter() {
-                if TRAINING_KEYS.contains(&k.as_str()) {
-                    all.insert(k.clone(), v.clone());
+                if !TRAINING_KEYS.contains(&k.as_str()) {
+                    return Err(format!(
+                        "training: unknown setting {k:?} (known: {})",
+                        TRAINING_KEYS.join(", ")
+                    ));
                 }
+                all.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in trial.into_iter().flatten() {
+            if TRAINING_KEYS.contains(&k.as_str()) {
+                all.insert(k.clone(), v.clone());
             }
         }
         let training: Training =
@@ -470,7 +484,12 @@ mod tests {
     fn later_settings_win_and_unknown_names_are_refused() {
         let file = map(json!({"batch_size": 128, "epochs": 100, "optimizer": "adam"}));
         let trial = map(json!({"batch_size": 256, "filters": 8}));
-        let t = Training::merged(&[&file, &trial]).unwrap();
+        let t = Training::merged(&[&file], Some(&trial)).unwrap();
+        assert!(
+            Training::merged(&[&file, &trial], None)
+                .unwrap_err()
+                .contains("filters")
+        );
         assert_eq!((t.batch_size, t.epochs), (256, 100));
         assert_eq!(t.optimizer_spec().unwrap(), OptimizerSpec::adam(0.001));
         let sgd = map(
@@ -478,19 +497,26 @@ mod tests {
                                            "nesterov": true}}),
         );
         assert_eq!(
-            Training::merged(&[&sgd]).unwrap().optimizer_spec().unwrap(),
+            Training::merged(&[&sgd], None)
+                .unwrap()
+                .optimizer_spec()
+                .unwrap(),
             OptimizerSpec::sgd(0.01, 0.9, true)
         );
         let bad = map(json!({"optimizer": "adamw"}));
-        assert!(Training::merged(&[&bad]).unwrap_err().contains("adamw"));
+        assert!(
+            Training::merged(&[&bad], None)
+                .unwrap_err()
+                .contains("adamw")
+        );
         let bad = map(json!({"validation": 1.5}));
         assert!(
-            Training::merged(&[&bad])
+            Training::merged(&[&bad], None)
                 .unwrap_err()
                 .contains("validation")
         );
         let bad = map(json!({"early_stopping": {"monitor": "val_accuracy", "patience": 3}}));
-        let t = Training::merged(&[&bad]).unwrap();
+        let t = Training::merged(&[&bad], None).unwrap();
         assert!(
             t.fit_config(0, Verbosity::Silent).is_err(),
             "needs validation"

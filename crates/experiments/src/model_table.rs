@@ -131,8 +131,9 @@ fn resolve(
         // Named models.
         for model in &section.models {
             let model_training = json(&model.training);
-            let training = Training::merged(&[&file_training, &section_training, &model_training])
-                .map_err(|e| at(&format!("{where_}, model {:?}", model.name), e))?;
+            let training =
+                Training::merged(&[&file_training, &section_training, &model_training], None)
+                    .map_err(|e| at(&format!("{where_}, model {:?}", model.name), e))?;
             let spec = model_spec(&model.name, input, &model.layers, training.init)
                 .map_err(|e| at(&where_, e))?;
             let published = json(&model.published);
@@ -171,7 +172,7 @@ fn resolve(
             .map_err(|e| at(&format!("{where_}, grid"), e.to_string()))?;
         let dims: Vec<String> = grid.dimensions.iter().map(|d| d.name.clone()).collect();
         let make = |params: &Map<String, Value>, index: usize| -> Result<Plan, String> {
-            let training = Training::merged(&[&file_training, &section_training, params])?;
+            let training = Training::merged(&[&file_training, &section_training], Some(params))?;
             let label = params_label(params);
             let layers = fill_template(template, params)?;
             let spec = model_spec(&label, input, &layers, training.init)?;
@@ -415,7 +416,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         ));
     }
     if flags.summary {
-        return print_summaries(&plans);
+        return print_summaries(&plans, train.len());
     }
     let selected = select_device(flags.device).map_err(|e| e.to_string())?;
     let out = Output::create(&flags.out_dir(name))?;
@@ -532,19 +533,34 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     Ok(())
 }
 
-fn print_summaries(plans: &[Plan]) -> Result<(), String> {
+/// Prints every distinct model's summary, its forward FLOPs and training settings, and
+/// the work of the whole run: the FLOPs of every planned epoch (early stopping may cut it).
+fn print_summaries(plans: &[Plan], train_items: usize) -> Result<(), String> {
     let mut seen: Vec<String> = Vec::new();
+    let mut total = 0f64;
     for plan in plans {
+        let flops = plan.spec.forward_flops().map_err(|e| e.0)? as f64;
+        // A training step is about three forward passes; add one pass over the data for
+        // evaluation.
+        total += flops * train_items as f64 * (3.0 * plan.training.epochs as f64 + 1.0);
         let text = plan.spec.summary().map_err(|e| e.0)?;
         if !seen.contains(&text) {
-            println!("{}\ntraining: {}\n", text, plan.training.describe());
+            println!(
+                "{text}Forward pass: {:.2} MFLOP per item\ntraining: {}\n",
+                flops / 1e6,
+                plan.training.describe()
+            );
             seen.push(text);
         }
     }
     println!(
-        "{} distinct architecture(s) in {} model(s)",
+        "{} distinct architecture(s) in {} model(s); training all their epochs on {} items \
+         is about {:.1} PFLOP ({:.0} s at 1 TFLOP/s sustained)",
         seen.len(),
-        plans.len()
+        plans.len(),
+        train_items,
+        total / 1e15,
+        total / 1e12
     );
     Ok(())
 }

@@ -460,6 +460,26 @@ impl ModelSpec {
             .map_or(self.input, |info| info.output))
     }
 
+    /// Floating-point operations of one item's forward pass: two per multiply-add of the
+    /// dense and convolution layers (the usual measure; the other layers are a few per
+    /// value and left out). A training step costs about three times this per item.
+    pub fn forward_flops(&self) -> Result<u64> {
+        let infos = self.layer_infos()?;
+        let mut input = self.input;
+        let mut flops = 0u64;
+        for (layer, info) in self.layers.iter().zip(&infos) {
+            flops += match (layer, input) {
+                (Layer::Dense { units, .. }, Shape::Flat(n)) => 2 * (n * units) as u64,
+                (Layer::Conv { kernel, .. }, Shape::Image { channels, .. }) => {
+                    2 * (info.output.len() * kernel[0] * kernel[1] * channels) as u64
+                }
+                _ => 0,
+            };
+            input = info.output;
+        }
+        Ok(flops)
+    }
+
     /// Total, trainable and non-trainable parameter counts.
     pub fn param_counts(&self) -> Result<(usize, usize, usize)> {
         let infos = self.layer_infos()?;
@@ -840,6 +860,27 @@ mod tests {
             )
             .0,
             409_034
+        );
+    }
+
+    #[test]
+    fn forward_flops_count_dense_and_convolution_multiply_adds() {
+        let input = image(1, 28, 28);
+        let flops = |text: &str| {
+            ModelSpec::parse("m", input, text)
+                .unwrap()
+                .forward_flops()
+                .unwrap()
+        };
+        assert_eq!(flops("flatten; dense(10, softmax)"), 2 * 784 * 10);
+        // Report 004's CNN: 28x28x16 outputs of 3x3x1, 14x14x32 of 3x3x16, then dense.
+        assert_eq!(
+            flops(
+                "conv(16, 3x3, same, relu); maxpool(2); dropout(0.2);
+                 conv(32, 3x3, same, relu); maxpool(2); dropout(0.2);
+                 flatten; dense(256, relu); dropout(0.4); dense(10, softmax)"
+            ),
+            2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 1568 * 256 + 256 * 10)
         );
     }
 

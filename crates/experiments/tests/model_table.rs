@@ -1,0 +1,180 @@
+//! A table of Keras-style models run end to end through a real binary on iris (committed
+//! data): named models and a grid with published rows, every row in table.csv, models
+//! saved, a rerun trains nothing, `--only` picks models, and bad files end with a message
+//! that names the problem, not a panic.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const STUDY: &str = r#"
+title = "iris study"
+report = "test"
+dataset = "iris"
+
+[split]
+kind = "stratified"
+test_fraction = 0.2
+
+[training]
+optimizer = "adam"
+learning_rate = 0.01
+batch_size = 16
+epochs = 40
+inputs = "standard"
+
+[quick]
+epochs = 5
+
+[[section]]
+name = "Named models"
+
+[[section.model]]
+name = "softmax regression"
+layers = "dense(3, softmax)"
+published = { test_accuracy = 0.9 }
+
+[[section.model]]
+name = "one hidden layer"
+layers = "dense(16, relu); dense(3, softmax)"
+training = { validation = 0.25, early_stopping = { monitor = "val_accuracy", patience = 5 } }
+classification_report = true
+published = { train_accuracy = 0.95, test_accuracy = 0.95 }
+
+[[section]]
+name = "Grid"
+layout = "talos"
+layers = "{architecture|dense(#, {activation})}; dense(3, softmax)"
+training = { validation = 0.25 }
+
+[section.grid]
+architecture = [[8], [8, 8]]
+activation = ["relu", "tanh"]
+batch_size = [8, 32]
+
+[[section.published]]
+architecture = [8, 8]
+activation = "tanh"
+batch_size = 8
+val_accuracy = 0.97
+"#;
+
+fn run(config: &Path, out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fashion-baselines"))
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_study_file_runs_resumes_and_reports_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("study.toml");
+    std::fs::write(&config, STUDY).unwrap();
+    let out = dir.path().join("out");
+
+    let first = run(&config, &out, &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
+    assert!(!csv.contains("not run") && !csv.contains("failed"), "{csv}");
+    let trials = std::fs::read_to_string(out.join("trials.jsonl")).unwrap();
+    assert_eq!(trials.lines().count(), 2 + 8, "2 models + a grid of 8");
+    let saved = out.join("models/named-models--one-hidden-layer");
+    for file in ["model.json", "history.csv", "curves.svg", "confusion.svg"] {
+        assert!(saved.join(file).exists(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read_dir(out.join("histories")).unwrap().count(),
+        10
+    );
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(table.contains("round_epochs"), "talos layout:\n{table}");
+    assert!(table.contains("classification report"), "{table}");
+    // The hidden-layer model learns iris.
+    let line = csv
+        .lines()
+        .find(|l| l.contains("one hidden layer"))
+        .unwrap();
+    let ours: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+    assert!(ours >= 0.8, "test accuracy {ours}: {line}");
+
+    let again = run(&config, &out, &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("10 model(s) already in"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("trials.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        10
+    );
+
+    let only = run(&config, &dir.path().join("only"), &["--only", "softmax"]);
+    assert!(only.status.success(), "{}", text(&only));
+    let trials = std::fs::read_to_string(dir.path().join("only/trials.jsonl")).unwrap();
+    assert_eq!(trials.lines().count(), 1);
+}
+
+#[test]
+fn bad_study_files_are_refused_with_the_problem_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            STUDY.replace("optimizer = \"adam\"", "optimizer = \"adamw\""),
+            "adamw",
+        ),
+        (
+            STUDY.replace("batch_size = 16", "batch_sise = 16"),
+            "batch_sise",
+        ),
+        (
+            STUDY.replace("{architecture|dense(#, {activation})}", "dense({units})"),
+            "{units}",
+        ),
+        (
+            STUDY.replace("architecture = [8, 8]\nactivation", "activation"),
+            "architecture",
+        ),
+        (
+            STUDY.replace(
+                "layers = \"dense(3, softmax)\"",
+                "layers = \"conv(8, 3x3)\"",
+            ),
+            "softmax regression",
+        ),
+    ];
+    for (i, (study, expected)) in cases.iter().enumerate() {
+        let config = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&config, study).unwrap();
+        let output = run(&config, &dir.path().join(format!("out{i}")), &["--summary"]);
+        let message = text(&output);
+        assert!(!output.status.success(), "case {i} ran:\n{message}");
+        assert!(message.contains(expected), "case {i}: {message}");
+        assert!(!message.contains("panicked"), "case {i}: {message}");
+    }
+    let config = dir.path().join("study.toml");
+    std::fs::write(&config, STUDY).unwrap();
+    let none = run(
+        &config,
+        &dir.path().join("none"),
+        &["--only", "nothing like it"],
+    );
+    assert!(!none.status.success());
+    assert!(text(&none).contains("--only"), "{}", text(&none));
+}
