@@ -3,6 +3,7 @@
 //! the chosen backend, prints the report's figure and the project's side by side, and writes
 //! the tables, every trial, histories, saved models and pictures to an output folder.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod mlp_table;

@@ -1,0 +1,493 @@
+//! The throughput benchmark: for each enabled backend and each model of
+//! `experiments/bench.toml`, training and inference samples per second (median of several
+//! timed runs after a warm-up), FLOPs per sample, the fraction of the machine's peak they
+//! reach, and peak memory; beside PyTorch's figures from `scripts/bench_pytorch.py` when
+//! given.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Parser;
+use data::{ClassNames, Samples, Targets};
+use models::{DeviceChoice, ModelSpec, Network, Shape, select_device};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use trainer::{FitConfig, Loss, OptimizerSpec, fit};
+
+/// The benchmark's flags.
+#[derive(Debug, Parser)]
+#[command(about = "Training and inference throughput of the reports' models on each backend")]
+pub struct BenchFlags {
+    /// Models file (default: experiments/bench.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Backends: all (every enabled one), cpu or gpu.
+    #[arg(long, default_value = "all")]
+    pub device: String,
+    /// Only the models whose name contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Timed runs per model and phase (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Seconds one timed run should last (sets its number of steps).
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+    /// The device's peak in GFLOP/s (default: estimated for the CPU from its flags).
+    #[arg(long)]
+    pub peak_gflops: Option<f64>,
+    /// PyTorch's figures (JSON lines written by scripts/bench_pytorch.py) to print beside.
+    #[arg(long)]
+    pub pytorch: Option<PathBuf>,
+    /// Output folder for bench.md and bench.csv.
+    #[arg(long, default_value = "out/bench")]
+    pub out: PathBuf,
+}
+
+/// A model to time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchModel {
+    /// Its name in the tables.
+    pub name: String,
+    /// Item shape: channels, height, width.
+    pub input: [usize; 3],
+    /// The report's batch size.
+    pub batch_size: usize,
+    /// Layers in the text form.
+    pub layers: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BenchFile {
+    model: Vec<BenchModel>,
+}
+
+/// What is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Forward, backward and an Adam step per batch.
+    Train,
+    /// Forward only, no gradients, results read back.
+    Inference,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Train => "train",
+            Phase::Inference => "inference",
+        }
+    }
+}
+
+/// One line of the benchmark.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Backend and device.
+    pub backend: String,
+    /// Model name.
+    pub model: String,
+    /// Train or inference.
+    pub phase: Phase,
+    /// Items per step.
+    pub batch_size: usize,
+    /// Samples per second of each timed run.
+    pub runs: Vec<f64>,
+    /// FLOPs of one sample in this phase.
+    pub flops_per_sample: f64,
+    /// Peak resident memory of the process during the phase, MiB (CPU backends).
+    pub peak_mib: Option<f64>,
+}
+
+impl Measurement {
+    /// The median samples per second.
+    pub fn median(&self) -> f64 {
+        median(&self.runs)
+    }
+}
+
+/// The median of `values` (mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Random items of `shape` with labels among 10 classes.
+fn synthetic(shape: &[usize], items: usize, seed: u64) -> Result<Samples, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let len: usize = shape.iter().product();
+    let features: Vec<f32> = (0..items * len).map(|_| rng.random::<f32>()).collect();
+    let labels: Vec<usize> = (0..items).map(|_| rng.random_range(0..10)).collect();
+    Samples::new(
+        features,
+        shape.to_vec(),
+        Vec::new(),
+        Targets::Classes {
+            labels,
+            classes: ClassNames::numbered(10),
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Resets the process's peak resident memory (Linux), so the next reading is this phase's.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, MiB (Linux).
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The CPU's peak single-precision GFLOP/s: cores x clock x FLOPs per cycle (two fused
+/// multiply-add units of the widest vector the flags show), and how it was estimated.
+pub fn cpu_peak_gflops() -> (f64, String) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mhz = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(2000.0);
+    let flags = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let (lanes, isa) = if has("avx512f") {
+        (16.0, "AVX-512")
+    } else if has("avx2") {
+        (8.0, "AVX2")
+    } else {
+        (4.0, "SSE")
+    };
+    let fma = if has("fma") { 2.0 } else { 1.0 };
+    let per_cycle = lanes * fma * 2.0;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let peak = cores * mhz / 1000.0 * per_cycle;
+    (
+        peak,
+        format!(
+            "{cores} cores x {:.2} GHz x {per_cycle} FLOP/cycle ({isa}{}, two units)",
+            mhz / 1000.0,
+            if fma > 1.0 { " FMA" } else { "" }
+        ),
+    )
+}
+
+/// Seconds of one `fit` epoch over `steps` batches.
+fn time_training(
+    spec: &ModelSpec,
+    samples: &Samples,
+    batch: usize,
+    device: &Device,
+) -> Result<f64, String> {
+    let network = Network::new(spec, 0, device).map_err(|e| e.0)?;
+    let config = FitConfig::new(1, batch, OptimizerSpec::adam(0.001), Loss::CrossEntropy);
+    let started = Instant::now();
+    fit(network, samples, None, &config, device).map_err(|e| e.to_string())?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Samples per second of `runs` timed training runs, each long enough to last about
+/// `seconds`, after a warm-up run.
+fn bench_training(
+    model: &BenchModel,
+    spec: &ModelSpec,
+    device: &Device,
+    runs: u32,
+    seconds: f64,
+) -> Result<Vec<f64>, String> {
+    let b = model.batch_size;
+    let warm = synthetic(&model.input, 2 * b, 1)?;
+    time_training(spec, &warm, b, device)?;
+    let per_step = time_training(spec, &warm, b, device)? / 2.0;
+    let steps = ((seconds / per_step).round() as usize).clamp(2, 500);
+    let data = synthetic(&model.input, steps * b, 2)?;
+    (0..runs)
+        .map(|_| time_training(spec, &data, b, device).map(|s| (steps * b) as f64 / s))
+        .collect()
+}
+
+/// Samples per second of `runs` timed inference runs (one batch at a time, copied to the
+/// device and the probabilities read back), after a warm-up.
+fn bench_inference(
+    model: &BenchModel,
+    spec: &ModelSpec,
+    device: &Device,
+    runs: u32,
+    seconds: f64,
+) -> Result<Vec<f64>, String> {
+    let b = model.batch_size;
+    let network = Network::new(spec, 0, device).map_err(|e| e.0)?;
+    let items = synthetic(&model.input, b, 3)?;
+    let len = items.item_len();
+    let step = || {
+        let x = Tensor::<2>::from_data(TensorData::new(items.features.clone(), [b, len]), device);
+        let y = network.predict(x);
+        y.into_data().try_into_vec_as::<f32>().map(|v| v.len())
+    };
+    step().map_err(|e| format!("{e:?}"))?;
+    let started = Instant::now();
+    step().map_err(|e| format!("{e:?}"))?;
+    let per_step = started.elapsed().as_secs_f64();
+    let steps = ((seconds / per_step).round() as usize).clamp(2, 5000);
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        for _ in 0..steps {
+            step().map_err(|e| format!("{e:?}"))?;
+        }
+        out.push((steps * b) as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
+
+/// PyTorch's median samples per second for a model and phase, from the script's lines.
+fn pytorch_figure(lines: &[serde_json::Value], model: &str, phase: Phase) -> Option<f64> {
+    lines
+        .iter()
+        .find(|l| {
+            l.get("model").and_then(|m| m.as_str()) == Some(model)
+                && l.get("phase").and_then(|p| p.as_str()) == Some(phase.name())
+        })
+        .and_then(|l| l.get("samples_per_s"))
+        .and_then(|v| v.as_f64())
+}
+
+/// Runs the benchmark.
+pub fn run(flags: &BenchFlags) -> Result<(), String> {
+    let path = flags.config.clone().unwrap_or_else(|| {
+        let local = Path::new("experiments/bench.toml");
+        if local.exists() {
+            local.to_path_buf()
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/bench.toml")
+        }
+    });
+    let file: BenchFile = crate::config::read(&path).map_err(|e| e.to_string())?;
+    if !(flags.seconds > 0.0 && flags.seconds.is_finite()) {
+        return Err(format!("--seconds {} must be positive", flags.seconds));
+    }
+    let choices = match flags.device.to_ascii_lowercase().as_str() {
+        "all" => {
+            let mut c = Vec::new();
+            if cfg!(feature = "flex") {
+                c.push(DeviceChoice::Cpu);
+            }
+            if cfg!(feature = "wgpu") {
+                c.push(DeviceChoice::Gpu);
+            }
+            c
+        }
+        other => vec![other.parse::<DeviceChoice>().map_err(|e| e.to_string())?],
+    };
+    let pytorch: Vec<serde_json::Value> = match &flags.pytorch {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| format!("{}: {e}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| format!("{}: line {}: {e}", p.display(), i + 1))
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let (cpu_peak, cpu_how) = cpu_peak_gflops();
+    let mut results: Vec<Measurement> = Vec::new();
+    let mut devices_seen: Vec<String> = Vec::new();
+    for choice in choices {
+        let selected = match select_device(choice) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipping {choice:?}: {e}");
+                continue;
+            }
+        };
+        devices_seen.push(selected.description.clone());
+        for model in &file.model {
+            if let Some(o) = &flags.only
+                && !model.name.to_lowercase().contains(&o.to_lowercase())
+            {
+                continue;
+            }
+            let [c, h, w] = model.input;
+            let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
+                .map_err(|e| format!("{}: {}", path.display(), e.0))?;
+            let flops = spec.forward_flops().map_err(|e| e.0)? as f64;
+            for phase in [Phase::Train, Phase::Inference] {
+                eprintln!(
+                    "{} / {} / {}: warming up, then {} timed runs of about {} s",
+                    selected.description,
+                    model.name,
+                    phase.name(),
+                    flags.runs,
+                    flags.seconds
+                );
+                reset_peak_memory();
+                let runs = match phase {
+                    Phase::Train => {
+                        bench_training(model, &spec, &selected.device, flags.runs, flags.seconds)?
+                    }
+                    Phase::Inference => {
+                        bench_inference(model, &spec, &selected.device, flags.runs, flags.seconds)?
+                    }
+                };
+                let m = Measurement {
+                    backend: selected.description.clone(),
+                    model: model.name.clone(),
+                    phase,
+                    batch_size: model.batch_size,
+                    runs,
+                    flops_per_sample: if phase == Phase::Train {
+                        3.0 * flops
+                    } else {
+                        flops
+                    },
+                    peak_mib: (choice == DeviceChoice::Cpu)
+                        .then(peak_memory_mib)
+                        .flatten(),
+                };
+                eprintln!("  {:.1} samples/s", m.median());
+                results.push(m);
+            }
+        }
+    }
+    if results.is_empty() {
+        return Err("no backend could be benchmarked".into());
+    }
+    let table = report(&results, &pytorch, flags.peak_gflops, (cpu_peak, &cpu_how));
+    println!("\n{table}");
+    std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+    let md = flags.out.join("bench.md");
+    std::fs::write(&md, &table).map_err(|e| format!("{}: {e}", md.display()))?;
+    let mut csv = String::from(
+        "backend,model,phase,batch_size,samples_per_s,min,max,gflops_per_s,flops_per_sample,peak_mib,pytorch_samples_per_s\n",
+    );
+    for m in &results {
+        let gflops = m.median() * m.flops_per_sample / 1e9;
+        let _ = writeln!(
+            csv,
+            "\"{}\",\"{}\",{},{},{:.1},{:.1},{:.1},{:.2},{:.0},{},{}",
+            m.backend,
+            m.model,
+            m.phase.name(),
+            m.batch_size,
+            m.median(),
+            m.runs.iter().copied().fold(f64::INFINITY, f64::min),
+            m.runs.iter().copied().fold(0.0, f64::max),
+            gflops,
+            m.flops_per_sample,
+            m.peak_mib.map_or(String::new(), |p| format!("{p:.0}")),
+            pytorch_figure(&pytorch, &m.model, m.phase)
+                .map_or(String::new(), |p| format!("{p:.1}"))
+        );
+    }
+    let csv_path = flags.out.join("bench.csv");
+    std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    println!("written to {} and {}", md.display(), csv_path.display());
+    Ok(())
+}
+
+/// The Markdown table of the measurements.
+fn report(
+    results: &[Measurement],
+    pytorch: &[serde_json::Value],
+    peak_override: Option<f64>,
+    (cpu_peak, cpu_how): (f64, &str),
+) -> String {
+    let mut out = String::from(
+        "| backend | model | phase | batch | samples/s (median) | min-max | GFLOP/s | fraction of peak | peak memory |",
+    );
+    if !pytorch.is_empty() {
+        out.push_str(" PyTorch samples/s | ratio |");
+    }
+    out.push_str("\n|---|---|---|---|---|---|---|---|---|");
+    if !pytorch.is_empty() {
+        out.push_str("---|---|");
+    }
+    out.push('\n');
+    for m in results {
+        let gflops = m.median() * m.flops_per_sample / 1e9;
+        let peak = peak_override.or((m.peak_mib.is_some()).then_some(cpu_peak));
+        let min = m.runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = m.runs.iter().copied().fold(0.0, f64::max);
+        let _ = write!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | {:.1}-{:.1} | {:.2} | {} | {} |",
+            m.backend,
+            m.model,
+            m.phase.name(),
+            m.batch_size,
+            m.median(),
+            min,
+            max,
+            gflops,
+            peak.map_or("-".into(), |p| format!("{:.3}", gflops / p)),
+            m.peak_mib.map_or("-".into(), |p| format!("{p:.0} MiB")),
+        );
+        if !pytorch.is_empty() {
+            match pytorch_figure(pytorch, &m.model, m.phase) {
+                Some(p) => {
+                    let _ = write!(out, " {p:.1} | {:.2}x |", m.median() / p);
+                }
+                None => out.push_str(" - | - |"),
+            }
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "\nFLOPs per sample: two per multiply-add of the dense and convolution layers; a \
+         training sample counts three forward passes. CPU peak: {cpu_peak:.0} GFLOP/s \
+         estimated as {cpu_how}{}.",
+        peak_override.map_or(String::new(), |p| format!(
+            "; fractions use --peak-gflops {p}"
+        ))
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn pytorch_lines_are_matched_by_model_and_phase() {
+        let lines = vec![
+            serde_json::json!({"model": "m", "phase": "train", "samples_per_s": 100.0}),
+            serde_json::json!({"model": "m", "phase": "inference", "samples_per_s": 900.0}),
+        ];
+        assert_eq!(pytorch_figure(&lines, "m", Phase::Train), Some(100.0));
+        assert_eq!(pytorch_figure(&lines, "m", Phase::Inference), Some(900.0));
+        assert_eq!(pytorch_figure(&lines, "x", Phase::Train), None);
+    }
+
+    #[test]
+    fn the_cpu_peak_is_positive() {
+        let (peak, how) = cpu_peak_gflops();
+        assert!(peak > 0.0, "{how}");
+    }
+}
