@@ -186,6 +186,22 @@ pub fn load_split(
     })
 }
 
+/// The data of a run of the experiment file at `path`: its dataset and split, shrunk to
+/// its `[quick]` scale with `--quick`; errors name the file.
+pub fn load_run_data(
+    flags: &crate::cli::Flags,
+    path: &Path,
+    dataset_name: &str,
+    split: &SplitConfig,
+    quick: &QuickConfig,
+) -> Result<LoadedSplit, String> {
+    let name = dataset(dataset_name).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dirs = DataDirs::new(flags.data_dir.as_deref());
+    let limits = flags.quick.then_some((quick.train_items, quick.test_items));
+    load_split(&dirs, name, split, flags.seed, limits)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Splits `all`, stratified for classes unless `kind` is random.
 pub fn hold_out(
     all: &Samples,

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use data::{DataDirs, Samples, Targets};
+use data::{Samples, Targets};
 use models::{Shape, select_device};
 use search::halving::with_epochs;
 use search::{
@@ -51,13 +51,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     }
     let config_path = flags.config_path(name);
     let config: MlpTableConfig = config::read(&config_path).map_err(|e| e.to_string())?;
-    let dataset = config::dataset(&config.dataset).map_err(|e| e.to_string())?;
-    let dirs = DataDirs::new(flags.data_dir.as_deref());
-    let limits = flags
-        .quick
-        .then_some((config.quick.train_items, config.quick.test_items));
-    let loaded = config::load_split(&dirs, dataset, &config.split, flags.seed, limits)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let loaded = config::load_run_data(
+        flags,
+        &config_path,
+        &config.dataset,
+        &config.split,
+        &config.quick,
+    )?;
     let (train, test) = (loaded.train, loaded.test);
     let task = match train.targets {
         Targets::Classes { .. } => MlpTask::Classification,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use data::{DataDirs, HoldOut, Samples, Targets};
+use data::{HoldOut, Samples, Targets};
 use models::{ModelSpec, Network, Shape, select_device};
 use search::{
     Grid, RankBy, ResultsFile, SearchOptions, Status, Table, Trial, TrialOutcome, TrialRecord,
@@ -389,13 +389,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let started = Instant::now();
     let path = flags.config_path(name);
     let config: ModelTableConfig = config::read(&path).map_err(|e| e.to_string())?;
-    let dataset = config::dataset(&config.dataset).map_err(|e| e.to_string())?;
-    let dirs = DataDirs::new(flags.data_dir.as_deref());
-    let limits = flags
-        .quick
-        .then_some((config.quick.train_items, config.quick.test_items));
-    let loaded = config::load_split(&dirs, dataset, &config.split, flags.seed, limits)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let loaded =
+        config::load_run_data(flags, &path, &config.dataset, &config.split, &config.quick)?;
     let (train, test) = (loaded.train, loaded.test);
     if train.num_classes().is_none() {
         return Err(format!(
