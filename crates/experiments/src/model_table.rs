@@ -514,13 +514,15 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let mut report = report;
     let _ = writeln!(
         report,
-        "Run time {:.1} s ({} model(s) trained now, {} from trials.jsonl).\n\nFiles: table.md, \
+        "Run time {:.1} s ({} model(s) trained now, {} from trials.jsonl); training every model \
+         of this table took {:.1} s in all.\n\nFiles: table.md, \
          table.csv (the report's rows), trials.jsonl (every model), histories/ (every model's \
          per-epoch history), a chart per section, models/ (saved models with history.csv, \
          curves.svg, confusion.svg, classification_report.txt).",
         started.elapsed().as_secs_f64(),
         summary.ran,
-        summary.skipped
+        summary.skipped,
+        records.iter().map(|r| r.seconds).sum::<f64>()
     );
     out.write("table.md", &report)?;
     println!("\n{report}");
@@ -633,14 +635,10 @@ fn write_report(
         flags.seed
     );
     // Every figure any row publishes: the CSV's columns.
-    let mut all_figures: Vec<&str> = Vec::new();
-    for row in rows {
-        for f in FIGURES {
-            if f != "label" && row.figures.contains_key(f) && !all_figures.contains(&f) {
-                all_figures.push(f);
-            }
-        }
-    }
+    let all_figures: Vec<&str> = FIGURES
+        .into_iter()
+        .filter(|f| *f != "label" && rows.iter().any(|r| r.figures.contains_key(*f)))
+        .collect();
     let mut csv = Table {
         header: ["section", "row", "report's label"]
             .into_iter()
@@ -706,23 +704,15 @@ fn write_report(
                 cells.push(label.clone());
             }
             let mut csv_cells = vec![section.name.clone(), row.label.clone(), label];
-            for f in &all_figures {
-                let theirs = row.figures.get(*f).map_or(String::new(), format_value);
-                let ours = our_cell(record, f, row.plan.is_some());
-                if figures.contains(f) {
-                    cells.push(if theirs.is_empty() {
-                        "-".into()
-                    } else {
-                        theirs.clone()
-                    });
-                    cells.push(ours.clone());
-                }
-                csv_cells.push(theirs);
-                csv_cells.push(ours);
-            }
-            for f in figures.iter().filter(|f| !all_figures.contains(f)) {
-                cells.push("-".into());
+            // The same figure order as the header: the section's figures for the
+            // Markdown table, every figure of the file for the CSV.
+            for f in &figures {
+                cells.push(row.figures.get(*f).map_or("-".into(), format_value));
                 cells.push(our_cell(record, f, row.plan.is_some()));
+            }
+            for f in &all_figures {
+                csv_cells.push(row.figures.get(*f).map_or(String::new(), format_value));
+                csv_cells.push(our_cell(record, f, row.plan.is_some()));
             }
             table.rows.push(cells);
             csv.rows.push(csv_cells);

@@ -102,6 +102,27 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(table.contains("round_epochs"), "talos layout:\n{table}");
     assert!(table.contains("classification report"), "{table}");
+    // Each report figure sits under its own header, whatever figures other rows give.
+    let cells =
+        |line: &str| -> Vec<String> { line.split('|').map(|c| c.trim().to_string()).collect() };
+    let header = table
+        .lines()
+        .find(|l| l.contains("test_accuracy (report)") && l.contains("train_accuracy"))
+        .unwrap();
+    let column = cells(header)
+        .iter()
+        .position(|c| c == "test_accuracy (report)")
+        .unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| softmax regression"))
+        .unwrap();
+    assert_eq!(cells(row)[column], "0.9", "{header}\n{row}");
+    let train_column = cells(header)
+        .iter()
+        .position(|c| c == "train_accuracy (report)")
+        .unwrap();
+    assert_eq!(cells(row)[train_column], "-", "{header}\n{row}");
     // The hidden-layer model learns iris.
     let line = csv
         .lines()
