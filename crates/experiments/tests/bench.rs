@@ -1,7 +1,8 @@
 //! The `bench` binary on a tiny model: one line per backend, model and phase with its
 //! samples/s, files written, PyTorch's figure matched into a ratio, bad input refused.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 const TINY: &str = r#"
 [[model]]
@@ -10,6 +11,19 @@ input = [1, 8, 8]
 batch_size = 16
 layers = "conv(4, 3x3, same, relu); maxpool(2); flatten; dense(10, softmax)"
 "#;
+
+fn bench(config: &Path, pytorch: &Path, out: &Path, runs: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--device", "cpu", "--runs", runs, "--seconds", "0.05"])
+        .arg("--config")
+        .arg(config)
+        .arg("--pytorch")
+        .arg(pytorch)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn bench_measures_both_phases_and_compares_with_pytorch() {
@@ -23,16 +37,7 @@ fn bench_measures_both_phases_and_compares_with_pytorch() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--device", "cpu", "--runs", "2", "--seconds", "0.05"])
-        .arg("--config")
-        .arg(&config)
-        .arg("--pytorch")
-        .arg(&pytorch)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let output = bench(&config, &pytorch, &out, "2");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -53,16 +58,7 @@ fn bench_measures_both_phases_and_compares_with_pytorch() {
     );
 
     std::fs::write(&pytorch, "not json\n").unwrap();
-    let bad = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--device", "cpu", "--runs", "1", "--seconds", "0.05"])
-        .arg("--config")
-        .arg(&config)
-        .arg("--pytorch")
-        .arg(&pytorch)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let bad = bench(&config, &pytorch, &out, "1");
     let message = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
     assert!(message.contains("pytorch.jsonl: line 1"), "{message}");
