@@ -109,6 +109,18 @@ impl Measurement {
     pub fn median(&self) -> f64 {
         median(&self.runs)
     }
+
+    /// The slowest and fastest runs' samples per second.
+    pub fn range(&self) -> (f64, f64) {
+        let min = self.runs.iter().copied().fold(f64::INFINITY, f64::min);
+        (min, self.runs.iter().copied().fold(0.0, f64::max))
+    }
+}
+
+/// Steps in a timed run of about `seconds` when one step takes `per_step`: at least two,
+/// at most `max`.
+fn steps_for(seconds: f64, per_step: f64, max: usize) -> usize {
+    ((seconds / per_step).round() as usize).clamp(2, max)
 }
 
 /// The median of `values` (mean of the middle two for an even count).
@@ -216,7 +228,7 @@ fn bench_training(
     let warm = synthetic(&model.input, 2 * b, 1)?;
     time_training(spec, &warm, b, device)?;
     let per_step = time_training(spec, &warm, b, device)? / 2.0;
-    let steps = ((seconds / per_step).round() as usize).clamp(2, 500);
+    let steps = steps_for(seconds, per_step, 500);
     let data = synthetic(&model.input, steps * b, 2)?;
     (0..runs)
         .map(|_| time_training(spec, &data, b, device).map(|s| (steps * b) as f64 / s))
@@ -245,7 +257,7 @@ fn bench_inference(
     let started = Instant::now();
     step().map_err(|e| format!("{e:?}"))?;
     let per_step = started.elapsed().as_secs_f64();
-    let steps = ((seconds / per_step).round() as usize).clamp(2, 5000);
+    let steps = steps_for(seconds, per_step, 5000);
     let mut out = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
@@ -381,16 +393,15 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
     );
     for m in &results {
         let gflops = m.median() * m.flops_per_sample / 1e9;
+        let (min, max) = m.range();
         let _ = writeln!(
             csv,
-            "\"{}\",\"{}\",{},{},{:.1},{:.1},{:.1},{:.2},{:.0},{},{}",
+            "\"{}\",\"{}\",{},{},{:.1},{min:.1},{max:.1},{:.2},{:.0},{},{}",
             m.backend,
             m.model,
             m.phase.name(),
             m.batch_size,
             m.median(),
-            m.runs.iter().copied().fold(f64::INFINITY, f64::min),
-            m.runs.iter().copied().fold(0.0, f64::max),
             gflops,
             m.flops_per_sample,
             m.peak_mib.map_or(String::new(), |p| format!("{p:.0}")),
@@ -425,8 +436,7 @@ fn report(
     for m in results {
         let gflops = m.median() * m.flops_per_sample / 1e9;
         let peak = peak_override.or((m.peak_mib.is_some()).then_some(cpu_peak));
-        let min = m.runs.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = m.runs.iter().copied().fold(0.0, f64::max);
+        let (min, max) = m.range();
         let _ = write!(
             out,
             "| {} | {} | {} | {} | {:.1} | {:.1}-{:.1} | {:.2} | {} | {} |",

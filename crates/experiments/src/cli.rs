@@ -74,6 +74,27 @@ impl Flags {
         }
     }
 
+    /// The grid trials run after the report's rows: all of `rest`, or with `--quick` an
+    /// even spread of `extra_trials` of them (so every dimension is still visited), after
+    /// the `chosen` ones; the whole cut to at most `--limit` trials.
+    pub fn pick_rest<T: Clone>(
+        &self,
+        mut chosen: Vec<T>,
+        rest: Vec<T>,
+        extra_trials: usize,
+    ) -> Vec<T> {
+        if self.quick {
+            let n = extra_trials.min(rest.len());
+            chosen.extend((0..n).map(|i| rest[i * rest.len() / n.max(1)].clone()));
+        } else {
+            chosen.extend(rest);
+        }
+        if let Some(limit) = self.limit {
+            chosen.truncate(limit as usize);
+        }
+        chosen
+    }
+
     /// Worker threads.
     pub fn workers(&self) -> usize {
         self.jobs.map_or_else(

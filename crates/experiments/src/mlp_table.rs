@@ -108,16 +108,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         .filter(|t| !trials.iter().any(|x| x.key() == t.key()))
         .cloned()
         .collect();
-    if flags.quick {
-        // An even spread over the rest of the grid, so every dimension is still visited.
-        let n = config.quick.extra_trials.min(rest.len());
-        trials.extend((0..n).map(|i| rest[i * rest.len() / n.max(1)].clone()));
-    } else {
-        trials.extend(rest);
-    }
-    if let Some(limit) = flags.limit {
-        trials.truncate((limit as usize).max(1));
-    }
+    let trials = flags.pick_rest(trials, rest, config.quick.extra_trials);
     let epochs_for = |mlp_epochs: usize| -> usize {
         match (flags.epochs, flags.quick) {
             (Some(e), _) => e as usize,

@@ -229,16 +229,7 @@ fn resolve(
             .map(|t| t.params)
             .filter(|p| !chosen.contains(p))
             .collect();
-        if flags.quick {
-            // An even spread over the rest of the grid.
-            let n = config.quick.extra_trials.min(rest.len());
-            chosen.extend((0..n).map(|i| rest[i * rest.len() / n.max(1)].clone()));
-        } else {
-            chosen.extend(rest);
-        }
-        if let Some(limit) = flags.limit {
-            chosen.truncate(limit as usize);
-        }
+        let chosen = flags.pick_rest(chosen, rest, config.quick.extra_trials);
         let first_row = rows.len() - row_params.len();
         for params in chosen {
             let plan = make(&params, plans.len()).map_err(|e| at(&where_, e))?;
@@ -508,10 +499,9 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let records = results.records_of(&trials);
-    let report = write_report(
+    let mut report = write_report(
         &config, flags, &plans, &rows, &records, &out, &test, &selected,
     )?;
-    let mut report = report;
     let _ = writeln!(
         report,
         "Run time {:.1} s ({} model(s) trained now, {} from trials.jsonl); training every model \
@@ -734,8 +724,12 @@ fn write_report(
         if !section.grid.is_empty() {
             let best = match section.layout {
                 Layout::Talos => {
-                    let mut t = Table::talos(&section_records, flags.top, &dim_refs);
-                    append_test_column(&mut t, &section_records, RankBy::Validation, flags.top);
+                    let mut columns = dim_refs.clone();
+                    columns.push("test_score");
+                    let mut t = Table::talos(&section_records, flags.top, &columns);
+                    if let Some(last) = t.header.last_mut() {
+                        *last = "test_accuracy".into();
+                    }
                     t
                 }
                 Layout::Report => {
@@ -849,18 +843,6 @@ fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String
         },
         None if planned => "not run".into(),
         None => "not run (--limit/--only)".into(),
-    }
-}
-
-/// Adds a `test accuracy` column to a table of the best `k` records ranked by `rank`.
-fn append_test_column(table: &mut Table, records: &[TrialRecord], rank: RankBy, k: usize) {
-    table.header.push("test_accuracy".into());
-    for (row, r) in table
-        .rows
-        .iter_mut()
-        .zip(ranked(records, rank).into_iter().take(k))
-    {
-        row.push(r.test_score.map_or("-".into(), |v| format!("{v:.4}")));
     }
 }
 

@@ -39,6 +39,16 @@ fn cell(record: &TrialRecord, column: &str) -> String {
     }
 }
 
+/// Report 002's Talos columns: the record field each shows, and Talos' name for it.
+const TALOS_COLUMNS: [(&str, &str); 6] = [
+    ("epochs", "round_epochs"),
+    ("train_loss", "loss"),
+    ("train_score", "accuracy"),
+    ("val_loss", "val_loss"),
+    ("val_score", "val_accuracy"),
+    ("final_lr", "lr"),
+];
+
 impl Table {
     /// The best `k` trials, ranked by `rank`, with `columns` (parameter names or
     /// `train_score`, `train_loss`, `val_score`, `val_loss`, `test_score`, `test_loss`,
@@ -55,26 +65,16 @@ impl Table {
     }
 
     /// The best `k` trials by validation score in the layout of report 002's Talos tables:
-    /// `round_epochs, loss, accuracy, val_loss, val_accuracy, lr`, then `params`.
+    /// `round_epochs, loss, accuracy, val_loss, val_accuracy, lr`, then `params` (parameter
+    /// names, or other columns [`Table::top`] knows, such as `test_score`).
     pub fn talos(records: &[TrialRecord], k: usize, params: &[&str]) -> Table {
-        let figures = [
-            "epochs",
-            "train_loss",
-            "train_score",
-            "val_loss",
-            "val_score",
-            "final_lr",
-        ];
-        let columns: Vec<&str> = figures.iter().chain(params).copied().collect();
+        let columns: Vec<&str> = TALOS_COLUMNS
+            .iter()
+            .map(|(ours, _)| *ours)
+            .chain(params.iter().copied())
+            .collect();
         let mut table = Table::top(records, k, &columns, RankBy::Validation);
-        for (name, talos) in table.header.iter_mut().zip([
-            "round_epochs",
-            "loss",
-            "accuracy",
-            "val_loss",
-            "val_accuracy",
-            "lr",
-        ]) {
+        for (name, (_, talos)) in table.header.iter_mut().zip(TALOS_COLUMNS) {
             *name = talos.to_string();
         }
         table
