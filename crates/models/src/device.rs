@@ -110,10 +110,17 @@ fn gpu() -> Result<SelectedDevice, DeviceError> {
     });
     std::panic::set_hook(hook);
     match works {
-        Ok(_) => Ok(SelectedDevice {
-            description: format!("wgpu ({device:?})"),
-            device,
-        }),
+        Ok(_) => {
+            // The adapter's own name: a real GPU, or a software one such as Mesa's llvmpipe.
+            let adapter = device
+                .as_dispatch()
+                .identity()
+                .map_or_else(|| format!("{device:?}"), |identity| identity.name);
+            Ok(SelectedDevice {
+                description: format!("wgpu ({adapter})"),
+                device,
+            })
+        }
         Err(_) => Err(DeviceError(
             "no GPU adapter found for wgpu (no Vulkan, Metal or DirectX device): use --device cpu \
              to train on the CPU (flex)"
