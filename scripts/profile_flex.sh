@@ -24,7 +24,7 @@ echo "== hottest functions (self time) while training and predicting with: $mode
 perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null \
   | grep -E '^ +[0-9]' | head -25 | cut -c1-150
 top=$(perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null \
-  | grep -E '^ +[0-9]' | head -1 | sed -E 's/^ +[0-9.]+% +\[[.k]\] +//; s/ +$//')
+  | grep -E '^ +[0-9]' | head -1 | sed -E 's/^ +[0-9.]+% +\[[.k]\] +//; s/( +-)* *$//')
 echo "== hottest source lines of: $top"
 perf annotate -i "$data" --stdio -l "$top" 2>/dev/null \
   | grep -E '^ +[0-9]+\.[0-9]+ +[A-Za-z_0-9]+\.rs:[0-9]+' | sort -rn | head -10
