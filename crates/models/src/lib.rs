@@ -3,6 +3,8 @@
 //! device ([`select_device`]).
 
 pub mod device;
+#[cfg(feature = "flex")]
+pub mod flex_kernels;
 pub mod network;
 pub mod spec;
 

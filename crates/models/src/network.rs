@@ -14,6 +14,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[cfg(feature = "flex")]
+use crate::flex_kernels;
 use crate::spec::{
     Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError, window_2d,
 };
@@ -231,6 +233,21 @@ impl Network {
                     let p = &self.conv[conv];
                     conv += 1;
                     let pad = window_padding(&x, *kernel, *stride, *padding);
+                    let activation = skip_softmax(*activation);
+                    #[cfg(feature = "flex")]
+                    if flex_kernels::runs_on_flex(&x) {
+                        let window = flex_kernels::Window {
+                            kernel: *kernel,
+                            stride: *stride,
+                            padding: pad,
+                        };
+                        let relu = activation == Activation::Relu;
+                        let (weight, bias) = (p.weight.val(), p.bias.val());
+                        let y = flex_kernels::conv2d(x, weight, bias, window, relu);
+                        let rest = if relu { Activation::Linear } else { activation };
+                        value = Value::Image(activate(y, rest, 1));
+                        continue;
+                    }
                     let options = ConvOptions {
                         stride: *stride,
                         padding: pad,
@@ -238,7 +255,7 @@ impl Network {
                         groups: 1,
                     };
                     let y = conv2d(x, p.weight.val(), Some(p.bias.val()), options);
-                    Value::Image(activate(y, skip_softmax(*activation), 1))
+                    Value::Image(activate(y, activation, 1))
                 }
                 (
                     Layer::Pool {
@@ -250,6 +267,22 @@ impl Network {
                     Value::Image(x),
                 ) => {
                     let pad = window_padding(&x, *size, *stride, *padding);
+                    #[cfg(feature = "flex")]
+                    if size == stride
+                        && *kind != PoolKind::Average
+                        && flex_kernels::runs_on_flex(&x)
+                    {
+                        let window = flex_kernels::Window {
+                            kernel: *size,
+                            stride: *stride,
+                            padding: pad,
+                        };
+                        value = Value::Image(match kind {
+                            PoolKind::Min => flex_kernels::max_pool2d(x.neg(), window).neg(),
+                            _ => flex_kernels::max_pool2d(x, window),
+                        });
+                        continue;
+                    }
                     let max_options = MaxPoolOptions {
                         kernel_size: *size,
                         stride: *stride,

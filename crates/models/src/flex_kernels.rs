@@ -1,0 +1,913 @@
+//! Convolution and max-pooling kernels for Burn's flex CPU backend, used instead of flex's
+//! own for the layers where those were measured slow (README, "Where the time goes").
+//!
+//! flex computes a max pool through a general window loop, its backward as a scatter-add
+//! into a zeroed plane, and a convolution's weight gradient as a convolution of swapped
+//! tensors (for a 3x3 kernel, a gemm with nine rows). Here:
+//! - a max pool whose windows do not overlap (stride = window, as in every report) finds
+//!   each window's winner in one pass, and its backward writes each input once;
+//! - a convolution (any kernel, stride and padding; no dilation or groups) is im2col and one
+//!   gemm per image with the bias and a ReLU fused in; its backward is, per image, one gemm
+//!   for the weight gradient and one for the input gradient followed by col2im.
+//!
+//! Both are a Burn backend extension with a hand-written backward for `Autodiff<Flex>`, so
+//! gradients flow through them as through Burn's own operations; the tests compare values
+//! and gradients with Burn's.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::tensor::{DType, Tensor, TensorData};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// A 2-D window (convolution kernel or pooling window) sliding over `[batch, channels,
+/// height, width]` images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Step between windows, down and across.
+    pub stride: [usize; 2],
+    /// (begin, end) zero padding of the height and of the width.
+    pub padding: [(usize, usize); 2],
+}
+
+impl Window {
+    /// Output height and width over an input of `[height, width]`.
+    fn output(&self, [h, w]: [usize; 2]) -> [usize; 2] {
+        let out = |len: usize, axis: usize| {
+            let (begin, end) = self.padding[axis];
+            (len + begin + end - self.kernel[axis]) / self.stride[axis] + 1
+        };
+        [out(h, 0), out(w, 1)]
+    }
+}
+
+/// Whether `x` lives on flex (with or without autodiff) as `f32`, so these kernels apply.
+pub fn runs_on_flex<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(
+        x.device().as_dispatch().clone().inner(),
+        DispatchDevice::Flex(_)
+    ) && x.dtype() == DType::F32
+}
+
+/// `relu?(conv2d(x, weight) + bias)` on flex: `x` is `[batch, channels, h, w]`, `weight`
+/// `[filters, channels, kh, kw]`, `bias` `[filters]`. Call only where [`runs_on_flex`].
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    window: Window,
+    relu: bool,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::conv2d_fused(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        window,
+        relu,
+    ))
+}
+
+/// Max pooling with `window.stride == window.kernel` on flex. Call only where
+/// [`runs_on_flex`].
+pub fn max_pool2d(x: Tensor<4>, window: Window) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::max_pool2d_tiled(
+        x.into_dispatch(),
+        window,
+    ))
+}
+
+/// The operations, as a Burn backend extension for flex with and without autodiff.
+#[backend_extension(Flex, Autodiff)]
+pub trait FlexKernels: Backend {
+    /// `relu?(conv2d(x, weight) + bias)`.
+    fn conv2d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        window: Window,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// Max pooling over non-overlapping windows.
+    fn max_pool2d_tiled(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self>;
+}
+
+impl FlexKernels for Flex {
+    fn conv2d_fused(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        window: Window,
+        relu: bool,
+    ) -> FlexTensor {
+        conv_forward(&x, &weight, &bias, window, relu)
+    }
+
+    fn max_pool2d_tiled(x: FlexTensor, window: Window) -> FlexTensor {
+        max_pool_forward(&x, window).0
+    }
+}
+
+impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
+    fn conv2d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        window: Window,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let step = ConvBackward { window, relu };
+        match step
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
+                let output = conv_forward(&x, &weight, bias.primitive(), window, relu);
+                let state = ConvState {
+                    x,
+                    weight,
+                    output: relu.then(|| output.clone()),
+                };
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(conv_forward(
+                x.primitive(),
+                weight.primitive(),
+                bias.primitive(),
+                window,
+                relu,
+            )),
+        }
+    }
+
+    fn max_pool2d_tiled(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
+        match PoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input_dims = dims4(x.primitive());
+                let (output, winners) = max_pool_forward(x.primitive(), window);
+                prep.finish(
+                    PoolState {
+                        input_dims,
+                        winners: Arc::new(winners),
+                    },
+                    output,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(max_pool_forward(x.primitive(), window).0),
+        }
+    }
+}
+
+/// What a convolution's backward needs: its input, weights, and (with a fused ReLU) its
+/// output, whose zeros mark where the ReLU cut the gradient.
+#[derive(Debug, Clone)]
+struct ConvState {
+    x: FlexTensor,
+    weight: FlexTensor,
+    output: Option<FlexTensor>,
+}
+
+#[derive(Debug)]
+struct ConvBackward {
+    window: Window,
+    relu: bool,
+}
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let state = ops.state;
+        let mut grad = f32_values(&grad).to_vec();
+        if self.relu {
+            let output = state.output.expect("a fused ReLU keeps its output");
+            mask_relu(&mut grad, &f32_values(&output));
+        }
+        let want = Wanted {
+            x: node_x.is_some(),
+            weight: node_weight.is_some(),
+        };
+        let (dx, dweight, dbias) = conv_backward(&state.x, &state.weight, &grad, self.window, want);
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<Flex>(node.id, dweight);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Flex>(node.id, dbias);
+        }
+    }
+}
+
+/// What a max pool's backward needs: the input's shape and each output's winning input
+/// (its offset in its plane).
+#[derive(Debug, Clone)]
+struct PoolState {
+    input_dims: [usize; 4],
+    winners: Arc<Vec<u32>>,
+}
+
+#[derive(Debug)]
+struct PoolBackward;
+
+impl Backward<Flex, 1> for PoolBackward {
+    type State = PoolState;
+
+    fn backward(self, ops: Ops<PoolState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node_x {
+            let dx =
+                max_pool_backward(&f32_values(&grad), &ops.state.winners, ops.state.input_dims);
+            grads.register::<Flex>(node.id, dx);
+        }
+    }
+}
+
+/// The dimensions of a 4-D flex tensor.
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    t.layout().shape().dims::<4>()
+}
+
+/// A flex tensor's `f32` values in row-major order (copied only when it is a strided view).
+fn f32_values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(values) => std::borrow::Cow::Borrowed(values),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("flex kernels run on f32 tensors (runs_on_flex)")
+                .to_vec(),
+        ),
+    }
+}
+
+fn flex_tensor<const D: usize>(values: Vec<f32>, dims: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, dims))
+}
+
+/// Zeroes the gradient where the ReLU's output was zero.
+fn mask_relu(grad: &mut [f32], output: &[f32]) {
+    grad.par_chunks_mut(1 << 14)
+        .zip(output.par_chunks(1 << 14))
+        .for_each(|(g, o)| {
+            for (g, &o) in g.iter_mut().zip(o) {
+                if o <= 0.0 {
+                    *g = 0.0;
+                }
+            }
+        });
+}
+
+// ---------------------------------------------------------------------------------------
+// Max pooling
+
+/// Max pooling over non-overlapping windows: the output and, for each output, the offset of
+/// the winning input in its plane (the first of equal maxima).
+fn max_pool_forward(x: &FlexTensor, window: Window) -> (FlexTensor, Vec<u32>) {
+    let [batch, channels, h, w] = dims4(x);
+    let [oh, ow] = window.output([h, w]);
+    let values = f32_values(x);
+    let planes = batch * channels;
+    let mut output = vec![0.0f32; planes * oh * ow];
+    let mut winners = vec![0u32; planes * oh * ow];
+    output
+        .par_chunks_mut(oh * ow)
+        .zip(winners.par_chunks_mut(oh * ow))
+        .zip(values.par_chunks(h * w))
+        .for_each(|((out, win), plane)| pool_plane(plane, [h, w], window, [oh, ow], out, win));
+    (flex_tensor(output, [batch, channels, oh, ow]), winners)
+}
+
+/// The valid input range `[start, end)` a window starting at `start` (possibly negative)
+/// of `len` covers in an axis of `size`.
+fn clip(start: isize, len: usize, size: usize) -> (usize, usize) {
+    let begin = start.max(0) as usize;
+    let end = (start + len as isize).clamp(0, size as isize) as usize;
+    (begin.min(end), end)
+}
+
+fn pool_plane(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    window: Window,
+    [oh, ow]: [usize; 2],
+    out: &mut [f32],
+    win: &mut [u32],
+) {
+    let [kh, kw] = window.kernel;
+    let [sh, sw] = window.stride;
+    let (top, left) = (window.padding[0].0, window.padding[1].0);
+    for oy in 0..oh {
+        let (y0, y1) = clip((oy * sh) as isize - top as isize, kh, h);
+        let out_row = &mut out[oy * ow..(oy + 1) * ow];
+        let win_row = &mut win[oy * ow..(oy + 1) * ow];
+        // The common 2x2 case, two full rows and no left padding: a branch-light loop.
+        let mut done = 0;
+        if kh == 2 && kw == 2 && sw == 2 && left == 0 && y1 - y0 == 2 {
+            let r0 = &plane[y0 * w..(y0 + 1) * w];
+            let r1 = &plane[(y0 + 1) * w..(y0 + 2) * w];
+            done = (w / 2).min(ow);
+            for ox in 0..done {
+                let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                let (top_max, top_at) = if b > a { (b, 1) } else { (a, 0) };
+                let (low_max, low_at) = if d > c { (d, w + 1) } else { (c, w) };
+                let (max, at) = if low_max > top_max {
+                    (low_max, low_at)
+                } else {
+                    (top_max, top_at)
+                };
+                out_row[ox] = max;
+                win_row[ox] = (y0 * w + 2 * ox + at) as u32;
+            }
+        }
+        for ox in done..ow {
+            let (x0, x1) = clip((ox * sw) as isize - left as isize, kw, w);
+            let mut best = f32::NEG_INFINITY;
+            let mut at = y0 * w + x0;
+            for y in y0..y1 {
+                for (x, &v) in plane[y * w + x0..y * w + x1].iter().enumerate() {
+                    if v > best {
+                        best = v;
+                        at = y * w + x0 + x;
+                    }
+                }
+            }
+            out_row[ox] = best;
+            win_row[ox] = at as u32;
+        }
+    }
+}
+
+/// The input gradient of a max pool: each output's gradient goes to its winner. Windows do
+/// not overlap, so each input receives at most one value.
+fn max_pool_backward(grad: &[f32], winners: &[u32], [b, c, h, w]: [usize; 4]) -> FlexTensor {
+    let planes = b * c;
+    let out_plane = grad.len() / planes;
+    let mut dx = vec![0.0f32; planes * h * w];
+    dx.par_chunks_mut(h * w)
+        .zip(grad.par_chunks(out_plane))
+        .zip(winners.par_chunks(out_plane))
+        .for_each(|((dx, g), win)| {
+            for (&g, &at) in g.iter().zip(win) {
+                dx[at as usize] = g;
+            }
+        });
+    flex_tensor(dx, [b, c, h, w])
+}
+
+// ---------------------------------------------------------------------------------------
+// Convolution
+
+/// The sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct ConvGeometry {
+    batch: usize,
+    channels: usize,
+    input: [usize; 2],
+    filters: usize,
+    output: [usize; 2],
+    window: Window,
+}
+
+impl ConvGeometry {
+    fn new(x: &FlexTensor, weight: &FlexTensor, window: Window) -> Self {
+        let [batch, channels, h, w] = dims4(x);
+        let [filters, _, _, _] = dims4(weight);
+        ConvGeometry {
+            batch,
+            channels,
+            input: [h, w],
+            filters,
+            output: window.output([h, w]),
+            window,
+        }
+    }
+
+    /// Rows of the im2col matrix: channels x kernel area.
+    fn patch(&self) -> usize {
+        self.channels * self.window.kernel[0] * self.window.kernel[1]
+    }
+
+    fn image_in(&self) -> usize {
+        self.channels * self.input[0] * self.input[1]
+    }
+
+    fn pixels_out(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    /// A 1x1 kernel with unit stride and no padding reads the image as its own im2col.
+    fn pointwise(&self) -> bool {
+        self.window.kernel == [1, 1]
+            && self.window.stride == [1, 1]
+            && self.window.padding == [(0, 0); 2]
+    }
+}
+
+/// The outputs `[lo, hi)` along one axis whose input `o * stride + offset` lies in
+/// `[0, size)`.
+fn valid_outputs(offset: isize, stride: usize, size: usize, outputs: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset + s - 1) / s) as usize
+    };
+    let reach = size as isize - offset; // outputs o with o * s < reach
+    let hi = if reach <= 0 {
+        0
+    } else {
+        ((reach + s - 1) / s) as usize
+    };
+    let hi = hi.min(outputs);
+    (lo.min(hi), hi)
+}
+
+/// Calls `each(row, out_y, input_offset, x_lo, x_hi)` for every (patch row, output row)
+/// pair that reads inside the image; `input_offset` is where output column 0 would read.
+/// Shared by im2col and col2im so the two agree on the geometry.
+fn for_each_patch_row(
+    g: &ConvGeometry,
+    mut each: impl FnMut(usize, usize, Option<(usize, isize, usize, usize)>),
+) {
+    let [h, w] = g.input;
+    let [oh, ow] = g.output;
+    let [kh, kw] = g.window.kernel;
+    let [sh, sw] = g.window.stride;
+    let (top, left) = (
+        g.window.padding[0].0 as isize,
+        g.window.padding[1].0 as isize,
+    );
+    for c in 0..g.channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = (c * kh + i) * kw + j;
+                let x_offset = j as isize - left;
+                let (lo, hi) = valid_outputs(x_offset, sw, w, ow);
+                for oy in 0..oh {
+                    let iy = (oy * sh) as isize + i as isize - top;
+                    let inside = (0..h as isize).contains(&iy);
+                    let source = inside.then(|| (c * h * w + iy as usize * w, x_offset, lo, hi));
+                    each(row, oy, source);
+                }
+            }
+        }
+    }
+}
+
+/// Writes image `x`'s patches as the columns of `col` (`[patch, pixels_out]`).
+fn im2col(x: &[f32], g: &ConvGeometry, col: &mut [f32]) {
+    let ow = g.output[1];
+    let sw = g.window.stride[1];
+    let pixels = g.pixels_out();
+    for_each_patch_row(g, |row, oy, source| {
+        let dst = &mut col[row * pixels + oy * ow..row * pixels + (oy + 1) * ow];
+        match source {
+            None => dst.fill(0.0),
+            Some((start, offset, lo, hi)) => {
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                let first = (start as isize + (lo * sw) as isize + offset) as usize;
+                if sw == 1 {
+                    dst[lo..hi].copy_from_slice(&x[first..first + (hi - lo)]);
+                } else {
+                    for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                        *d = x[first + k * sw];
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Adds the columns of `col` (`[patch, pixels_out]`) back onto image gradient `dx`.
+fn col2im(col: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
+    let ow = g.output[1];
+    let sw = g.window.stride[1];
+    let pixels = g.pixels_out();
+    for_each_patch_row(g, |row, oy, source| {
+        if let Some((start, offset, lo, hi)) = source {
+            let src = &col[row * pixels + oy * ow + lo..row * pixels + oy * ow + hi];
+            let first = (start as isize + (lo * sw) as isize + offset) as usize;
+            if sw == 1 {
+                for (d, s) in dx[first..first + (hi - lo)].iter_mut().zip(src) {
+                    *d += s;
+                }
+            } else {
+                for (k, s) in src.iter().enumerate() {
+                    dx[first + k * sw] += s;
+                }
+            }
+        }
+    });
+}
+
+/// Row-major `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), with each operand
+/// given by its (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: &mut [f32],
+    dst_strides: [usize; 2],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: [usize; 2],
+    rhs: &[f32],
+    rhs_strides: [usize; 2],
+    parallelism: Parallelism,
+) {
+    debug_assert!(
+        m == 0 || n == 0 || (m - 1) * dst_strides[0] + (n - 1) * dst_strides[1] < dst.len()
+    );
+    debug_assert!(
+        m == 0 || k == 0 || (m - 1) * lhs_strides[0] + (k - 1) * lhs_strides[1] < lhs.len()
+    );
+    debug_assert!(
+        k == 0 || n == 0 || (k - 1) * rhs_strides[0] + (n - 1) * rhs_strides[1] < rhs.len()
+    );
+    // SAFETY: the three slices cover every element the strides address (checked above in
+    // debug builds and guaranteed by the callers' shapes); `dst` is borrowed mutably and
+    // does not alias `lhs` or `rhs`.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_strides[1] as isize,
+            dst_strides[0] as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides[1] as isize,
+            lhs_strides[0] as isize,
+            rhs.as_ptr(),
+            rhs_strides[1] as isize,
+            rhs_strides[0] as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Parallelism for one per-image gemm: the images are spread over the threads, unless there
+/// are fewer images than threads.
+fn per_image_parallelism(batch: usize) -> Parallelism {
+    if batch < rayon::current_num_threads() {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
+}
+
+fn conv_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    window: Window,
+    relu: bool,
+) -> FlexTensor {
+    let g = ConvGeometry::new(x, weight, window);
+    let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
+    let (patch, pixels) = (g.patch(), g.pixels_out());
+    let mut output = vec![0.0f32; g.batch * g.filters * pixels];
+    let parallelism = per_image_parallelism(g.batch);
+    output
+        .par_chunks_mut(g.filters * pixels)
+        .zip(x.par_chunks(g.image_in()))
+        .for_each_init(
+            || vec![0.0f32; if g.pointwise() { 0 } else { patch * pixels }],
+            |col, (out, image)| {
+                let col: &[f32] = if g.pointwise() {
+                    image
+                } else {
+                    im2col(image, &g, col);
+                    col
+                };
+                matmul(
+                    [g.filters, pixels, patch],
+                    out,
+                    [pixels, 1],
+                    false,
+                    &weight,
+                    [patch, 1],
+                    col,
+                    [pixels, 1],
+                    parallelism,
+                );
+                for (row, &b) in out.chunks_mut(pixels).zip(bias.iter()) {
+                    if relu {
+                        row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                    } else {
+                        row.iter_mut().for_each(|v| *v += b);
+                    }
+                }
+            },
+        );
+    flex_tensor(output, [g.batch, g.filters, g.output[0], g.output[1]])
+}
+
+/// Which gradients a convolution's backward must produce (the bias's always is).
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    x: bool,
+    weight: bool,
+}
+
+/// The input, weight and bias gradients of a convolution from the output gradient `grad`
+/// (`[batch, filters, oh, ow]`, with any fused ReLU already applied).
+fn conv_backward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    grad: &[f32],
+    window: Window,
+    want: Wanted,
+) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
+    let g = ConvGeometry::new(x, weight, window);
+    let weight_dims = dims4(weight);
+    let (x, weight) = (f32_values(x), f32_values(weight));
+    let (patch, pixels, filters) = (g.patch(), g.pixels_out(), g.filters);
+    let grad_image = filters * pixels;
+
+    // Contiguous runs of images, one per thread, each summing its own weight gradient.
+    let threads = rayon::current_num_threads().max(1);
+    let run = g.batch.div_ceil(threads).max(1);
+    let parallelism = per_image_parallelism(g.batch);
+    let mut dx = if want.x {
+        vec![0.0f32; g.batch * g.image_in()]
+    } else {
+        Vec::new()
+    };
+    let dx_runs: Vec<Option<&mut [f32]>> = if want.x {
+        dx.chunks_mut(run * g.image_in()).map(Some).collect()
+    } else {
+        (0..g.batch.div_ceil(run)).map(|_| None).collect()
+    };
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx_runs
+        .into_par_iter()
+        .enumerate()
+        .map(|(r, mut dx_run)| {
+            let mut dweight = vec![0.0f32; filters * patch];
+            let mut dbias = vec![0.0f32; filters];
+            let mut col = vec![0.0f32; if want.weight { patch * pixels } else { 0 }];
+            let mut dcol = vec![0.0f32; if want.x { patch * pixels } else { 0 }];
+            let first = r * run;
+            for b in first..(first + run).min(g.batch) {
+                let grad = &grad[b * grad_image..(b + 1) * grad_image];
+                let image = &x[b * g.image_in()..(b + 1) * g.image_in()];
+                for (db, row) in dbias.iter_mut().zip(grad.chunks(pixels)) {
+                    *db += row.iter().sum::<f32>();
+                }
+                if want.weight {
+                    let col: &[f32] = if g.pointwise() {
+                        image
+                    } else {
+                        im2col(image, &g, &mut col);
+                        &col
+                    };
+                    // dW += grad · colᵀ: [filters, pixels] x [pixels, patch].
+                    matmul(
+                        [filters, patch, pixels],
+                        &mut dweight,
+                        [patch, 1],
+                        true,
+                        grad,
+                        [pixels, 1],
+                        col,
+                        [1, pixels],
+                        parallelism,
+                    );
+                }
+                if let Some(dx_run) = dx_run.as_deref_mut() {
+                    let dx =
+                        &mut dx_run[(b - first) * g.image_in()..(b - first + 1) * g.image_in()];
+                    // dcol = Wᵀ · grad: [patch, filters] x [filters, pixels].
+                    let target: &mut [f32] = if g.pointwise() { &mut *dx } else { &mut dcol };
+                    matmul(
+                        [patch, pixels, filters],
+                        target,
+                        [pixels, 1],
+                        false,
+                        &weight,
+                        [1, patch],
+                        grad,
+                        [pixels, 1],
+                        parallelism,
+                    );
+                    if !g.pointwise() {
+                        col2im(&dcol, &g, dx);
+                    }
+                }
+            }
+            (dweight, dbias)
+        })
+        .collect();
+    let mut dweight = vec![0.0f32; filters * patch];
+    let mut dbias = vec![0.0f32; filters];
+    for (dw, db) in partial {
+        dweight.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
+        dbias.iter_mut().zip(db).for_each(|(a, b)| *a += b);
+    }
+    let dx = want
+        .x
+        .then(|| flex_tensor(dx, [g.batch, g.channels, g.input[0], g.input[1]]));
+    (
+        dx,
+        flex_tensor(dweight, weight_dims),
+        flex_tensor(dbias, [filters]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use burn::tensor::activation::relu;
+    use burn::tensor::module::{conv2d as burn_conv2d, max_pool2d as burn_max_pool2d};
+    use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+    use burn::tensor::{Device, Tensor};
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec().unwrap()
+    }
+
+    fn copy<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
+        Tensor::from_data(t.to_data(), &t.device()).require_grad()
+    }
+
+    fn assert_close(name: &str, ours: Vec<f32>, burns: Vec<f32>) {
+        assert_eq!(ours.len(), burns.len(), "{name}: lengths");
+        let scale = burns.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in ours.iter().zip(&burns).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * scale,
+                "{name}[{i}]: ours {a}, Burn's {b}"
+            );
+        }
+    }
+
+    /// Our convolution and Burn's agree on the output and on all three gradients, for the
+    /// kernels, strides and paddings the reports use.
+    #[test]
+    fn convolution_matches_burn() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            // (batch, channels, h, w, filters, kernel, stride, padding, relu)
+            (3, 1, 9, 8, 4, [3, 3], [1, 1], [(1, 1), (1, 1)], true),
+            (2, 3, 7, 7, 5, [3, 3], [1, 1], [(0, 0), (0, 0)], false),
+            (2, 2, 11, 10, 3, [3, 3], [2, 2], [(0, 0), (0, 0)], true),
+            (2, 2, 12, 12, 3, [3, 3], [5, 5], [(0, 0), (0, 0)], false),
+            (3, 4, 6, 6, 2, [2, 2], [1, 1], [(0, 1), (0, 1)], true),
+            (2, 3, 5, 5, 4, [1, 1], [1, 1], [(0, 0), (0, 0)], true),
+            (1, 2, 8, 8, 3, [5, 5], [1, 1], [(2, 2), (2, 2)], false),
+        ];
+        for (b, c, h, w, f, kernel, stride, padding, fused_relu) in cases {
+            let name = format!("{c}x{h}x{w} -> {f}, {kernel:?} stride {stride:?} pad {padding:?}");
+            let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let weight = Tensor::<4>::random(
+                [f, c, kernel[0], kernel[1]],
+                Distribution::Normal(0.0, 0.5),
+                &device,
+            );
+            let bias = Tensor::<1>::random([f], Distribution::Normal(0.0, 0.5), &device);
+            // Two independent copies of each, one for our graph and one for Burn's.
+            let (x1, x2) = (x.clone().require_grad(), copy(&x));
+            let (w1, w2) = (weight.clone().require_grad(), copy(&weight));
+            let (b1, b2) = (bias.clone().require_grad(), copy(&bias));
+
+            let window = Window {
+                kernel,
+                stride,
+                padding,
+            };
+            let ours = conv2d(x1.clone(), w1.clone(), b1.clone(), window, fused_relu);
+            let options = ConvOptions {
+                stride,
+                padding,
+                dilation: [1, 1],
+                groups: 1,
+            };
+            let mut burns = burn_conv2d(x2.clone(), w2.clone(), Some(b2.clone()), options);
+            if fused_relu {
+                burns = relu(burns);
+            }
+            assert_eq!(ours.dims(), burns.dims(), "{name}: output shape");
+            assert_close(&name, values(ours.clone()), values(burns.clone()));
+
+            // A loss that weighs every output differently, so each gradient entry matters.
+            let weights = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g1 = (ours * weights.clone()).sum().backward();
+            let g2 = (burns * weights).sum().backward();
+            assert_close(
+                &format!("{name} dx"),
+                values(x1.grad(&g1).unwrap()),
+                values(x2.grad(&g2).unwrap()),
+            );
+            assert_close(
+                &format!("{name} dweight"),
+                values(w1.grad(&g1).unwrap()),
+                values(w2.grad(&g2).unwrap()),
+            );
+            assert_close(
+                &format!("{name} dbias"),
+                values(b1.grad(&g1).unwrap()),
+                values(b2.grad(&g2).unwrap()),
+            );
+        }
+    }
+
+    /// Our max pool and Burn's agree on values and gradients, with and without "same"
+    /// padding and odd sizes.
+    #[test]
+    fn max_pool_matches_burn() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            ([2, 3, 8, 8], [2, 2], [(0, 0), (0, 0)]),
+            ([2, 3, 7, 9], [2, 2], [(0, 0), (0, 0)]),
+            ([2, 3, 7, 9], [2, 2], [(0, 1), (0, 1)]),
+            ([1, 2, 28, 28], [3, 3], [(1, 1), (1, 1)]),
+            ([1, 2, 10, 10], [5, 5], [(0, 0), (0, 0)]),
+            ([1, 1, 4, 4], [1, 1], [(0, 0), (0, 0)]),
+        ];
+        for (dims, kernel, padding) in cases {
+            let name = format!("{dims:?} pool {kernel:?} pad {padding:?}");
+            let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let (x1, x2) = (x.clone().require_grad(), copy(&x));
+            let window = Window {
+                kernel,
+                stride: kernel,
+                padding,
+            };
+            let ours = max_pool2d(x1.clone(), window);
+            let burns = burn_max_pool2d(
+                x2.clone(),
+                MaxPoolOptions {
+                    kernel_size: kernel,
+                    stride: kernel,
+                    padding,
+                    dilation: [1, 1],
+                    ceil_mode: false,
+                },
+            );
+            assert_eq!(ours.dims(), burns.dims(), "{name}: output shape");
+            assert_close(&name, values(ours.clone()), values(burns.clone()));
+            let weights = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g1 = (ours * weights.clone()).sum().backward();
+            let g2 = (burns * weights).sum().backward();
+            assert_close(
+                &format!("{name} dx"),
+                values(x1.grad(&g1).unwrap()),
+                values(x2.grad(&g2).unwrap()),
+            );
+        }
+    }
+
+    /// Without autodiff (inference) the kernels run on flex directly.
+    #[test]
+    fn inference_runs_without_autodiff() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 1, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+        assert!(runs_on_flex(&x));
+        let window = Window {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [(0, 0); 2],
+        };
+        let pooled = max_pool2d(x.clone(), window);
+        assert_eq!(pooled.dims(), [2, 1, 3, 3]);
+        let expected = burn_max_pool2d(
+            x,
+            MaxPoolOptions {
+                kernel_size: [2, 2],
+                stride: [2, 2],
+                padding: [(0, 0); 2],
+                dilation: [1, 1],
+                ceil_mode: false,
+            },
+        );
+        assert_close("pool", values(pooled), values(expected));
+    }
+}
