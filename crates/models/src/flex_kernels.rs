@@ -14,6 +14,7 @@
 //! gradients flow through them as through Burn's own operations; the tests compare values
 //! and gradients with Burn's.
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use burn::backend::autodiff::Autodiff;
@@ -126,7 +127,7 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         window: Window,
         relu: bool,
     ) -> FloatTensor<Self> {
-        let step = ConvBackward { window, relu };
+        let step = ConvBackward { window };
         match step
             .prepare::<C>([x.node(), weight.node(), bias.node()])
             .compute_bound()
@@ -186,7 +187,6 @@ struct ConvState {
 #[derive(Debug)]
 struct ConvBackward {
     window: Window,
-    relu: bool,
 }
 
 impl Backward<Flex, 3> for ConvBackward {
@@ -196,11 +196,11 @@ impl Backward<Flex, 3> for ConvBackward {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         let state = ops.state;
-        let mut grad = f32_values(&grad).to_vec();
-        if self.relu {
-            let output = state.output.expect("a fused ReLU keeps its output");
-            mask_relu(&mut grad, &f32_values(&output));
-        }
+        let grad = f32_values(&grad);
+        let grad = match &state.output {
+            Some(output) => std::borrow::Cow::Owned(relu_masked(&grad, &f32_values(output))),
+            None => grad,
+        };
         let want = Wanted {
             x: node_x.is_some(),
             weight: node_weight.is_some(),
@@ -265,17 +265,38 @@ fn flex_tensor<const D: usize>(values: Vec<f32>, dims: [usize; D]) -> FlexTensor
     FlexTensor::from_data(TensorData::new(values, dims))
 }
 
-/// Zeroes the gradient where the ReLU's output was zero.
-fn mask_relu(grad: &mut [f32], output: &[f32]) {
-    grad.par_chunks_mut(1 << 14)
-        .zip(output.par_chunks(1 << 14))
-        .for_each(|(g, o)| {
-            for (g, &o) in g.iter_mut().zip(o) {
-                if o <= 0.0 {
-                    *g = 0.0;
-                }
+/// The gradient where the ReLU's output was positive, zero elsewhere.
+fn relu_masked(grad: &[f32], output: &[f32]) -> Vec<f32> {
+    let mut masked = uninit(grad.len());
+    masked
+        .par_chunks_mut(1 << 14)
+        .zip(grad.par_chunks(1 << 14).zip(output.par_chunks(1 << 14)))
+        .for_each(|(m, (g, o))| {
+            for (m, (&g, &o)) in m.iter_mut().zip(g.iter().zip(o)) {
+                *m = MaybeUninit::new(if o > 0.0 { g } else { 0.0 });
             }
         });
+    // SAFETY: the loop wrote every element.
+    unsafe { assume_init(masked) }
+}
+
+/// A vector of `len` values for a kernel to write before it is read.
+fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
+    let mut values = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` needs no initialisation and the capacity is `len`.
+    unsafe { values.set_len(len) };
+    values
+}
+
+/// The values of `values`, every one of which has been written.
+///
+/// # Safety
+/// Every element must have been initialised.
+unsafe fn assume_init<T>(values: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut values = std::mem::ManuallyDrop::new(values);
+    let (ptr, len, capacity) = (values.as_mut_ptr(), values.len(), values.capacity());
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the caller vouches for the contents.
+    unsafe { Vec::from_raw_parts(ptr.cast::<T>(), len, capacity) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -288,13 +309,15 @@ fn max_pool_forward(x: &FlexTensor, window: Window) -> (FlexTensor, Vec<u32>) {
     let [oh, ow] = window.output([h, w]);
     let values = f32_values(x);
     let planes = batch * channels;
-    let mut output = vec![0.0f32; planes * oh * ow];
-    let mut winners = vec![0u32; planes * oh * ow];
+    let mut output = uninit(planes * oh * ow);
+    let mut winners = uninit(planes * oh * ow);
     output
         .par_chunks_mut(oh * ow)
         .zip(winners.par_chunks_mut(oh * ow))
         .zip(values.par_chunks(h * w))
         .for_each(|((out, win), plane)| pool_plane(plane, [h, w], window, [oh, ow], out, win));
+    // SAFETY: pool_plane wrote every output and winner of its plane.
+    let (output, winners) = unsafe { (assume_init(output), assume_init(winners)) };
     (flex_tensor(output, [batch, channels, oh, ow]), winners)
 }
 
@@ -311,8 +334,8 @@ fn pool_plane(
     [h, w]: [usize; 2],
     window: Window,
     [oh, ow]: [usize; 2],
-    out: &mut [f32],
-    win: &mut [u32],
+    out: &mut [MaybeUninit<f32>],
+    win: &mut [MaybeUninit<u32>],
 ) {
     let [kh, kw] = window.kernel;
     let [sh, sw] = window.stride;
@@ -329,15 +352,20 @@ fn pool_plane(
             done = (w / 2).min(ow);
             for ox in 0..done {
                 let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
-                let (top_max, top_at) = if b > a { (b, 1) } else { (a, 0) };
-                let (low_max, low_at) = if d > c { (d, w + 1) } else { (c, w) };
-                let (max, at) = if low_max > top_max {
-                    (low_max, low_at)
+                // Selects rather than branches: after a ReLU, ties and zeros make the
+                // winner unpredictable.
+                let top_right = b > a;
+                let top_max = if top_right { b } else { a };
+                let low_right = d > c;
+                let low_max = if low_right { d } else { c };
+                let low = low_max > top_max;
+                out_row[ox] = MaybeUninit::new(if low { low_max } else { top_max });
+                let at = if low {
+                    w + low_right as usize
                 } else {
-                    (top_max, top_at)
+                    top_right as usize
                 };
-                out_row[ox] = max;
-                win_row[ox] = (y0 * w + 2 * ox + at) as u32;
+                win_row[ox] = MaybeUninit::new((y0 * w + 2 * ox + at) as u32);
             }
         }
         for ox in done..ow {
@@ -352,8 +380,8 @@ fn pool_plane(
                     }
                 }
             }
-            out_row[ox] = best;
-            win_row[ox] = at as u32;
+            out_row[ox] = MaybeUninit::new(best);
+            win_row[ox] = MaybeUninit::new(at as u32);
         }
     }
 }
@@ -416,6 +444,12 @@ impl ConvGeometry {
         self.output[0] * self.output[1]
     }
 
+    /// Whether patch rows are shifted copies of the input planes (unit stride, output as
+    /// wide as the input: "same" padding).
+    fn shifts(&self) -> bool {
+        self.window.stride == [1, 1] && self.output[1] == self.input[1]
+    }
+
     /// A 1x1 kernel with unit stride and no padding reads the image as its own im2col.
     fn pointwise(&self) -> bool {
         self.window.kernel == [1, 1]
@@ -475,8 +509,64 @@ fn for_each_patch_row(
     }
 }
 
+/// For a unit-stride convolution whose output is as wide as its input, the patch row of
+/// kernel tap `(c, i, j)` is channel `c` shifted by `(i - top) * width + (j - left)`: calls
+/// `each(row, plane start, shift, [first, end) of the output range read in one piece
+/// (possibly empty), valid output columns)`. The pieces cover the valid output rows; outputs before, after
+/// and in the invalid columns read outside the image.
+fn for_each_shifted_row(
+    g: &ConvGeometry,
+    mut each: impl FnMut(usize, usize, isize, [usize; 2], (usize, usize)),
+) {
+    let [h, w] = g.input;
+    let [oh, ow] = g.output;
+    let [kh, kw] = g.window.kernel;
+    let (top, left) = (
+        g.window.padding[0].0 as isize,
+        g.window.padding[1].0 as isize,
+    );
+    for c in 0..g.channels {
+        for i in 0..kh {
+            let dy = i as isize - top;
+            let (oy_lo, oy_hi) = valid_outputs(dy, 1, h, oh);
+            for j in 0..kw {
+                let dx = j as isize - left;
+                let shift = dy * w as isize + dx;
+                let d_lo = ((oy_lo * ow) as isize).max(-shift) as usize;
+                let d_hi = ((oy_hi * ow) as isize).min((h * w) as isize - shift).max(0) as usize;
+                let row = (c * kh + i) * kw + j;
+                let columns = valid_outputs(dx, 1, w, ow);
+                each(row, c * h * w, shift, [d_lo.min(d_hi), d_hi], columns);
+            }
+        }
+    }
+}
+
+/// Zeroes, in every row of `values` (rows of `width`), the columns outside `[lo, hi)`.
+fn zero_columns(values: &mut [f32], width: usize, (lo, hi): (usize, usize)) {
+    if lo > 0 || hi < width {
+        for row in values.chunks_mut(width) {
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        }
+    }
+}
+
 /// Writes image `x`'s patches as the columns of `col` (`[patch, pixels_out]`).
 fn im2col(x: &[f32], g: &ConvGeometry, col: &mut [f32]) {
+    if g.shifts() {
+        return for_each_shifted_row(g, |row, plane, shift, [d_lo, d_hi], columns| {
+            let dst = &mut col[row * g.pixels_out()..(row + 1) * g.pixels_out()];
+            let plane = &x[plane..plane + g.input[0] * g.input[1]];
+            dst[..d_lo].fill(0.0);
+            dst[d_hi..].fill(0.0);
+            if d_hi > d_lo {
+                let from = (d_lo as isize + shift) as usize;
+                dst[d_lo..d_hi].copy_from_slice(&plane[from..from + (d_hi - d_lo)]);
+            }
+            zero_columns(dst, g.output[1], columns);
+        });
+    }
     let ow = g.output[1];
     let sw = g.window.stride[1];
     let pixels = g.pixels_out();
@@ -500,8 +590,25 @@ fn im2col(x: &[f32], g: &ConvGeometry, col: &mut [f32]) {
     });
 }
 
-/// Adds the columns of `col` (`[patch, pixels_out]`) back onto image gradient `dx`.
-fn col2im(col: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
+/// Adds the columns of `col` (`[patch, pixels_out]`) back onto image gradient `dx`; `col`
+/// is scratch and may be changed.
+fn col2im(col: &mut [f32], g: &ConvGeometry, dx: &mut [f32]) {
+    if g.shifts() {
+        return for_each_shifted_row(g, |row, plane, shift, [d_lo, d_hi], columns| {
+            let src = &mut col[row * g.pixels_out()..(row + 1) * g.pixels_out()];
+            // Columns that read outside the image would land on the neighbouring row.
+            zero_columns(src, g.output[1], columns);
+            if d_hi > d_lo {
+                let from = plane + (d_lo as isize + shift) as usize;
+                for (d, s) in dx[from..from + (d_hi - d_lo)]
+                    .iter_mut()
+                    .zip(&src[d_lo..d_hi])
+                {
+                    *d += s;
+                }
+            }
+        });
+    }
     let ow = g.output[1];
     let sw = g.window.stride[1];
     let pixels = g.pixels_out();
@@ -718,7 +825,7 @@ fn conv_backward(
                         parallelism,
                     );
                     if !g.pointwise() {
-                        col2im(&dcol, &g, dx);
+                        col2im(&mut dcol, &g, dx);
                     }
                 }
             }
@@ -783,6 +890,9 @@ mod tests {
             (3, 4, 6, 6, 2, [2, 2], [1, 1], [(0, 1), (0, 1)], true),
             (2, 3, 5, 5, 4, [1, 1], [1, 1], [(0, 0), (0, 0)], true),
             (1, 2, 8, 8, 3, [5, 5], [1, 1], [(2, 2), (2, 2)], false),
+            // Images smaller than the kernel: every patch row is clipped at both ends.
+            (2, 2, 2, 2, 3, [3, 3], [1, 1], [(1, 1), (1, 1)], true),
+            (2, 1, 1, 5, 2, [3, 3], [1, 1], [(1, 1), (1, 1)], false),
         ];
         for (b, c, h, w, f, kernel, stride, padding, fused_relu) in cases {
             let name = format!("{c}x{h}x{w} -> {f}, {kernel:?} stride {stride:?} pad {padding:?}");
