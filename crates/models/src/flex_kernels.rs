@@ -15,7 +15,6 @@
 //! and gradients with Burn's.
 
 use std::mem::MaybeUninit;
-use std::sync::Arc;
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -115,7 +114,7 @@ impl FlexKernels for Flex {
     }
 
     fn max_pool2d_tiled(x: FlexTensor, window: Window) -> FlexTensor {
-        max_pool_forward(&x, window).0
+        max_pool_forward(&x, window)
     }
 }
 
@@ -154,23 +153,21 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     }
 
     fn max_pool2d_tiled(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
-        match PoolBackward
+        match (PoolBackward { window })
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let input_dims = dims4(x.primitive());
-                let (output, winners) = max_pool_forward(x.primitive(), window);
-                prep.finish(
-                    PoolState {
-                        input_dims,
-                        winners: Arc::new(winners),
-                    },
-                    output,
-                )
+                let x = x.primitive().clone();
+                let output = max_pool_forward(&x, window);
+                let state = PoolState {
+                    x,
+                    output: output.clone(),
+                };
+                prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(max_pool_forward(x.primitive(), window).0),
+            OpsKind::UnTracked(prep) => prep.finish(max_pool_forward(x.primitive(), window)),
         }
     }
 }
@@ -218,16 +215,18 @@ impl Backward<Flex, 3> for ConvBackward {
     }
 }
 
-/// What a max pool's backward needs: the input's shape and each output's winning input
-/// (its offset in its plane).
+/// What a max pool's backward needs: its input and output (a window's winner is its first
+/// input equal to the output).
 #[derive(Debug, Clone)]
 struct PoolState {
-    input_dims: [usize; 4],
-    winners: Arc<Vec<u32>>,
+    x: FlexTensor,
+    output: FlexTensor,
 }
 
 #[derive(Debug)]
-struct PoolBackward;
+struct PoolBackward {
+    window: Window,
+}
 
 impl Backward<Flex, 1> for PoolBackward {
     type State = PoolState;
@@ -236,8 +235,8 @@ impl Backward<Flex, 1> for PoolBackward {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = node_x {
-            let dx =
-                max_pool_backward(&f32_values(&grad), &ops.state.winners, ops.state.input_dims);
+            let PoolState { x, output } = ops.state;
+            let dx = max_pool_backward(&x, &output, &f32_values(&grad), self.window);
             grads.register::<Flex>(node.id, dx);
         }
     }
@@ -288,6 +287,22 @@ fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
     values
 }
 
+/// `values` as slots for a kernel to overwrite.
+fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the kernels write only `f32` values
+    // through the view, so `values` stays initialised.
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// `values`, every one of which has been written.
+///
+/// # Safety
+/// Every element must have been initialised.
+unsafe fn slice_assume_init(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: same layout, and the caller vouches for the contents.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// The values of `values`, every one of which has been written.
 ///
 /// # Safety
@@ -302,23 +317,150 @@ unsafe fn assume_init<T>(values: Vec<MaybeUninit<T>>) -> Vec<T> {
 // ---------------------------------------------------------------------------------------
 // Max pooling
 
-/// Max pooling over non-overlapping windows: the output and, for each output, the offset of
-/// the winning input in its plane (the first of equal maxima).
-fn max_pool_forward(x: &FlexTensor, window: Window) -> (FlexTensor, Vec<u32>) {
+/// Max pooling over non-overlapping windows.
+fn max_pool_forward(x: &FlexTensor, window: Window) -> FlexTensor {
     let [batch, channels, h, w] = dims4(x);
     let [oh, ow] = window.output([h, w]);
     let values = f32_values(x);
-    let planes = batch * channels;
-    let mut output = uninit(planes * oh * ow);
-    let mut winners = uninit(planes * oh * ow);
+    let mut output = uninit(batch * channels * oh * ow);
     output
         .par_chunks_mut(oh * ow)
-        .zip(winners.par_chunks_mut(oh * ow))
         .zip(values.par_chunks(h * w))
-        .for_each(|((out, win), plane)| pool_plane(plane, [h, w], window, [oh, ow], out, win));
-    // SAFETY: pool_plane wrote every output and winner of its plane.
-    let (output, winners) = unsafe { (assume_init(output), assume_init(winners)) };
-    (flex_tensor(output, [batch, channels, oh, ow]), winners)
+        .for_each(|(out, plane)| {
+            let full = full_2x2_windows(window, [h, w], [oh, ow]);
+            for oy in 0..full[0] {
+                let (r0, r1) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
+                for (ox, out) in out[oy * ow..oy * ow + full[1]].iter_mut().enumerate() {
+                    let (a, b) = (r0[2 * ox], r0[2 * ox + 1]);
+                    let (c, d) = (r1[2 * ox], r1[2 * ox + 1]);
+                    *out = MaybeUninit::new(a.max(b).max(c.max(d)));
+                }
+            }
+            for_each_window(plane, [h, w], window, [oh, ow], full, |at, window| {
+                out[at] = MaybeUninit::new(window.max());
+            })
+        });
+    // SAFETY: every output of every plane was written.
+    flex_tensor(unsafe { assume_init(output) }, [batch, channels, oh, ow])
+}
+
+/// The input gradient of a max pool: each output's gradient goes to its window's first
+/// input equal to the output (the winner, found again rather than stored, so the forward
+/// pass stays a plain maximum). Windows do not overlap: each input gets at most one value.
+fn max_pool_backward(
+    x: &FlexTensor,
+    output: &FlexTensor,
+    grad: &[f32],
+    window: Window,
+) -> FlexTensor {
+    let [batch, channels, h, w] = dims4(x);
+    let [oh, ow] = window.output([h, w]);
+    let (values, output) = (f32_values(x), f32_values(output));
+    let mut dx = vec![0.0f32; batch * channels * h * w];
+    dx.par_chunks_mut(h * w)
+        .zip(values.par_chunks(h * w))
+        .zip(output.par_chunks(oh * ow).zip(grad.par_chunks(oh * ow)))
+        .for_each(|((dx, plane), (out, grad))| {
+            let full = full_2x2_windows(window, [h, w], [oh, ow]);
+            for oy in 0..full[0] {
+                let (r0, r1) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
+                let (d0, d1) = dx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+                for ox in 0..full[1] {
+                    let (m, g) = (out[oy * ow + ox], grad[oy * ow + ox]);
+                    // The first of the four equal to the maximum takes the gradient; written
+                    // without branches (winners are unpredictable after a ReLU).
+                    let first = r0[2 * ox] == m;
+                    let second = !first && r0[2 * ox + 1] == m;
+                    let third = !first && !second && r1[2 * ox] == m;
+                    let fourth = !first && !second && !third;
+                    d0[2 * ox] = if first { g } else { 0.0 };
+                    d0[2 * ox + 1] = if second { g } else { 0.0 };
+                    d1[2 * ox] = if third { g } else { 0.0 };
+                    d1[2 * ox + 1] = if fourth { g } else { 0.0 };
+                }
+            }
+            for_each_window(plane, [h, w], window, [oh, ow], full, |at, window| {
+                dx[window.position_of(out[at])] = grad[at];
+            })
+        });
+    flex_tensor(dx, [batch, channels, h, w])
+}
+
+/// One pooling window of a plane: its valid rows and columns.
+struct PoolWindow<'a> {
+    plane: &'a [f32],
+    width: usize,
+    rows: (usize, usize),
+    columns: (usize, usize),
+}
+
+impl PoolWindow<'_> {
+    fn values(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
+        (self.rows.0..self.rows.1).flat_map(move |y| {
+            let start = y * self.width;
+            (start + self.columns.0..start + self.columns.1).map(move |i| (i, self.plane[i]))
+        })
+    }
+
+    fn max(&self) -> f32 {
+        self.values().fold(f32::NEG_INFINITY, |m, (_, v)| m.max(v))
+    }
+
+    /// The plane offset of the first value equal to `max` (the last one if none is, as
+    /// when every value is NaN).
+    fn position_of(&self, max: f32) -> usize {
+        let mut last = 0;
+        for (i, v) in self.values() {
+            if v == max {
+                return i;
+            }
+            last = i;
+        }
+        last
+    }
+}
+
+/// For 2x2 windows with stride 2 and no padding before, the outputs `[rows, columns]`
+/// whose windows lie wholly inside the plane (the kernels' fast paths); `[0, 0]` otherwise.
+fn full_2x2_windows(window: Window, [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> [usize; 2] {
+    let fits = window.kernel == [2, 2]
+        && window.stride == [2, 2]
+        && window.padding[0].0 == 0
+        && window.padding[1].0 == 0;
+    if fits {
+        [(h / 2).min(oh), (w / 2).min(ow)]
+    } else {
+        [0, 0]
+    }
+}
+
+/// Calls `each(output offset, window)` for every output of a plane except those of the
+/// first `done[0]` rows' first `done[1]` columns (handled by a fast path).
+fn for_each_window(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    window: Window,
+    [oh, ow]: [usize; 2],
+    done: [usize; 2],
+    mut each: impl FnMut(usize, PoolWindow<'_>),
+) {
+    let [kh, kw] = window.kernel;
+    let [sh, sw] = window.stride;
+    let (top, left) = (window.padding[0].0, window.padding[1].0);
+    for oy in 0..oh {
+        let rows = clip((oy * sh) as isize - top as isize, kh, h);
+        let first = if oy < done[0] { done[1] } else { 0 };
+        for ox in first..ow {
+            let columns = clip((ox * sw) as isize - left as isize, kw, w);
+            let window = PoolWindow {
+                plane,
+                width: w,
+                rows,
+                columns,
+            };
+            each(oy * ow + ox, window);
+        }
+    }
 }
 
 /// The valid input range `[start, end)` a window starting at `start` (possibly negative)
@@ -327,80 +469,6 @@ fn clip(start: isize, len: usize, size: usize) -> (usize, usize) {
     let begin = start.max(0) as usize;
     let end = (start + len as isize).clamp(0, size as isize) as usize;
     (begin.min(end), end)
-}
-
-fn pool_plane(
-    plane: &[f32],
-    [h, w]: [usize; 2],
-    window: Window,
-    [oh, ow]: [usize; 2],
-    out: &mut [MaybeUninit<f32>],
-    win: &mut [MaybeUninit<u32>],
-) {
-    let [kh, kw] = window.kernel;
-    let [sh, sw] = window.stride;
-    let (top, left) = (window.padding[0].0, window.padding[1].0);
-    for oy in 0..oh {
-        let (y0, y1) = clip((oy * sh) as isize - top as isize, kh, h);
-        let out_row = &mut out[oy * ow..(oy + 1) * ow];
-        let win_row = &mut win[oy * ow..(oy + 1) * ow];
-        // The common 2x2 case, two full rows and no left padding: a branch-light loop.
-        let mut done = 0;
-        if kh == 2 && kw == 2 && sw == 2 && left == 0 && y1 - y0 == 2 {
-            let r0 = &plane[y0 * w..(y0 + 1) * w];
-            let r1 = &plane[(y0 + 1) * w..(y0 + 2) * w];
-            done = (w / 2).min(ow);
-            for ox in 0..done {
-                let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
-                // Selects rather than branches: after a ReLU, ties and zeros make the
-                // winner unpredictable.
-                let top_right = b > a;
-                let top_max = if top_right { b } else { a };
-                let low_right = d > c;
-                let low_max = if low_right { d } else { c };
-                let low = low_max > top_max;
-                out_row[ox] = MaybeUninit::new(if low { low_max } else { top_max });
-                let at = if low {
-                    w + low_right as usize
-                } else {
-                    top_right as usize
-                };
-                win_row[ox] = MaybeUninit::new((y0 * w + 2 * ox + at) as u32);
-            }
-        }
-        for ox in done..ow {
-            let (x0, x1) = clip((ox * sw) as isize - left as isize, kw, w);
-            let mut best = f32::NEG_INFINITY;
-            let mut at = y0 * w + x0;
-            for y in y0..y1 {
-                for (x, &v) in plane[y * w + x0..y * w + x1].iter().enumerate() {
-                    if v > best {
-                        best = v;
-                        at = y * w + x0 + x;
-                    }
-                }
-            }
-            out_row[ox] = MaybeUninit::new(best);
-            win_row[ox] = MaybeUninit::new(at as u32);
-        }
-    }
-}
-
-/// The input gradient of a max pool: each output's gradient goes to its winner. Windows do
-/// not overlap, so each input receives at most one value.
-fn max_pool_backward(grad: &[f32], winners: &[u32], [b, c, h, w]: [usize; 4]) -> FlexTensor {
-    let planes = b * c;
-    let out_plane = grad.len() / planes;
-    let mut dx = vec![0.0f32; planes * h * w];
-    dx.par_chunks_mut(h * w)
-        .zip(grad.par_chunks(out_plane))
-        .zip(winners.par_chunks(out_plane))
-        .for_each(|((dx, g), win)| {
-            for (&g, &at) in g.iter().zip(win) {
-                dx[at as usize] = g;
-            }
-        });
-    flex_tensor(dx, [b, c, h, w])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -544,11 +612,13 @@ fn for_each_shifted_row(
 
 /// Zeroes, in every row of `values` (rows of `width`), the columns outside `[lo, hi)`.
 fn zero_columns(values: &mut [f32], width: usize, (lo, hi): (usize, usize)) {
-    if lo > 0 || hi < width {
-        for row in values.chunks_mut(width) {
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
-        }
+    // Column by column: a `fill` per row would be a `memset` call per one or two values.
+    for column in (0..lo).chain(hi..width) {
+        values
+            .iter_mut()
+            .skip(column)
+            .step_by(width)
+            .for_each(|v| *v = 0.0);
     }
 }
 
@@ -629,12 +699,12 @@ fn col2im(col: &mut [f32], g: &ConvGeometry, dx: &mut [f32]) {
     });
 }
 
-/// Row-major `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), with each operand
-/// given by its (row, column) strides.
+/// Row-major `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`, which needs `dst`
+/// initialised), with each operand given by its (row, column) strides.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     [m, n, k]: [usize; 3],
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_strides: [usize; 2],
     accumulate: bool,
     lhs: &[f32],
@@ -660,7 +730,7 @@ fn matmul(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             dst_strides[1] as isize,
             dst_strides[0] as isize,
             accumulate,
@@ -700,7 +770,7 @@ fn conv_forward(
     let g = ConvGeometry::new(x, weight, window);
     let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
     let (patch, pixels) = (g.patch(), g.pixels_out());
-    let mut output = vec![0.0f32; g.batch * g.filters * pixels];
+    let mut output = uninit(g.batch * g.filters * pixels);
     let parallelism = per_image_parallelism(g.batch);
     output
         .par_chunks_mut(g.filters * pixels)
@@ -725,6 +795,8 @@ fn conv_forward(
                     [pixels, 1],
                     parallelism,
                 );
+                // SAFETY: the gemm wrote every output of this image.
+                let out = unsafe { slice_assume_init(out) };
                 for (row, &b) in out.chunks_mut(pixels).zip(bias.iter()) {
                     if relu {
                         row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
@@ -734,6 +806,8 @@ fn conv_forward(
                 }
             },
         );
+    // SAFETY: every image's outputs were written.
+    let output = unsafe { assume_init(output) };
     flex_tensor(output, [g.batch, g.filters, g.output[0], g.output[1]])
 }
 
@@ -798,7 +872,7 @@ fn conv_backward(
                     // dW += grad · colᵀ: [filters, pixels] x [pixels, patch].
                     matmul(
                         [filters, patch, pixels],
-                        &mut dweight,
+                        as_uninit(&mut dweight),
                         [patch, 1],
                         true,
                         grad,
@@ -815,7 +889,7 @@ fn conv_backward(
                     let target: &mut [f32] = if g.pointwise() { &mut *dx } else { &mut dcol };
                     matmul(
                         [patch, pixels, filters],
-                        target,
+                        as_uninit(target),
                         [pixels, 1],
                         false,
                         &weight,
