@@ -935,6 +935,17 @@ mod tests {
         t.into_data().convert::<f32>().try_to_vec().unwrap()
     }
 
+    /// Burn's options for the same max pool as `window`.
+    fn pool_options(window: Window) -> MaxPoolOptions<2> {
+        MaxPoolOptions {
+            kernel_size: window.kernel,
+            stride: window.stride,
+            padding: window.padding,
+            dilation: [1, 1],
+            ceil_mode: false,
+        }
+    }
+
     fn copy<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
         Tensor::from_data(t.to_data(), &t.device()).require_grad()
     }
@@ -1005,20 +1016,14 @@ mod tests {
             let weights = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
             let g1 = (ours * weights.clone()).sum().backward();
             let g2 = (burns * weights).sum().backward();
-            assert_close(
-                &format!("{name} dx"),
-                values(x1.grad(&g1).unwrap()),
-                values(x2.grad(&g2).unwrap()),
-            );
-            assert_close(
-                &format!("{name} dweight"),
-                values(w1.grad(&g1).unwrap()),
-                values(w2.grad(&g2).unwrap()),
-            );
+            let grads = |x: &Tensor<4>, g| values(x.grad(g).unwrap());
+            assert_close(&format!("{name} dx"), grads(&x1, &g1), grads(&x2, &g2));
+            assert_close(&format!("{name} dweight"), grads(&w1, &g1), grads(&w2, &g2));
+            let bias_grads = |b: &Tensor<1>, g| values(b.grad(g).unwrap());
             assert_close(
                 &format!("{name} dbias"),
-                values(b1.grad(&g1).unwrap()),
-                values(b2.grad(&g2).unwrap()),
+                bias_grads(&b1, &g1),
+                bias_grads(&b2, &g2),
             );
         }
     }
@@ -1046,26 +1051,14 @@ mod tests {
                 padding,
             };
             let ours = max_pool2d(x1.clone(), window);
-            let burns = burn_max_pool2d(
-                x2.clone(),
-                MaxPoolOptions {
-                    kernel_size: kernel,
-                    stride: kernel,
-                    padding,
-                    dilation: [1, 1],
-                    ceil_mode: false,
-                },
-            );
+            let burns = burn_max_pool2d(x2.clone(), pool_options(window));
             assert_eq!(ours.dims(), burns.dims(), "{name}: output shape");
             assert_close(&name, values(ours.clone()), values(burns.clone()));
             let weights = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
             let g1 = (ours * weights.clone()).sum().backward();
             let g2 = (burns * weights).sum().backward();
-            assert_close(
-                &format!("{name} dx"),
-                values(x1.grad(&g1).unwrap()),
-                values(x2.grad(&g2).unwrap()),
-            );
+            let (dx1, dx2) = (x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
+            assert_close(&format!("{name} dx"), values(dx1), values(dx2));
         }
     }
 
@@ -1082,16 +1075,7 @@ mod tests {
         };
         let pooled = max_pool2d(x.clone(), window);
         assert_eq!(pooled.dims(), [2, 1, 3, 3]);
-        let expected = burn_max_pool2d(
-            x,
-            MaxPoolOptions {
-                kernel_size: [2, 2],
-                stride: [2, 2],
-                padding: [(0, 0); 2],
-                dilation: [1, 1],
-                ceil_mode: false,
-            },
-        );
+        let expected = burn_max_pool2d(x, pool_options(window));
         assert_close("pool", values(pooled), values(expected));
     }
 }
