@@ -4,8 +4,9 @@
 //! flex computes a max pool through a general window loop, its backward as a scatter-add
 //! into a zeroed plane, and a convolution's weight gradient as a convolution of swapped
 //! tensors (for a 3x3 kernel, a gemm with nine rows). Here:
-//! - a max pool whose windows do not overlap (stride = window, as in every report) finds
-//!   each window's winner in one pass, and its backward writes each input once;
+//! - a max pool whose windows do not overlap (stride = window, as in every report) is a
+//!   plain maximum, and its backward finds each window's first maximum again and writes
+//!   each input once;
 //! - a convolution (any kernel, stride and padding; no dilation or groups) is im2col and one
 //!   gemm per image with the bias and a ReLU fused in; its backward is, per image, one gemm
 //!   for the weight gradient and one for the input gradient followed by col2im.
@@ -545,9 +546,10 @@ fn valid_outputs(offset: isize, stride: usize, size: usize, outputs: usize) -> (
     (lo.min(hi), hi)
 }
 
-/// Calls `each(row, out_y, input_offset, x_lo, x_hi)` for every (patch row, output row)
-/// pair that reads inside the image; `input_offset` is where output column 0 would read.
-/// Shared by im2col and col2im so the two agree on the geometry.
+/// Calls `each(patch row, output row, source)` for every (patch row, output row) pair;
+/// `source` is `None` when the output row reads only padding, else `(start of the input row,
+/// column offset where output column 0 would read, [lo, hi) of the output columns that read
+/// inside the image)`. Shared by im2col and col2im so the two agree on the geometry.
 fn for_each_patch_row(
     g: &ConvGeometry,
     mut each: impl FnMut(usize, usize, Option<(usize, isize, usize, usize)>),
@@ -579,9 +581,9 @@ fn for_each_patch_row(
 
 /// For a unit-stride convolution whose output is as wide as its input, the patch row of
 /// kernel tap `(c, i, j)` is channel `c` shifted by `(i - top) * width + (j - left)`: calls
-/// `each(row, plane start, shift, [first, end) of the output range read in one piece
-/// (possibly empty), valid output columns)`. The pieces cover the valid output rows; outputs before, after
-/// and in the invalid columns read outside the image.
+/// `each(row, plane start, shift, [first, end) of the outputs read in one piece (possibly
+/// empty), valid output columns)`. The piece covers the valid output rows; outputs before
+/// and after it, and those in the invalid columns, read outside the image.
 fn for_each_shifted_row(
     g: &ConvGeometry,
     mut each: impl FnMut(usize, usize, isize, [usize; 2], (usize, usize)),

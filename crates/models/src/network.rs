@@ -234,28 +234,7 @@ impl Network {
                     conv += 1;
                     let pad = window_padding(&x, *kernel, *stride, *padding);
                     let activation = skip_softmax(*activation);
-                    #[cfg(feature = "flex")]
-                    if flex_kernels::runs_on_flex(&x) {
-                        let window = flex_kernels::Window {
-                            kernel: *kernel,
-                            stride: *stride,
-                            padding: pad,
-                        };
-                        let relu = activation == Activation::Relu;
-                        let (weight, bias) = (p.weight.val(), p.bias.val());
-                        let y = flex_kernels::conv2d(x, weight, bias, window, relu);
-                        let rest = if relu { Activation::Linear } else { activation };
-                        value = Value::Image(activate(y, rest, 1));
-                        continue;
-                    }
-                    let options = ConvOptions {
-                        stride: *stride,
-                        padding: pad,
-                        dilation: [1, 1],
-                        groups: 1,
-                    };
-                    let y = conv2d(x, p.weight.val(), Some(p.bias.val()), options);
-                    Value::Image(activate(y, activation, 1))
+                    Value::Image(convolve(x, p, *kernel, *stride, pad, activation))
                 }
                 (
                     Layer::Pool {
@@ -267,32 +246,9 @@ impl Network {
                     Value::Image(x),
                 ) => {
                     let pad = window_padding(&x, *size, *stride, *padding);
-                    #[cfg(feature = "flex")]
-                    if size == stride
-                        && *kind != PoolKind::Average
-                        && flex_kernels::runs_on_flex(&x)
-                    {
-                        let window = flex_kernels::Window {
-                            kernel: *size,
-                            stride: *stride,
-                            padding: pad,
-                        };
-                        value = Value::Image(match kind {
-                            PoolKind::Min => flex_kernels::max_pool2d(x.neg(), window).neg(),
-                            _ => flex_kernels::max_pool2d(x, window),
-                        });
-                        continue;
-                    }
-                    let max_options = MaxPoolOptions {
-                        kernel_size: *size,
-                        stride: *stride,
-                        padding: pad,
-                        dilation: [1, 1],
-                        ceil_mode: false,
-                    };
                     Value::Image(match kind {
-                        PoolKind::Max => max_pool2d(x, max_options),
-                        PoolKind::Min => max_pool2d(x.neg(), max_options).neg(),
+                        PoolKind::Max => max_pool(x, *size, *stride, pad),
+                        PoolKind::Min => max_pool(x.neg(), *size, *stride, pad).neg(),
                         PoolKind::Average => avg_pool2d(
                             x,
                             AvgPoolOptions {
@@ -352,6 +308,64 @@ impl Network {
             out
         }
     }
+}
+
+/// `activation(conv2d(x, weight) + bias)`: on flex through the project's own kernel (with
+/// a ReLU fused in), elsewhere through Burn's.
+fn convolve(
+    x: Tensor<4>,
+    p: &ConvParams,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+    activation: Activation,
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if flex_kernels::runs_on_flex(&x) {
+        let window = flex_kernels::Window {
+            kernel,
+            stride,
+            padding,
+        };
+        let relu = activation == Activation::Relu;
+        let y = flex_kernels::conv2d(x, p.weight.val(), p.bias.val(), window, relu);
+        return activate(y, if relu { Activation::Linear } else { activation }, 1);
+    }
+    let options = ConvOptions {
+        stride,
+        padding,
+        dilation: [1, 1],
+        groups: 1,
+    };
+    let y = conv2d(x, p.weight.val(), Some(p.bias.val()), options);
+    activate(y, activation, 1)
+}
+
+/// Max pooling: on flex, windows that do not overlap (stride = window) go through the
+/// project's own kernel; the rest through Burn's.
+fn max_pool(
+    x: Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [(usize, usize); 2],
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if kernel == stride && flex_kernels::runs_on_flex(&x) {
+        let window = flex_kernels::Window {
+            kernel,
+            stride,
+            padding,
+        };
+        return flex_kernels::max_pool2d(x, window);
+    }
+    let options = MaxPoolOptions {
+        kernel_size: kernel,
+        stride,
+        padding,
+        dilation: [1, 1],
+        ceil_mode: false,
+    };
+    max_pool2d(x, options)
 }
 
 /// The (start, end) padding of both axes for a window over image batch `x`.
