@@ -6,6 +6,7 @@
 pub mod callbacks;
 pub mod estimator;
 pub mod fit;
+pub mod fused_adam;
 pub mod metrics;
 pub mod mlp;
 pub mod optim;

@@ -4,12 +4,14 @@
 
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
-    AdaGradConfig, AdamConfig, ModuleOptimizer, Optimizer, RecordState, RmsPropConfig, SgdConfig,
-    StateSink, StateSource,
+    AdaGradConfig, ModuleOptimizer, Optimizer, RecordState, RmsPropConfig, SgdConfig, StateSink,
+    StateSource,
 };
 use burn::store::burn_pack::Scalar;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+use crate::fused_adam::Adam;
 
 /// An optimizer and its hyperparameters (serialisable, so a grid can vary them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,12 +245,7 @@ impl OptimizerSpec {
                 epsilon,
                 amsgrad,
                 ..
-            } => AdamConfig::new()
-                .with_beta_1(beta_1)
-                .with_beta_2(beta_2)
-                .with_epsilon(epsilon)
-                .with_amsgrad(amsgrad)
-                .init(),
+            } => ModuleOptimizer::from(Adam::new(beta_1, beta_2, epsilon, amsgrad)),
             OptimizerSpec::RmsProp { rho, epsilon, .. } => RmsPropConfig::new()
                 .with_alpha(rho)
                 .with_epsilon(epsilon)
