@@ -249,7 +249,7 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
 }
 
 /// A flex tensor's `f32` values in row-major order (copied only when it is a strided view).
-fn f32_values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(crate) fn f32_values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(values) => std::borrow::Cow::Borrowed(values),
         None => std::borrow::Cow::Owned(

@@ -4,6 +4,8 @@
 
 pub mod device;
 #[cfg(feature = "flex")]
+pub mod flex_batch_norm;
+#[cfg(feature = "flex")]
 pub mod flex_kernels;
 pub mod network;
 pub mod spec;

@@ -14,11 +14,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-#[cfg(feature = "flex")]
-use crate::flex_kernels;
 use crate::spec::{
     Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError, window_2d,
 };
+#[cfg(feature = "flex")]
+use crate::{flex_batch_norm, flex_kernels};
+#[cfg(feature = "flex")]
+use burn::module::RunningState;
 
 /// Keras' batch normalisation defaults: moving average keeps 0.99 of the old value.
 const BATCH_NORM_MOMENTUM: f64 = 0.01;
@@ -272,8 +274,8 @@ impl Network {
                     let n = &self.norm[norm];
                     norm += 1;
                     match v {
-                        Value::Flat(x) => Value::Flat(n.forward(x)),
-                        Value::Image(x) => Value::Image(n.forward(x)),
+                        Value::Flat(x) => Value::Flat(batch_norm(n, x)),
+                        Value::Image(x) => Value::Image(batch_norm(n, x)),
                     }
                 }
                 (Layer::Flatten, Value::Image(x)) => {
@@ -366,6 +368,29 @@ fn max_pool(
         ceil_mode: false,
     };
     max_pool2d(x, options)
+}
+
+/// Burn's batch norm, except that training on flex normalises through the project's own
+/// kernel; the running statistics are updated as Burn updates them.
+fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if flex_kernels::runs_on_flex(&x) && x.device().is_autodiff() && norm.training.is_enabled() {
+        let device = x.device();
+        let batch =
+            flex_batch_norm::batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+        let update = |running: &RunningState<Tensor<1>>, batch: Tensor<1>| {
+            let value = running
+                .value_sync()
+                .to_device(&device)
+                .mul_scalar(1.0 - norm.momentum)
+                .add(batch.detach().mul_scalar(norm.momentum));
+            running.update(value.detach());
+        };
+        update(&norm.running_mean, batch.mean);
+        update(&norm.running_var, batch.variance);
+        return batch.output;
+    }
+    norm.forward(x)
 }
 
 /// The (start, end) padding of both axes for a window over image batch `x`.

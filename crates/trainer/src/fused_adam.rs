@@ -218,7 +218,7 @@ mod tests {
     use burn::tensor::{Distribution, TensorData};
 
     fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
-        t.to_data().to_vec::<f32>().unwrap()
+        t.to_data().try_into_vec_as::<f32>().unwrap()
     }
 
     /// Ten steps of this Adam and of Burn's on the same parameters and gradients give the
