@@ -43,7 +43,7 @@ pub struct Window {
 
 impl Window {
     /// Output height and width over an input of `[height, width]`.
-    fn output(&self, [h, w]: [usize; 2]) -> [usize; 2] {
+    pub fn output(&self, [h, w]: [usize; 2]) -> [usize; 2] {
         let out = |len: usize, axis: usize| {
             let (begin, end) = self.padding[axis];
             (len + begin + end - self.kernel[axis]) / self.stride[axis] + 1
@@ -87,6 +87,26 @@ pub fn max_pool2d(x: Tensor<4>, window: Window) -> Tensor<4> {
     ))
 }
 
+/// `max_pool2d(relu(conv2d(x, weight) + bias), pool)` on flex, for a pool whose windows do
+/// not overlap (`pool.stride == pool.kernel`). The convolution's output is pooled image by
+/// image while it is in cache and never stored: the backward pass needs only each window's
+/// winner. Call only where [`runs_on_flex`].
+pub fn conv2d_relu_max_pool2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    conv: Window,
+    pool: Window,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::conv2d_relu_max_pool2d_fused(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        conv,
+        pool,
+    ))
+}
+
 /// The operations, as a Burn backend extension for flex with and without autodiff.
 #[backend_extension(Flex, Autodiff)]
 pub trait FlexKernels: Backend {
@@ -101,6 +121,15 @@ pub trait FlexKernels: Backend {
 
     /// Max pooling over non-overlapping windows.
     fn max_pool2d_tiled(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self>;
+
+    /// `max_pool2d(relu(conv2d(x, weight) + bias), pool)`.
+    fn conv2d_relu_max_pool2d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        conv: Window,
+        pool: Window,
+    ) -> FloatTensor<Self>;
 }
 
 impl FlexKernels for Flex {
@@ -116,6 +145,16 @@ impl FlexKernels for Flex {
 
     fn max_pool2d_tiled(x: FlexTensor, window: Window) -> FlexTensor {
         max_pool_forward(&x, window)
+    }
+
+    fn conv2d_relu_max_pool2d_fused(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        conv: Window,
+        pool: Window,
+    ) -> FlexTensor {
+        conv_relu_pool_forward(&x, &weight, &bias, conv, pool, false).0
     }
 }
 
@@ -171,6 +210,44 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(max_pool_forward(x.primitive(), window)),
         }
     }
+
+    fn conv2d_relu_max_pool2d_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        conv: Window,
+        pool: Window,
+    ) -> FloatTensor<Self> {
+        let step = ConvPoolBackward { conv };
+        match step
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
+                let (output, winners) =
+                    conv_relu_pool_forward(&x, &weight, bias.primitive(), conv, pool, true);
+                let state = ConvPoolState {
+                    x,
+                    weight,
+                    winners: winners.into(),
+                };
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                conv_relu_pool_forward(
+                    x.primitive(),
+                    weight.primitive(),
+                    bias.primitive(),
+                    conv,
+                    pool,
+                    false,
+                )
+                .0,
+            ),
+        }
+    }
 }
 
 /// What a convolution's backward needs: its input, weights, and (with a fused ReLU) its
@@ -191,28 +268,75 @@ impl Backward<Flex, 3> for ConvBackward {
     type State = ConvState;
 
     fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_weight, node_bias] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let state = ops.state;
-        let grad = f32_values(&grad);
-        let grad = match &state.output {
-            Some(output) => std::borrow::Cow::Owned(relu_masked(&grad, &f32_values(output))),
-            None => grad,
-        };
-        let want = Wanted {
-            x: node_x.is_some(),
-            weight: node_weight.is_some(),
-        };
-        let (dx, dweight, dbias) = conv_backward(&state.x, &state.weight, &grad, self.window, want);
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            grads.register::<Flex>(node.id, dweight);
-        }
-        if let Some(node) = node_bias {
-            grads.register::<Flex>(node.id, dbias);
-        }
+        register_conv_gradients(ops, grads, |state, grad, want| {
+            let grad = f32_values(&grad);
+            let grad = match &state.output {
+                Some(output) => std::borrow::Cow::Owned(relu_masked(&grad, &f32_values(output))),
+                None => grad,
+            };
+            conv_backward(&state.x, &state.weight, &grad, self.window, want)
+        });
+    }
+}
+
+/// Consumes a convolution's output gradient and registers the input, weight and bias
+/// gradients that `gradients(state, output gradient, wanted)` computes.
+fn register_conv_gradients<S>(
+    ops: Ops<S, 3>,
+    grads: &mut Gradients,
+    gradients: impl FnOnce(S, FlexTensor, Wanted) -> (Option<FlexTensor>, FlexTensor, FlexTensor),
+) {
+    let Ops {
+        parents: [node_x, node_weight, node_bias],
+        node,
+        state,
+    } = ops;
+    let grad = grads.consume::<Flex>(&node);
+    let want = Wanted {
+        x: node_x.is_some(),
+        weight: node_weight.is_some(),
+    };
+    let (dx, dweight, dbias) = gradients(state, grad, want);
+    if let (Some(node), Some(dx)) = (node_x, dx) {
+        grads.register::<Flex>(node.id, dx);
+    }
+    if let Some(node) = node_weight {
+        grads.register::<Flex>(node.id, dweight);
+    }
+    if let Some(node) = node_bias {
+        grads.register::<Flex>(node.id, dbias);
+    }
+}
+
+/// What a fused convolution-ReLU-pool's backward needs: the convolution's input and
+/// weights, and for each pooled output the plane offset of its window's winner
+/// ([`NO_WINNER`] where the ReLU passed no gradient).
+#[derive(Debug, Clone)]
+struct ConvPoolState {
+    x: FlexTensor,
+    weight: FlexTensor,
+    winners: std::sync::Arc<[u32]>,
+}
+
+#[derive(Debug)]
+struct ConvPoolBackward {
+    conv: Window,
+}
+
+impl Backward<Flex, 3> for ConvPoolBackward {
+    type State = ConvPoolState;
+
+    fn backward(self, ops: Ops<ConvPoolState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        register_conv_gradients(ops, grads, |state, grad, want| {
+            let g = ConvGeometry::new(&state.x, &state.weight, self.conv);
+            let grad = scatter_to_winners(
+                &f32_values(&grad),
+                &state.winners,
+                g.batch * g.filters,
+                g.pixels_out(),
+            );
+            conv_backward(&state.x, &state.weight, &grad, self.conv, want)
+        });
     }
 }
 
@@ -327,20 +451,7 @@ fn max_pool_forward(x: &FlexTensor, window: Window) -> FlexTensor {
     output
         .par_chunks_mut(oh * ow)
         .zip(values.par_chunks(h * w))
-        .for_each(|(out, plane)| {
-            let full = full_2x2_windows(window, [h, w], [oh, ow]);
-            for oy in 0..full[0] {
-                let (r0, r1) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
-                for (ox, out) in out[oy * ow..oy * ow + full[1]].iter_mut().enumerate() {
-                    let (a, b) = (r0[2 * ox], r0[2 * ox + 1]);
-                    let (c, d) = (r1[2 * ox], r1[2 * ox + 1]);
-                    *out = MaybeUninit::new(a.max(b).max(c.max(d)));
-                }
-            }
-            for_each_window(plane, [h, w], window, [oh, ow], full, |at, window| {
-                out[at] = MaybeUninit::new(window.max());
-            })
-        });
+        .for_each(|(out, plane)| pool_plane(plane, [h, w], window, [oh, ow], out, None));
     // SAFETY: every output of every plane was written.
     flex_tensor(unsafe { assume_init(output) }, [batch, channels, oh, ow])
 }
@@ -497,6 +608,15 @@ impl ConvGeometry {
             filters,
             output: window.output([h, w]),
             window,
+        }
+    }
+
+    /// Length of one image's im2col matrix (none for a pointwise convolution).
+    fn col_len(&self) -> usize {
+        if self.pointwise() {
+            0
+        } else {
+            self.patch() * self.pixels_out()
         }
     }
 
@@ -771,46 +891,209 @@ fn conv_forward(
 ) -> FlexTensor {
     let g = ConvGeometry::new(x, weight, window);
     let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
-    let (patch, pixels) = (g.patch(), g.pixels_out());
-    let mut output = uninit(g.batch * g.filters * pixels);
-    let parallelism = per_image_parallelism(g.batch);
+    let mut output = uninit(g.batch * g.filters * g.pixels_out());
     output
-        .par_chunks_mut(g.filters * pixels)
+        .par_chunks_mut(g.filters * g.pixels_out())
         .zip(x.par_chunks(g.image_in()))
         .for_each_init(
-            || vec![0.0f32; if g.pointwise() { 0 } else { patch * pixels }],
+            || vec![0.0f32; g.col_len()],
             |col, (out, image)| {
-                let col: &[f32] = if g.pointwise() {
-                    image
-                } else {
-                    im2col(image, &g, col);
-                    col
-                };
-                matmul(
-                    [g.filters, pixels, patch],
-                    out,
-                    [pixels, 1],
-                    false,
-                    &weight,
-                    [patch, 1],
-                    col,
-                    [pixels, 1],
-                    parallelism,
-                );
-                // SAFETY: the gemm wrote every output of this image.
-                let out = unsafe { slice_assume_init(out) };
-                for (row, &b) in out.chunks_mut(pixels).zip(bias.iter()) {
-                    if relu {
-                        row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                    } else {
-                        row.iter_mut().for_each(|v| *v += b);
-                    }
-                }
+                convolve_image(image, &g, &weight, &bias, relu, col, out);
             },
         );
     // SAFETY: every image's outputs were written.
     let output = unsafe { assume_init(output) };
     flex_tensor(output, [g.batch, g.filters, g.output[0], g.output[1]])
+}
+
+/// One image's convolution into `out` (`[filters, pixels]`): im2col into `col`, one gemm,
+/// then the bias and the ReLU.
+fn convolve_image<'o>(
+    image: &[f32],
+    g: &ConvGeometry,
+    weight: &[f32],
+    bias: &[f32],
+    relu: bool,
+    col: &mut [f32],
+    out: &'o mut [MaybeUninit<f32>],
+) -> &'o mut [f32] {
+    let (patch, pixels) = (g.patch(), g.pixels_out());
+    let col: &[f32] = if g.pointwise() {
+        image
+    } else {
+        im2col(image, g, col);
+        col
+    };
+    matmul(
+        [g.filters, pixels, patch],
+        out,
+        [pixels, 1],
+        false,
+        weight,
+        [patch, 1],
+        col,
+        [pixels, 1],
+        per_image_parallelism(g.batch),
+    );
+    // SAFETY: the gemm wrote every output of this image.
+    let out = unsafe { slice_assume_init(out) };
+    for (row, &b) in out.chunks_mut(pixels).zip(bias) {
+        if relu {
+            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        } else {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
+    out
+}
+
+/// Marks a pooled output whose maximum is not positive: the ReLU before the pool passed
+/// no gradient to any input of its window.
+const NO_WINNER: u32 = u32::MAX;
+
+/// `max_pool2d(relu(conv2d(x) + bias), pool)`, image by image, and (with `record`) each
+/// pooled output's winner: the plane offset of its window's first maximum, or
+/// [`NO_WINNER`].
+fn conv_relu_pool_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    conv: Window,
+    pool: Window,
+    record: bool,
+) -> (FlexTensor, Vec<u32>) {
+    let g = ConvGeometry::new(x, weight, conv);
+    let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
+    let pooled = pool.output(g.output);
+    let pooled_plane = pooled[0] * pooled[1];
+    let mut output = uninit(g.batch * g.filters * pooled_plane);
+    let mut winners = vec![0u32; if record { output.len() } else { 0 }];
+    let mut winner_images: Vec<Option<&mut [u32]>> = if record {
+        winners
+            .chunks_mut(g.filters * pooled_plane)
+            .map(Some)
+            .collect()
+    } else {
+        (0..g.batch).map(|_| None).collect()
+    };
+    output
+        .par_chunks_mut(g.filters * pooled_plane)
+        .zip(x.par_chunks(g.image_in()))
+        .zip(winner_images.par_iter_mut())
+        .for_each_init(
+            || {
+                (
+                    vec![0.0f32; g.col_len()],
+                    uninit(g.filters * g.pixels_out()),
+                )
+            },
+            |(col, convolved), ((out, image), winners)| {
+                let convolved = convolve_image(image, &g, &weight, &bias, true, col, convolved);
+                for (f, (plane, out)) in convolved
+                    .chunks(g.pixels_out())
+                    .zip(out.chunks_mut(pooled_plane))
+                    .enumerate()
+                {
+                    let winners = winners
+                        .as_deref_mut()
+                        .map(|w| &mut w[f * pooled_plane..(f + 1) * pooled_plane]);
+                    pool_plane(plane, g.output, pool, pooled, out, winners);
+                }
+            },
+        );
+    // SAFETY: every pooled output of every image was written.
+    let output = unsafe { assume_init(output) };
+    let output = flex_tensor(output, [g.batch, g.filters, pooled[0], pooled[1]]);
+    (output, winners)
+}
+
+/// Max pools one plane (`[h, w]`) into `out` (`[oh, ow]`), with each output's winner in
+/// `winners` when given.
+fn pool_plane(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    window: Window,
+    [oh, ow]: [usize; 2],
+    out: &mut [MaybeUninit<f32>],
+    mut winners: Option<&mut [u32]>,
+) {
+    let full = full_2x2_windows(window, [h, w], [oh, ow]);
+    for oy in 0..full[0] {
+        // Pairs of columns of the window's two rows; written as selects over whole slices
+        // so that the compiler vectorises them.
+        let top = plane[2 * oy * w..][..2 * full[1]].chunks_exact(2);
+        let bottom = plane[(2 * oy + 1) * w..][..2 * full[1]].chunks_exact(2);
+        let out = &mut out[oy * ow..oy * ow + full[1]];
+        match winners.as_deref_mut() {
+            None => {
+                for (out, (t, b)) in out.iter_mut().zip(top.zip(bottom)) {
+                    *out = MaybeUninit::new(t[0].max(t[1]).max(b[0].max(b[1])));
+                }
+            }
+            Some(winners) => {
+                let winners = &mut winners[oy * ow..oy * ow + full[1]];
+                let row = (2 * oy * w) as u32;
+                let w = w as u32;
+                for (ox, ((out, winner), (t, b))) in
+                    out.iter_mut().zip(winners).zip(top.zip(bottom)).enumerate()
+                {
+                    // The first maximum in reading order: a later value wins only if larger.
+                    let (upper, upper_at) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
+                    let (lower, lower_at) = if b[1] > b[0] {
+                        (b[1], w + 1)
+                    } else {
+                        (b[0], w)
+                    };
+                    let (m, at) = if lower > upper {
+                        (lower, lower_at)
+                    } else {
+                        (upper, upper_at)
+                    };
+                    *out = MaybeUninit::new(m);
+                    *winner = if m > 0.0 {
+                        row + 2 * ox as u32 + at
+                    } else {
+                        NO_WINNER
+                    };
+                }
+            }
+        }
+    }
+    for_each_window(plane, [h, w], window, [oh, ow], full, |at, window| {
+        let m = window.max();
+        out[at] = MaybeUninit::new(m);
+        if let Some(winners) = winners.as_deref_mut() {
+            winners[at] = if m > 0.0 {
+                window.position_of(m) as u32
+            } else {
+                NO_WINNER
+            };
+        }
+    });
+}
+
+/// The convolution's output gradient (`planes` planes of `plane_len`) from the pooled
+/// outputs' gradients: each goes to its window's winner, every other value is zero.
+fn scatter_to_winners(grad: &[f32], winners: &[u32], planes: usize, plane_len: usize) -> Vec<f32> {
+    let pooled_plane = winners.len() / planes.max(1);
+    let mut dconv = vec![0.0f32; planes * plane_len];
+    if pooled_plane == 0 {
+        return dconv;
+    }
+    dconv
+        .par_chunks_mut(plane_len)
+        .zip(
+            grad.par_chunks(pooled_plane)
+                .zip(winners.par_chunks(pooled_plane)),
+        )
+        .for_each(|(dconv, (grad, winners))| {
+            for (&g, &at) in grad.iter().zip(winners) {
+                if at != NO_WINNER {
+                    dconv[at as usize] = g;
+                }
+            }
+        });
+    dconv
 }
 
 /// Which gradients a convolution's backward must produce (the bias's always is).
@@ -959,6 +1242,80 @@ mod tests {
             assert!(
                 (a - b).abs() <= 1e-4 * scale,
                 "{name}[{i}]: ours {a}, Burn's {b}"
+            );
+        }
+    }
+
+    /// The fused convolution-ReLU-pool agrees with Burn's conv2d, relu and max_pool2d on
+    /// the output and all three gradients, including windows the ReLU zeroes entirely
+    /// (negative biases), odd sizes a pool drops or pads, and a 3x3 pool.
+    #[test]
+    fn fused_conv_relu_pool_matches_burn() {
+        let device = Device::flex().autodiff();
+        let same = [(1, 1), (1, 1)];
+        let cases = [
+            // (batch, channels, h, w, filters, conv padding, pool kernel, pool padding)
+            (3, 1, 8, 8, 4, same, 2, [(0, 0), (0, 0)]),
+            (2, 3, 7, 9, 5, same, 2, [(0, 0), (0, 0)]),
+            (2, 2, 7, 7, 3, same, 2, [(0, 1), (0, 1)]),
+            (2, 2, 11, 10, 3, [(0, 0), (0, 0)], 3, [(0, 0), (0, 0)]),
+            (1, 2, 1, 1, 3, same, 2, [(0, 1), (0, 1)]),
+        ];
+        for (b, c, h, w, f, conv_padding, k, pool_padding) in cases {
+            let name = format!("{c}x{h}x{w} -> {f}, pool {k} pad {pool_padding:?}");
+            let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let weight = Tensor::<4>::random([f, c, 3, 3], Distribution::Normal(0.0, 0.5), &device);
+            // Biases from -3 to 1: some filters leave whole windows at zero.
+            let bias = Tensor::<1>::random([f], Distribution::Uniform(-3.0, 1.0), &device);
+            let (x1, x2) = (x.clone().require_grad(), copy(&x));
+            let (w1, w2) = (weight.clone().require_grad(), copy(&weight));
+            let (b1, b2) = (bias.clone().require_grad(), copy(&bias));
+            let conv = Window {
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: conv_padding,
+            };
+            let pool = Window {
+                kernel: [k, k],
+                stride: [k, k],
+                padding: pool_padding,
+            };
+            let ours = conv2d_relu_max_pool2d(x1.clone(), w1.clone(), b1.clone(), conv, pool);
+            let options = ConvOptions {
+                stride: [1, 1],
+                padding: conv.padding,
+                dilation: [1, 1],
+                groups: 1,
+            };
+            let burns = burn_max_pool2d(
+                relu(burn_conv2d(
+                    x2.clone(),
+                    w2.clone(),
+                    Some(b2.clone()),
+                    options,
+                )),
+                pool_options(pool),
+            );
+            let weights = Tensor::<4>::random(burns.dims(), Distribution::Default, &device);
+            let grads_ours = (ours.clone() * weights.clone()).sum().backward();
+            let grads_burn = (burns.clone() * weights).sum().backward();
+            assert_close(&format!("{name} output"), values(ours), values(burns));
+            let grad = |t: &Tensor<4>, g| values(t.grad(g).unwrap());
+            assert_close(
+                &format!("{name} dx"),
+                grad(&x1, &grads_ours),
+                grad(&x2, &grads_burn),
+            );
+            assert_close(
+                &format!("{name} dW"),
+                grad(&w1, &grads_ours),
+                grad(&w2, &grads_burn),
+            );
+            let (db1, db2) = (b1.grad(&grads_ours), b2.grad(&grads_burn));
+            assert_close(
+                &format!("{name} db"),
+                values(db1.unwrap()),
+                values(db2.unwrap()),
             );
         }
     }

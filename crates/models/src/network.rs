@@ -207,7 +207,12 @@ impl Network {
         };
         let (mut dense, mut conv, mut norm) = (0, 0, 0);
         let last = self.spec.layers.len().saturating_sub(1);
+        // Set when a convolution has also applied the max pool after it (flex's fused kernel).
+        let mut pooled_already = false;
         for (i, layer) in self.spec.layers.iter().enumerate() {
+            if std::mem::take(&mut pooled_already) {
+                continue;
+            }
             let skip_softmax = |a: Activation| {
                 if i == last && a == Activation::Softmax {
                     Activation::Linear
@@ -236,7 +241,18 @@ impl Network {
                     conv += 1;
                     let pad = window_padding(&x, *kernel, *stride, *padding);
                     let activation = skip_softmax(*activation);
-                    Value::Image(convolve(x, p, *kernel, *stride, pad, activation))
+                    let pool = match self.spec.layers.get(i + 1) {
+                        Some(&Layer::Pool {
+                            kind: PoolKind::Max,
+                            size,
+                            stride,
+                            padding,
+                        }) => Some((size, stride, padding)),
+                        _ => None,
+                    };
+                    let (y, pooled) = convolve(x, p, *kernel, *stride, pad, activation, pool);
+                    pooled_already = pooled;
+                    Value::Image(y)
                 }
                 (
                     Layer::Pool {
@@ -313,7 +329,9 @@ impl Network {
 }
 
 /// `activation(conv2d(x, weight) + bias)`: on flex through the project's own kernel (with
-/// a ReLU fused in), elsewhere through Burn's.
+/// a ReLU fused in), elsewhere through Burn's. `pool` is the max pool (size, stride,
+/// padding) that follows, if one does: on flex, after a ReLU and with windows that do not
+/// overlap, it is applied too, in the same kernel, and the second value is `true`.
 fn convolve(
     x: Tensor<4>,
     p: &ConvParams,
@@ -321,7 +339,8 @@ fn convolve(
     stride: [usize; 2],
     padding: [(usize, usize); 2],
     activation: Activation,
-) -> Tensor<4> {
+    pool: Option<([usize; 2], [usize; 2], Padding)>,
+) -> (Tensor<4>, bool) {
     #[cfg(feature = "flex")]
     if flex_kernels::runs_on_flex(&x) {
         let window = flex_kernels::Window {
@@ -330,9 +349,30 @@ fn convolve(
             padding,
         };
         let relu = activation == Activation::Relu;
+        if let Some((size, pool_stride, pool_padding)) = pool
+            && relu
+            && size == pool_stride
+        {
+            let [_, _, h, w] = x.dims();
+            let convolved = window.output([h, w]);
+            let pool = flex_kernels::Window {
+                kernel: size,
+                stride: size,
+                padding: window_2d(convolved, size, size, pool_padding)
+                    .expect("shapes were checked when the network was built")
+                    .padding,
+            };
+            let (weight, bias) = (p.weight.val(), p.bias.val());
+            let y = flex_kernels::conv2d_relu_max_pool2d(x, weight, bias, window, pool);
+            return (y, true);
+        }
         let y = flex_kernels::conv2d(x, p.weight.val(), p.bias.val(), window, relu);
-        return activate(y, if relu { Activation::Linear } else { activation }, 1);
+        return (
+            activate(y, if relu { Activation::Linear } else { activation }, 1),
+            false,
+        );
     }
+    let _ = pool;
     let options = ConvOptions {
         stride,
         padding,
@@ -340,7 +380,7 @@ fn convolve(
         groups: 1,
     };
     let y = conv2d(x, p.weight.val(), Some(p.bias.val()), options);
-    activate(y, activation, 1)
+    (activate(y, activation, 1), false)
 }
 
 /// Max pooling: on flex, windows that do not overlap (stride = window) go through the
