@@ -270,11 +270,15 @@ impl Backward<Flex, 3> for ConvBackward {
     fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         register_conv_gradients(ops, grads, |state, grad, want| {
             let grad = f32_values(&grad);
-            let grad = match &state.output {
-                Some(output) => std::borrow::Cow::Owned(relu_masked(&grad, &f32_values(output))),
-                None => grad,
+            let output = state.output.as_ref().map(f32_values);
+            let grad = match &output {
+                Some(output) => OutputGrad::Relu {
+                    grad: &grad,
+                    output,
+                },
+                None => OutputGrad::Plain(&grad),
             };
-            conv_backward(&state.x, &state.weight, &grad, self.window, want)
+            conv_backward(&state.x, &state.weight, grad, self.window, want)
         });
     }
 }
@@ -328,14 +332,13 @@ impl Backward<Flex, 3> for ConvPoolBackward {
 
     fn backward(self, ops: Ops<ConvPoolState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         register_conv_gradients(ops, grads, |state, grad, want| {
-            let g = ConvGeometry::new(&state.x, &state.weight, self.conv);
-            let grad = scatter_to_winners(
-                &f32_values(&grad),
-                &state.winners,
-                g.batch * g.filters,
-                g.pixels_out(),
-            );
-            conv_backward(&state.x, &state.weight, &grad, self.conv, want)
+            let [_, _, ph, pw] = dims4(&grad);
+            let grad = OutputGrad::Pooled {
+                grad: &f32_values(&grad),
+                winners: &state.winners,
+                pooled: ph * pw,
+            };
+            conv_backward(&state.x, &state.weight, grad, self.conv, want)
         });
     }
 }
@@ -387,21 +390,6 @@ pub(crate) fn f32_values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
 
 fn flex_tensor<const D: usize>(values: Vec<f32>, dims: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims))
-}
-
-/// The gradient where the ReLU's output was positive, zero elsewhere.
-fn relu_masked(grad: &[f32], output: &[f32]) -> Vec<f32> {
-    let mut masked = uninit(grad.len());
-    masked
-        .par_chunks_mut(1 << 14)
-        .zip(grad.par_chunks(1 << 14).zip(output.par_chunks(1 << 14)))
-        .for_each(|(m, (g, o))| {
-            for (m, (&g, &o)) in m.iter_mut().zip(g.iter().zip(o)) {
-                *m = MaybeUninit::new(if o > 0.0 { g } else { 0.0 });
-            }
-        });
-    // SAFETY: the loop wrote every element.
-    unsafe { assume_init(masked) }
 }
 
 /// A vector of `len` values for a kernel to write before it is read.
@@ -496,6 +484,28 @@ fn max_pool_backward(
             })
         });
     flex_tensor(dx, [batch, channels, h, w])
+}
+
+/// The maximum of a 2x2 window given as its top and bottom pairs, and the position (0 to 3
+/// in reading order) of its first maximum: a later value wins only if it is larger.
+/// Written as selects so that loops over windows vectorise.
+#[inline(always)]
+fn first_max_2x2(top: &[f32], bottom: &[f32]) -> (f32, u32) {
+    let (upper, upper_at) = if top[1] > top[0] {
+        (top[1], 1)
+    } else {
+        (top[0], 0)
+    };
+    let (lower, lower_at) = if bottom[1] > bottom[0] {
+        (bottom[1], 3)
+    } else {
+        (bottom[0], 2)
+    };
+    if lower > upper {
+        (lower, lower_at)
+    } else {
+        (upper, upper_at)
+    }
 }
 
 /// One pooling window of a plane: its valid rows and columns.
@@ -1037,21 +1047,10 @@ fn pool_plane(
                 for (ox, ((out, winner), (t, b))) in
                     out.iter_mut().zip(winners).zip(top.zip(bottom)).enumerate()
                 {
-                    // The first maximum in reading order: a later value wins only if larger.
-                    let (upper, upper_at) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
-                    let (lower, lower_at) = if b[1] > b[0] {
-                        (b[1], w + 1)
-                    } else {
-                        (b[0], w)
-                    };
-                    let (m, at) = if lower > upper {
-                        (lower, lower_at)
-                    } else {
-                        (upper, upper_at)
-                    };
+                    let (m, at) = first_max_2x2(t, b);
                     *out = MaybeUninit::new(m);
                     *winner = if m > 0.0 {
-                        row + 2 * ox as u32 + at
+                        row + 2 * ox as u32 + (at & 1) + (at >> 1) * w
                     } else {
                         NO_WINNER
                     };
@@ -1072,28 +1071,73 @@ fn pool_plane(
     });
 }
 
-/// The convolution's output gradient (`planes` planes of `plane_len`) from the pooled
-/// outputs' gradients: each goes to its window's winner, every other value is zero.
-fn scatter_to_winners(grad: &[f32], winners: &[u32], planes: usize, plane_len: usize) -> Vec<f32> {
-    let pooled_plane = winners.len() / planes.max(1);
-    let mut dconv = vec![0.0f32; planes * plane_len];
-    if pooled_plane == 0 {
-        return dconv;
-    }
-    dconv
-        .par_chunks_mut(plane_len)
-        .zip(
-            grad.par_chunks(pooled_plane)
-                .zip(winners.par_chunks(pooled_plane)),
-        )
-        .for_each(|(dconv, (grad, winners))| {
-            for (&g, &at) in grad.iter().zip(winners) {
-                if at != NO_WINNER {
-                    dconv[at as usize] = g;
+/// A convolution's output gradient, as its backward pass receives it: each image's part is
+/// produced when that image is processed, so a ReLU's mask or a pool's scatter costs no
+/// pass over memory of its own.
+#[derive(Clone, Copy)]
+enum OutputGrad<'a> {
+    /// The gradient itself, `[batch, filters, oh, ow]`.
+    Plain(&'a [f32]),
+    /// The gradient of a fused ReLU's output: zero where that `output` was zero.
+    Relu { grad: &'a [f32], output: &'a [f32] },
+    /// The gradient of a fused max pool's output (`[batch, filters, pooled]`): each value
+    /// goes to its window's winner, every other position gets zero.
+    Pooled {
+        grad: &'a [f32],
+        winners: &'a [u32],
+        /// Outputs per pooled plane.
+        pooled: usize,
+    },
+}
+
+impl<'a> OutputGrad<'a> {
+    /// Image `b`'s output gradient (`filters` planes of `pixels`), written into `scratch`
+    /// unless it is stored as it is.
+    fn image<'s>(self, b: usize, [filters, pixels]: [usize; 2], scratch: &'s mut [f32]) -> &'s [f32]
+    where
+        'a: 's,
+    {
+        let len = filters * pixels;
+        match self {
+            OutputGrad::Plain(grad) => &grad[b * len..(b + 1) * len],
+            OutputGrad::Relu { grad, output } => {
+                let (grad, output) = (&grad[b * len..(b + 1) * len], &output[b * len..][..len]);
+                for (s, (&g, &o)) in scratch.iter_mut().zip(grad.iter().zip(output)) {
+                    *s = if o > 0.0 { g } else { 0.0 };
                 }
+                scratch
             }
-        });
-    dconv
+            OutputGrad::Pooled {
+                grad,
+                winners,
+                pooled,
+            } => {
+                scratch.fill(0.0);
+                let image = filters * pooled;
+                let (grad, winners) = (&grad[b * image..][..image], &winners[b * image..][..image]);
+                for (plane, (grad, winners)) in scratch
+                    .chunks_mut(pixels)
+                    .zip(grad.chunks(pooled).zip(winners.chunks(pooled)))
+                {
+                    for (&g, &at) in grad.iter().zip(winners) {
+                        if at != NO_WINNER {
+                            plane[at as usize] = g;
+                        }
+                    }
+                }
+                scratch
+            }
+        }
+    }
+}
+
+/// The sum of `values`, in 16 lanes (a single running sum is a chain of dependent adds).
+fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    for block in values.chunks(16) {
+        lanes.iter_mut().zip(block).for_each(|(l, &v)| *l += v);
+    }
+    lanes.iter().sum()
 }
 
 /// Which gradients a convolution's backward must produce (the bias's always is).
@@ -1108,7 +1152,7 @@ struct Wanted {
 fn conv_backward(
     x: &FlexTensor,
     weight: &FlexTensor,
-    grad: &[f32],
+    grad: OutputGrad<'_>,
     window: Window,
     want: Wanted,
 ) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
@@ -1116,7 +1160,6 @@ fn conv_backward(
     let weight_dims = dims4(weight);
     let (x, weight) = (f32_values(x), f32_values(weight));
     let (patch, pixels, filters) = (g.patch(), g.pixels_out(), g.filters);
-    let grad_image = filters * pixels;
 
     // Contiguous runs of images, one per thread, each summing its own weight gradient.
     let threads = rayon::current_num_threads().max(1);
@@ -1140,12 +1183,14 @@ fn conv_backward(
             let mut dbias = vec![0.0f32; filters];
             let mut col = vec![0.0f32; if want.weight { patch * pixels } else { 0 }];
             let mut dcol = vec![0.0f32; if want.x { patch * pixels } else { 0 }];
+            let needs_scratch = !matches!(grad, OutputGrad::Plain(_));
+            let mut scratch = vec![0.0f32; if needs_scratch { filters * pixels } else { 0 }];
             let first = r * run;
             for b in first..(first + run).min(g.batch) {
-                let grad = &grad[b * grad_image..(b + 1) * grad_image];
+                let grad = grad.image(b, [filters, pixels], &mut scratch);
                 let image = &x[b * g.image_in()..(b + 1) * g.image_in()];
                 for (db, row) in dbias.iter_mut().zip(grad.chunks(pixels)) {
-                    *db += row.iter().sum::<f32>();
+                    *db += sum(row);
                 }
                 if want.weight {
                     let col: &[f32] = if g.pointwise() {
