@@ -372,6 +372,7 @@ fn convolve(
             false,
         );
     }
+    // Burn's path leaves the pool to its own layer.
     let _ = pool;
     let options = ConvOptions {
         stride,
