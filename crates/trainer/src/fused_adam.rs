@@ -13,6 +13,8 @@ use burn::tensor::{Device, Tensor};
 
 /// Adam (Kingma & Ba), computed as Burn's `Adam` computes it.
 #[derive(Clone)]
+// Without flex only `burn` is read: the fused step is flex's.
+#[cfg_attr(not(feature = "flex"), allow(dead_code))]
 pub struct Adam {
     beta_1: f32,
     beta_2: f32,
@@ -40,6 +42,7 @@ impl Adam {
     }
 
     /// The step's scalars, as Burn's Adam computes them for step `time` (from 1).
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     fn scalars(&self, time: usize, lr: LearningRate) -> AdamScalars {
         let time = time as i32;
         let bias_correction_2_sqrt = (1.0 - self.beta_2.powi(time)).sqrt();

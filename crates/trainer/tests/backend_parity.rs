@@ -119,3 +119,12 @@ fn cnn_trains_alike_on_flex_and_wgpu() {
         "conv(4, 3x3, same, relu); batchnorm; maxpool(2); flatten; dense(16, relu); dense(3, softmax)",
     );
 }
+
+/// Convolutions followed directly by max pools: on flex each pair runs as one fused
+/// operation (convolution, ReLU and pool), on wgpu as Burn's three.
+#[test]
+fn fused_conv_pool_trains_alike_on_flex_and_wgpu() {
+    assert_same_training(
+        "conv(4, 3x3, same, relu); maxpool(2); conv(8, 3x3, same, relu); maxpool(3, stride 3, same); flatten; dense(3, softmax)",
+    );
+}
