@@ -169,30 +169,14 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         window: Window,
         relu: bool,
     ) -> FloatTensor<Self> {
-        let step = ConvBackward { window };
-        match step
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
-                let output = conv_forward(&x, &weight, bias.primitive(), window, relu);
-                let state = ConvState {
-                    x,
-                    weight,
-                    output: relu.then(|| output.clone()),
-                };
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(conv_forward(
-                x.primitive(),
-                weight.primitive(),
-                bias.primitive(),
-                window,
-                relu,
-            )),
-        }
+        tracked_conv::<C>([x, weight, bias], window, |x, weight, bias, record| {
+            let output = conv_forward(x, weight, bias, window, relu);
+            let after = match record && relu {
+                true => AfterConv::Relu(output.clone()),
+                false => AfterConv::Nothing,
+            };
+            (output, after)
+        })
     }
 
     fn max_pool2d_tiled(x: FloatTensor<Self>, window: Window) -> FloatTensor<Self> {
@@ -222,45 +206,55 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         conv: Window,
         pool: Window,
     ) -> FloatTensor<Self> {
-        let step = ConvPoolBackward { conv };
-        match step
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
-                let (output, winners) =
-                    conv_relu_pool_forward(&x, &weight, bias.primitive(), conv, pool, true);
-                let state = ConvPoolState {
-                    x,
-                    weight,
-                    winners: winners.into(),
-                };
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(
-                conv_relu_pool_forward(
-                    x.primitive(),
-                    weight.primitive(),
-                    bias.primitive(),
-                    conv,
-                    pool,
-                    false,
-                )
-                .0,
-            ),
+        tracked_conv::<C>([x, weight, bias], conv, |x, weight, bias, record| {
+            let (output, winners) = conv_relu_pool_forward(x, weight, bias, conv, pool, record);
+            (output, AfterConv::Pool(winners.into()))
+        })
+    }
+}
+
+/// A convolution on `Autodiff<Flex>`: `forward(x, weight, bias, record)` computes the output
+/// and, with `record`, what the backward pass needs besides the inputs.
+fn tracked_conv<C: CheckpointStrategy>(
+    [x, weight, bias]: [FloatTensor<Autodiff<Flex, C>>; 3],
+    window: Window,
+    forward: impl FnOnce(&FlexTensor, &FlexTensor, &FlexTensor, bool) -> (FlexTensor, AfterConv),
+) -> FloatTensor<Autodiff<Flex, C>> {
+    match (ConvBackward { window })
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
+            let (output, after) = forward(&x, &weight, bias.primitive(), true);
+            prep.finish(ConvState { x, weight, after }, output)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (output, _) = forward(x.primitive(), weight.primitive(), bias.primitive(), false);
+            prep.finish(output)
         }
     }
 }
 
-/// What a convolution's backward needs: its input, weights, and (with a fused ReLU) its
-/// output, whose zeros mark where the ReLU cut the gradient.
+/// What stood between a convolution and the gradient its backward pass receives.
+#[derive(Debug, Clone)]
+enum AfterConv {
+    /// Nothing: the gradient is the convolution's own.
+    Nothing,
+    /// A fused ReLU, with the output whose zeros mark where it cut the gradient.
+    Relu(FlexTensor),
+    /// A fused ReLU and max pool, with each pooled output's winner (its plane offset, or
+    /// [`NO_WINNER`] where the ReLU passed no gradient).
+    Pool(std::sync::Arc<[u32]>),
+}
+
+/// What a convolution's backward needs: its input, weights, and what was fused after it.
 #[derive(Debug, Clone)]
 struct ConvState {
     x: FlexTensor,
     weight: FlexTensor,
-    output: Option<FlexTensor>,
+    after: AfterConv,
 }
 
 #[derive(Debug)]
@@ -273,14 +267,23 @@ impl Backward<Flex, 3> for ConvBackward {
 
     fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         register_conv_gradients(ops, grads, |state, grad, want| {
+            let [_, _, ph, pw] = dims4(&grad);
             let grad = f32_values(&grad);
-            let output = state.output.as_ref().map(f32_values);
-            let grad = match &output {
-                Some(output) => OutputGrad::Relu {
+            let output = match &state.after {
+                AfterConv::Relu(output) => Some(f32_values(output)),
+                _ => None,
+            };
+            let grad = match (&state.after, &output) {
+                (AfterConv::Relu(_), Some(output)) => OutputGrad::Relu {
                     grad: &grad,
                     output,
                 },
-                None => OutputGrad::Plain(&grad),
+                (AfterConv::Pool(winners), _) => OutputGrad::Pooled {
+                    grad: &grad,
+                    winners,
+                    pooled: ph * pw,
+                },
+                _ => OutputGrad::Plain(&grad),
             };
             conv_backward(&state.x, &state.weight, grad, self.window, want)
         });
@@ -313,37 +316,6 @@ fn register_conv_gradients<S>(
     }
     if let Some(node) = node_bias {
         grads.register::<Flex>(node.id, dbias);
-    }
-}
-
-/// What a fused convolution-ReLU-pool's backward needs: the convolution's input and
-/// weights, and for each pooled output the plane offset of its window's winner
-/// ([`NO_WINNER`] where the ReLU passed no gradient).
-#[derive(Debug, Clone)]
-struct ConvPoolState {
-    x: FlexTensor,
-    weight: FlexTensor,
-    winners: std::sync::Arc<[u32]>,
-}
-
-#[derive(Debug)]
-struct ConvPoolBackward {
-    conv: Window,
-}
-
-impl Backward<Flex, 3> for ConvPoolBackward {
-    type State = ConvPoolState;
-
-    fn backward(self, ops: Ops<ConvPoolState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        register_conv_gradients(ops, grads, |state, grad, want| {
-            let [_, _, ph, pw] = dims4(&grad);
-            let grad = OutputGrad::Pooled {
-                grad: &f32_values(&grad),
-                winners: &state.winners,
-                pooled: ph * pw,
-            };
-            conv_backward(&state.x, &state.weight, grad, self.conv, want)
-        });
     }
 }
 
