@@ -303,28 +303,9 @@ fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flex_kernels::testing::{assert_close, assert_close_within, values};
     use burn::tensor::module::batch_norm_train as burn_batch_norm_train;
     use burn::tensor::{Device, Distribution};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec().unwrap()
-    }
-
-    fn assert_close(name: &str, ours: Vec<f32>, burns: Vec<f32>) {
-        assert_close_within(name, ours, burns, 1e-4);
-    }
-
-    /// Equal within `tolerance` relative to the largest of Burn's values (at least 1).
-    fn assert_close_within(name: &str, ours: Vec<f32>, burns: Vec<f32>, tolerance: f32) {
-        assert_eq!(ours.len(), burns.len(), "{name}: lengths");
-        let scale = burns.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in ours.iter().zip(&burns).enumerate() {
-            assert!(
-                (a - b).abs() <= tolerance * scale,
-                "{name}[{i}]: ours {a}, Burn's {b}"
-            );
-        }
-    }
 
     fn check<const D: usize>(dims: [usize; D], mean: f64, tolerance: f32) {
         let device = Device::flex().autodiff();

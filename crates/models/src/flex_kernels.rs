@@ -374,6 +374,16 @@ fn flex_tensor<const D: usize>(values: Vec<f32>, dims: [usize; D]) -> FlexTensor
     FlexTensor::from_data(TensorData::new(values, dims))
 }
 
+/// `values` cut into `count` chunks of `len`, one per parallel task; `count` `None`s when
+/// `values` is empty (the output is not wanted).
+fn optional_chunks<T>(values: &mut [T], len: usize, count: usize) -> Vec<Option<&mut [T]>> {
+    if values.is_empty() {
+        (0..count).map(|_| None).collect()
+    } else {
+        values.chunks_mut(len).map(Some).collect()
+    }
+}
+
 /// A vector of `len` values for a kernel to write before it is read.
 fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
     let mut values = Vec::with_capacity(len);
@@ -421,18 +431,15 @@ fn max_pool_forward(x: &FlexTensor, window: Window, record: bool) -> (FlexTensor
     let mut output = uninit(batch * channels * oh * ow);
     let mut winners = vec![0u32; if record { output.len() } else { 0 }];
     if oh * ow > 0 && h * w > 0 {
-        let planes = output.par_chunks_mut(oh * ow).zip(values.par_chunks(h * w));
-        if record {
-            planes
-                .zip(winners.par_chunks_mut(oh * ow))
-                .for_each(|((out, plane), winners)| {
-                    pool_plane(plane, [h, w], window, [oh, ow], out, Some(winners), false)
-                });
-        } else {
-            planes.for_each(|(out, plane)| {
-                pool_plane(plane, [h, w], window, [oh, ow], out, None, false)
+        let mut winner_planes = optional_chunks(&mut winners, oh * ow, batch * channels);
+        output
+            .par_chunks_mut(oh * ow)
+            .zip(values.par_chunks(h * w))
+            .zip(winner_planes.par_iter_mut())
+            .for_each(|((out, plane), winners)| {
+                let winners = winners.as_deref_mut();
+                pool_plane(plane, [h, w], window, [oh, ow], out, winners, false)
             });
-        }
     }
     // SAFETY: every output of every plane was written.
     let output = flex_tensor(unsafe { assume_init(output) }, [batch, channels, oh, ow]);
@@ -941,14 +948,7 @@ fn conv_relu_pool_forward(
     let pooled_plane = pooled[0] * pooled[1];
     let mut output = uninit(g.batch * g.filters * pooled_plane);
     let mut winners = vec![0u32; if record { output.len() } else { 0 }];
-    let mut winner_images: Vec<Option<&mut [u32]>> = if record {
-        winners
-            .chunks_mut(g.filters * pooled_plane)
-            .map(Some)
-            .collect()
-    } else {
-        (0..g.batch).map(|_| None).collect()
-    };
+    let mut winner_images = optional_chunks(&mut winners, g.filters * pooled_plane, g.batch);
     output
         .par_chunks_mut(g.filters * pooled_plane)
         .zip(x.par_chunks(g.image_in()))
@@ -1131,11 +1131,7 @@ fn conv_backward(
     } else {
         Vec::new()
     };
-    let dx_runs: Vec<Option<&mut [f32]>> = if want.x {
-        dx.chunks_mut(run * g.image_in()).map(Some).collect()
-    } else {
-        (0..g.batch.div_ceil(run)).map(|_| None).collect()
-    };
+    let dx_runs = optional_chunks(&mut dx, run * g.image_in(), g.batch.div_ceil(run));
     let partial: Vec<(Vec<f32>, Vec<f32>)> = dx_runs
         .into_par_iter()
         .enumerate()
@@ -1221,18 +1217,43 @@ fn conv_backward(
     )
 }
 
+/// Helpers the flex kernels' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use burn::tensor::Tensor;
+
+    /// A tensor's values as `f32`s.
+    pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec().unwrap()
+    }
+
+    /// Ours and Burn's agree within 1e-4 of the largest of Burn's values (at least 1).
+    pub(crate) fn assert_close(name: &str, ours: Vec<f32>, burns: Vec<f32>) {
+        assert_close_within(name, ours, burns, 1e-4);
+    }
+
+    /// Ours and Burn's agree within `tolerance` of the largest of Burn's values (at least 1).
+    pub(crate) fn assert_close_within(name: &str, ours: Vec<f32>, burns: Vec<f32>, tolerance: f32) {
+        assert_eq!(ours.len(), burns.len(), "{name}: lengths");
+        let scale = burns.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in ours.iter().zip(&burns).enumerate() {
+            assert!(
+                (a - b).abs() <= tolerance * scale,
+                "{name}[{i}]: ours {a}, Burn's {b}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{assert_close, values};
     use super::*;
     use burn::tensor::Distribution;
     use burn::tensor::activation::relu;
     use burn::tensor::module::{conv2d as burn_conv2d, max_pool2d as burn_max_pool2d};
     use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
     use burn::tensor::{Device, Tensor};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec().unwrap()
-    }
 
     /// Burn's options for the same max pool as `window`.
     fn pool_options(window: Window) -> MaxPoolOptions<2> {
@@ -1247,17 +1268,6 @@ mod tests {
 
     fn copy<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
         Tensor::from_data(t.to_data(), &t.device()).require_grad()
-    }
-
-    fn assert_close(name: &str, ours: Vec<f32>, burns: Vec<f32>) {
-        assert_eq!(ours.len(), burns.len(), "{name}: lengths");
-        let scale = burns.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in ours.iter().zip(&burns).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-4 * scale,
-                "{name}[{i}]: ours {a}, Burn's {b}"
-            );
-        }
     }
 
     /// The fused convolution-ReLU-pool agrees with Burn's conv2d, relu and max_pool2d on

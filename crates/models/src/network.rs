@@ -331,7 +331,9 @@ impl Network {
 /// `activation(conv2d(x, weight) + bias)`: on flex through the project's own kernel (with
 /// a ReLU fused in), elsewhere through Burn's. `pool` is the max pool (size, stride,
 /// padding) that follows, if one does: on flex, after a ReLU and with windows that do not
-/// overlap, it is applied too, in the same kernel, and the second value is `true`.
+/// overlap, it is applied too, in the same kernel, and the second value is `true`; Burn's
+/// path leaves the pool to its own layer.
+#[cfg_attr(not(feature = "flex"), allow(unused_variables))]
 fn convolve(
     x: Tensor<4>,
     p: &ConvParams,
@@ -372,8 +374,6 @@ fn convolve(
             false,
         );
     }
-    // Burn's path leaves the pool to its own layer.
-    let _ = pool;
     let options = ConvOptions {
         stride,
         padding,
