@@ -13,12 +13,13 @@ model="${1:?usage: scripts/profile_flex.sh MODEL-NAME-TEXT [SECONDS]}"
 seconds="${2:-4}"
 command -v perf >/dev/null || { echo "perf is required: apt-get install linux-perf" >&2; exit 1; }
 
-cargo build --release -p experiments --bin bench
+# The `profiling` profile is release with source lines (release itself has no debug info).
+cargo build --profile profiling -p experiments --bin bench
 slug=$(echo "$model" | tr -c 'A-Za-z0-9' '-' | tr -s '-' | sed 's/-$//')
 mkdir -p out/profile
 data="out/profile/$slug.data"
 perf record -e cpu-clock -F 999 -g -o "$data" \
-  target/release/bench --only "$model" --device cpu --runs 2 --seconds "$seconds" \
+  target/profiling/bench --only "$model" --device cpu --runs 2 --seconds "$seconds" \
   --out "out/profile/$slug" >/dev/null
 echo "== hottest functions (self time) while training and predicting with: $model"
 perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null \
