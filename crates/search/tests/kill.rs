@@ -3,6 +3,7 @@
 //! completes the grid with no trial twice.
 
 use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,6 +40,15 @@ fn grid_command(dir: &Path) -> Command {
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Ctrl-C's signal as a terminal delivers it: a shell that started this test in the
+    // background may have left SIGINT ignored, and children inherit that.
+    // SAFETY: `signal` is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     command
 }
 
