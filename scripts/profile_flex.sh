@@ -7,6 +7,7 @@
 #   MALLOC_TOP_PAD_=0 scripts/profile_flex.sh "report 004"   # glibc's malloc settings are honoured
 #
 # Needs Debian's linux-perf (`apt-get install linux-perf`). Writes out/profile/<slug>.data.
+# `sed -n` rather than `head`: with pipefail, a `head` that stops reading fails the pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${1:?usage: scripts/profile_flex.sh MODEL-NAME-TEXT [SECONDS]}"
@@ -23,9 +24,9 @@ perf record -e cpu-clock -F 999 -g -o "$data" \
   --out "out/profile/$slug" >/dev/null
 echo "== hottest functions (self time) while training and predicting with: $model"
 perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null \
-  | grep -E '^ +[0-9]' | head -25 | cut -c1-150
+  | grep -E '^ +[0-9]' | sed -n '1,25p' | cut -c1-150
 top=$(perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null \
-  | grep -E '^ +[0-9]' | head -1 | sed -E 's/^ +[0-9.]+% +\[[.k]\] +//; s/( +-)* *$//')
+  | grep -E '^ +[0-9]' | sed -nE '1{s/^ +[0-9.]+% +\[[.k]\] +//; s/( +-)* *$//; p}')
 echo "== hottest source lines of: $top"
 perf annotate -i "$data" --stdio -l "$top" 2>/dev/null \
-  | grep -E '^ +[0-9]+\.[0-9]+ +[A-Za-z_0-9]+\.rs:[0-9]+' | sort -rn | head -10
+  | grep -E '^ +[0-9]+\.[0-9]+ +[A-Za-z_0-9]+\.rs:[0-9]+' | sort -rn | sed -n '1,10p'
