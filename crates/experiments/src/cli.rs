@@ -65,12 +65,31 @@ impl Flags {
             .join(format!("{name}.toml"))
     }
 
-    /// The output folder.
+    /// The output folder: `--out`, else `out/<study>` (`-quick` added with `--quick`), where
+    /// the study is the `--config` file's name or the binary's, so another study file never
+    /// shares the built-in one's folder.
     pub fn out_dir(&self, name: &str) -> PathBuf {
+        let built_in = Flags {
+            config: None,
+            ..self.clone()
+        }
+        .config_path(name);
+        let same = |p: &Path| match (p.canonicalize(), built_in.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        let study = match &self.config {
+            None => name.to_string(),
+            Some(p) if same(p) => name.to_string(),
+            Some(p) => match p.file_stem().map(|s| s.to_string_lossy().into_owned()) {
+                Some(stem) if stem != name => stem,
+                _ => format!("{name}-custom"),
+            },
+        };
         match &self.out {
             Some(p) => p.clone(),
-            None if self.quick => Path::new("out").join(format!("{name}-quick")),
-            None => Path::new("out").join(name),
+            None if self.quick => Path::new("out").join(format!("{study}-quick")),
+            None => Path::new("out").join(study),
         }
     }
 

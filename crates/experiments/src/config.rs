@@ -110,6 +110,14 @@ pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigErro
             path.display()
         ))
     })?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    if let Some(field) = search::grid::non_finite(&toml::Value::Table(table)) {
+        return Err(ConfigError(format!(
+            "{}: {field}: nan and inf are not valid settings (write a finite number)",
+            path.display()
+        )));
+    }
     toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
 }
 
@@ -200,6 +208,41 @@ pub fn load_run_data(
     let limits = flags.quick.then_some((quick.train_items, quick.test_items));
     load_split(&dirs, name, split, flags.seed, limits)
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What a run's data is, in the canonical form of result keys: dataset, task, split and
+/// its seed, and the `--quick` subset when there is one. Every stored result carries it,
+/// so a result on other data (another split, seed or subset) is never reused.
+pub fn data_config(
+    dataset: &str,
+    train: &Samples,
+    split: &SplitConfig,
+    seed: u64,
+    quick: Option<&QuickConfig>,
+) -> Value {
+    let task = match train.targets {
+        data::Targets::Classes { .. } => "classification",
+        data::Targets::Values { .. } => "regression",
+    };
+    let split = match split.kind {
+        SplitKind::Official => serde_json::json!({"kind": "official"}),
+        SplitKind::Stratified => {
+            serde_json::json!({"kind": "stratified", "test_fraction": split.test_fraction})
+        }
+        SplitKind::Random => {
+            serde_json::json!({"kind": "random", "test_fraction": split.test_fraction})
+        }
+    };
+    serde_json::json!({
+        "dataset": dataset,
+        "task": task,
+        "split": split,
+        "split_seed": seed,
+        "subset": quick.map(|q| serde_json::json!({
+            "train_items": q.train_items,
+            "test_items": q.test_items,
+        })),
+    })
 }
 
 /// Splits `all`, stratified for classes unless `kind` is random.

@@ -66,13 +66,17 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let selected = select_device(flags.device).map_err(|e| e.to_string())?;
     let base = Mlp::new(task, flags.seed);
     let defaults = MlpSearch::new(&train, base, selected.device.clone())
-        .mlp(&Trial {
-            index: 0,
-            params: config::to_json(&config.defaults),
-        })
+        .mlp(&Trial::new(0, config::to_json(&config.defaults)))
         .map_err(|e| format!("{}: [defaults]: {e}", config_path.display()))?;
     let mut search = MlpSearch::new(&train, defaults, selected.device.clone());
     search.test = Some(&test);
+    search.data = config::data_config(
+        &config.dataset,
+        &train,
+        &config.split,
+        flags.seed,
+        flags.quick.then_some(&config.quick),
+    );
     let grid = Grid::from_value(Value::Object(config::to_json(&config.grid)))
         .map_err(|e| format!("{}: [grid]: {e}", config_path.display()))?;
 
@@ -83,17 +87,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     for (i, row) in config.published.iter().enumerate() {
         let params = mlp_params(&config::to_json(row));
         let wanted = search
-            .mlp(&Trial {
-                index: all.len() + i,
-                params: params.clone(),
-            })
+            .mlp(&Trial::new(all.len() + i, params.clone()))
             .map_err(|e| format!("{}: published row {}: {e}", config_path.display(), i + 1))?;
         let trial = match all_mlps.iter().position(|m| m.as_ref() == Some(&wanted)) {
             Some(j) => all[j].clone(),
-            None => Trial {
-                index: all.len() + i,
-                params,
-            },
+            None => Trial::new(all.len() + i, params),
         };
         row_trials.push(trial);
     }
@@ -130,13 +128,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     search
         .check(&trials)
         .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let trials = search.keyed(&trials);
     let final_mlp = match &config.final_model {
         Some(f) => {
             let mut m = search
-                .mlp(&Trial {
-                    index: 0,
-                    params: config::to_json(&f.params),
-                })
+                .mlp(&Trial::new(0, config::to_json(&f.params)))
                 .map_err(|e| format!("{}: [final]: {e}", config_path.display()))?;
             m.epoch = epochs_for(m.epoch);
             Some(m)
@@ -322,10 +318,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                 r.params.get(*c).map_or_else(
                     || {
                         search
-                            .mlp(&Trial {
-                                index: r.index,
-                                params: r.params.clone(),
-                            })
+                            .mlp(&Trial::new(r.index, r.params.clone()))
                             .map_or("-".into(), |m| default_cell(&m, c))
                     },
                     format_value,
@@ -359,14 +352,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     )?;
 
     // The report's final model, or, where the report has none, the best trial's model.
-    let best_mlp = best.first().and_then(|r| {
-        search
-            .mlp(&Trial {
-                index: r.index,
-                params: r.params.clone(),
-            })
-            .ok()
-    });
+    // A diverged or failed trial has no score and is never the best one.
+    let best_mlp = best
+        .iter()
+        .find(|r| r.test_score.is_some())
+        .and_then(|r| search.mlp(&Trial::new(r.index, r.params.clone())).ok());
     let (chosen, heading, published) = match (&final_mlp, &config.final_model, best_mlp) {
         (Some(m), Some(f), _) => (
             Some(m.clone()),
@@ -428,6 +418,17 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     out.write("best.csv", &best_table.to_csv())?;
     println!("\n{report}");
     println!("written to {}", out.dir.display());
+    if !records.is_empty() && records.iter().all(|r| r.test_score.is_none()) {
+        return Err(format!(
+            "every one of the {} trial(s) diverged or failed: no model is the best one{}",
+            records.len(),
+            if chosen.is_none() {
+                ", and none was saved"
+            } else {
+                ""
+            }
+        ));
+    }
     Ok(())
 }
 
@@ -484,6 +485,12 @@ fn train_final(
     let (model, history): (TrainedModel, History) = verbose
         .fit(train, Some(test), device)
         .map_err(|e| e.to_string())?;
+    if let trainer::Outcome::Diverged { epoch } = history.outcome {
+        return Err(format!(
+            "{heading} diverged (loss NaN or infinite at epoch {epoch}): no model saved; lower \
+             the learning rate"
+        ));
+    }
     let seconds = started.elapsed().as_secs_f64();
     let dir = out.subdir("final")?;
     model.save(&dir.dir).map_err(|e| e.to_string())?;

@@ -238,7 +238,10 @@ impl Training {
                 training.validation
             ));
         }
-        training.optimizer_spec()?.validate()?;
+        // Everything `fit` would refuse, refused now, before anything trains.
+        training
+            .fit_config(0, Verbosity::Silent)
+            .map_err(|e| format!("training: {e}"))?;
         Ok(training)
     }
 
@@ -296,6 +299,23 @@ impl Training {
         config.verbose = verbose;
         config.validate(self.validation > 0.0)?;
         Ok(config)
+    }
+
+    /// The settings in the canonical form of result keys (explicit names; the optimizer
+    /// with every one of its parameters, after Keras' defaults are filled in).
+    pub fn key_config(&self) -> Result<Value, String> {
+        let value = |v: Result<Value, serde_json::Error>| v.map_err(|e| format!("training: {e}"));
+        Ok(serde_json::json!({
+            "optimizer": value(serde_json::to_value(self.optimizer_spec()?))?,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "validation": self.validation,
+            "inputs": value(serde_json::to_value(self.inputs))?,
+            "init": value(serde_json::to_value(self.init))?,
+            "l2": self.l2,
+            "early_stopping": value(serde_json::to_value(&self.early_stopping))?,
+            "reduce_lr": value(serde_json::to_value(&self.reduce_lr))?,
+        }))
     }
 
     /// A short description: `adam(lr 0.001), batch 128, 100 epochs, validation 0.2, ...`.
@@ -516,10 +536,22 @@ mod tests {
                 .contains("validation")
         );
         let bad = map(json!({"early_stopping": {"monitor": "val_accuracy", "patience": 3}}));
-        let t = Training::merged(&[&bad], None).unwrap();
-        assert!(
-            t.fit_config(0, Verbosity::Silent).is_err(),
-            "needs validation"
-        );
+        let err = Training::merged(&[&bad], None).unwrap_err();
+        assert!(err.contains("validation"), "{err}");
+        for (field, value) in [
+            ("learning_rate", json!(-0.1)),
+            ("learning_rate", json!(0.0)),
+            ("momentum", json!(1.5)),
+            ("l2", json!(-1.0)),
+            ("epochs", json!(0)),
+            ("batch_size", json!(0)),
+        ] {
+            let mut bad = map(json!({"optimizer": "sgd"}));
+            bad.insert(field.into(), value.clone());
+            assert!(
+                Training::merged(&[&bad], None).is_err(),
+                "{field} = {value} was accepted"
+            );
+        }
     }
 }

@@ -144,10 +144,7 @@ fn resolve(
                 plans.push(Plan {
                     section: s,
                     label: model.name.clone(),
-                    trial: Trial {
-                        index: plans.len(),
-                        params,
-                    },
+                    trial: Trial::new(plans.len(), params),
                     spec,
                     training: adjust(training),
                     save: section.save.unwrap_or(true),
@@ -181,10 +178,7 @@ fn resolve(
             Ok(Plan {
                 section: s,
                 label,
-                trial: Trial {
-                    index,
-                    params: keyed,
-                },
+                trial: Trial::new(index, keyed),
                 spec,
                 training: adjust(training),
                 save: section.save.unwrap_or(false),
@@ -245,6 +239,23 @@ fn resolve(
         }
     }
     Ok(Resolved { plans, rows })
+}
+
+/// Everything beyond its parameters that determines a plan's result, in the canonical
+/// form of result keys: its layers, input and initialiser, its training settings, the data,
+/// the seed and the numerics version.
+fn plan_config(plan: &Plan, data: &Value, seed: u64) -> Result<Value, String> {
+    Ok(serde_json::json!({
+        "model": {
+            "layers": plan.spec.to_text(),
+            "input": serde_json::to_value(plan.spec.input).map_err(|e| e.to_string())?,
+            "init": serde_json::to_value(plan.spec.init).map_err(|e| e.to_string())?,
+        },
+        "training": plan.training.key_config()?,
+        "data": data,
+        "seed": seed,
+        "numerics": trainer::NUMERICS_VERSION,
+    }))
 }
 
 /// The training data of a plan: the items it fits on and the ones it validates on.
@@ -391,7 +402,19 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         ));
     }
     let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
-    let Resolved { plans, rows } = resolve(&config, flags, input, &path)?;
+    let Resolved { mut plans, rows } = resolve(&config, flags, input, &path)?;
+    let data = config::data_config(
+        &config.dataset,
+        &train,
+        &config.split,
+        flags.seed,
+        flags.quick.then_some(&config.quick),
+    );
+    for plan in &mut plans {
+        let key =
+            plan_config(plan, &data, flags.seed).map_err(|e| format!("{}: {e}", path.display()))?;
+        plan.trial = plan.trial.clone().with_config(key);
+    }
     if plans.is_empty() {
         return Err(format!(
             "{}: nothing to run{}",

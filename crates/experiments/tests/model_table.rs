@@ -199,3 +199,120 @@ fn bad_study_files_are_refused_with_the_problem_named() {
     assert!(!none.status.success());
     assert!(text(&none).contains("--only"), "{}", text(&none));
 }
+
+/// Lines of a results file.
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count()
+}
+
+/// A stored figure is reused only for the same configuration: epochs, seed, or a model's
+/// layers changed train anew (and only what changed); the default output folder follows
+/// the study file, so another study never shares the built-in one's results.
+#[test]
+fn results_are_reused_only_for_the_same_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = STUDY
+        .replace("epochs = 40", "epochs = 8")
+        .replace(
+            "[section.grid]\narchitecture = [[8], [8, 8]]",
+            "[section.grid]\narchitecture = [[8, 8]]",
+        )
+        .replace("batch_size = [8, 32]", "batch_size = [8]");
+    let config = dir.path().join("mine.toml");
+    std::fs::write(&config, &study).unwrap();
+    // No --out: the folder is named after the study file, under the current folder.
+    let run_here = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_fashion-baselines"))
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+        text(&output)
+    };
+    run_here(&[]);
+    let trials = dir.path().join("out/mine/trials.jsonl");
+    assert_eq!(lines(&trials), 4, "2 models + 2 grid trials");
+    assert!(run_here(&[]).contains("4 model(s) already in"));
+    run_here(&["--epochs", "3"]);
+    assert_eq!(lines(&trials), 8, "--epochs 3 trains every model anew");
+    run_here(&["--seed", "1"]);
+    assert_eq!(lines(&trials), 12, "another seed trains every model anew");
+    std::fs::write(
+        &config,
+        study.replace(
+            "dense(16, relu); dense(3, softmax)",
+            "dense(12, relu); dense(3, softmax)",
+        ),
+    )
+    .unwrap();
+    let out = run_here(&[]);
+    assert!(out.contains("3 model(s) already in"), "{out}");
+    assert_eq!(lines(&trials), 13, "only the changed model trains");
+    let record: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&trials)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["config"]["data"]["dataset"], "iris");
+    assert_eq!(record["config"]["training"]["epochs"], 8);
+    assert!(
+        record["config"]["model"]["layers"]
+            .as_str()
+            .unwrap()
+            .contains("dense(12")
+    );
+    assert!(record["commit"].is_string());
+}
+
+/// Numbers that are not numbers, out of range, or a layer too large for memory: refused
+/// before anything trains, with the field (or layer) named and a failing exit code.
+#[test]
+fn bad_numbers_and_oversized_layers_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            STUDY.replace("learning_rate = 0.01", "learning_rate = nan"),
+            "training.learning_rate: nan and inf",
+        ),
+        (
+            STUDY.replace("learning_rate = 0.01", "learning_rate = inf"),
+            "training.learning_rate: nan and inf",
+        ),
+        (
+            STUDY.replace("learning_rate = 0.01", "learning_rate = -0.01"),
+            "learning rate must be positive",
+        ),
+        (STUDY.replace("epochs = 40", "epochs = 0"), "epochs"),
+        (
+            STUDY.replace("batch_size = [8, 32]", "batch_size = [8, 0]"),
+            "batch size",
+        ),
+        (
+            STUDY.replace(
+                "layers = \"dense(3, softmax)\"",
+                "layers = \"dense(1000000000, relu); dense(3, softmax)\"",
+            ),
+            "GiB",
+        ),
+    ];
+    for (i, (study, expected)) in cases.iter().enumerate() {
+        let config = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&config, study).unwrap();
+        let out = dir.path().join(format!("out{i}"));
+        let output = run(&config, &out, &[]);
+        let message = text(&output);
+        assert!(!output.status.success(), "case {i} ran:\n{message}");
+        assert!(message.contains(expected), "case {i}: {message}");
+        assert!(!message.contains("panicked"), "case {i}: {message}");
+        assert!(
+            !out.join("trials.jsonl").exists(),
+            "case {i} trained something"
+        );
+    }
+}

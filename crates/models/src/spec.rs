@@ -154,7 +154,7 @@ impl Shape {
                 channels,
                 height,
                 width,
-            } => channels * height * width,
+            } => channels.saturating_mul(height).saturating_mul(width),
         }
     }
 
@@ -347,13 +347,24 @@ impl Layer {
     /// Trainable and non-trainable parameters for `input`.
     pub fn params(&self, input: Shape) -> (usize, usize) {
         match (self, input) {
-            (Layer::Dense { units, .. }, Shape::Flat(n)) => (n * units + units, 0),
+            // Saturating: a count too large for memory is refused by the size check of
+            // `ModelSpec::layer_infos`, never wrapped around.
+            (Layer::Dense { units, .. }, Shape::Flat(n)) => {
+                (n.saturating_mul(*units).saturating_add(*units), 0)
+            }
             (
                 Layer::Conv {
                     filters, kernel, ..
                 },
                 Shape::Image { channels, .. },
-            ) => (kernel[0] * kernel[1] * channels * filters + filters, 0),
+            ) => (
+                kernel[0]
+                    .saturating_mul(kernel[1])
+                    .saturating_mul(channels)
+                    .saturating_mul(*filters)
+                    .saturating_add(*filters),
+                0,
+            ),
             (Layer::BatchNorm, Shape::Flat(n)) => (2 * n, 2 * n),
             (Layer::BatchNorm, Shape::Image { channels, .. }) => (2 * channels, 2 * channels),
             _ => (0, 0),
@@ -422,6 +433,7 @@ impl ModelSpec {
         let mut shape = self.input;
         let mut counts: std::collections::HashMap<&str, usize> = Default::default();
         let mut infos = Vec::with_capacity(self.layers.len());
+        let mut total = 0usize;
         for (i, layer) in self.layers.iter().enumerate() {
             let output = layer.output_shape(shape).map_err(|why| {
                 SpecError(format!(
@@ -432,6 +444,10 @@ impl ModelSpec {
                 ))
             })?;
             let (trainable, non_trainable) = layer.params(shape);
+            total = total
+                .saturating_add(trainable)
+                .saturating_add(non_trainable);
+            check_size(self, i, layer, total, output)?;
             let (base, kind) = layer.keras_kind();
             let n = counts.entry(base).or_insert(0);
             let name = if *n == 0 {
@@ -527,6 +543,61 @@ impl ModelSpec {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// Bytes one parameter takes in training: the weight, its gradient and two optimizer
+/// moments (Adam's), in f32.
+pub const TRAINING_BYTES_PER_PARAM: u64 = 16;
+
+/// Values one item may have after a layer (2^31: tensor indexing stays in range).
+pub const MAX_VALUES_PER_ITEM: usize = 1 << 31;
+
+/// The most memory a model's parameters may need to train, in bytes: 16 GiB, or
+/// `BURN_REPORTS_MAX_MODEL_GB` gibibytes when that is set to a positive number.
+pub fn model_memory_limit() -> u64 {
+    std::env::var("BURN_REPORTS_MAX_MODEL_GB")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|gb| gb.is_finite() && *gb > 0.0)
+        .map_or(16 << 30, |gb| (gb * (1u64 << 30) as f64) as u64)
+}
+
+/// Refuses a layer after which the model's parameters (`total` so far) would need more
+/// than [`model_memory_limit`] to train, or whose output per item is too large to index,
+/// before anything is allocated.
+fn check_size(
+    spec: &ModelSpec,
+    i: usize,
+    layer: &Layer,
+    total: usize,
+    output: Shape,
+) -> Result<()> {
+    let limit = model_memory_limit();
+    let needed = (total as u64).saturating_mul(TRAINING_BYTES_PER_PARAM);
+    if needed > limit {
+        return Err(SpecError(format!(
+            "model {}, layer {} ({layer}): the model would have {} parameters, which need \
+             {:.1} GiB to train (weights, gradients and optimizer state); the limit is {:.1} \
+             GiB (set BURN_REPORTS_MAX_MODEL_GB to change it)",
+            spec.name,
+            i + 1,
+            group_thousands(total),
+            needed as f64 / (1u64 << 30) as f64,
+            limit as f64 / (1u64 << 30) as f64
+        )));
+    }
+    if output.len() > MAX_VALUES_PER_ITEM {
+        return Err(SpecError(format!(
+            "model {}, layer {} ({layer}): its output {} has {} values per item, more than \
+             the {} a layer may produce",
+            spec.name,
+            i + 1,
+            output.keras(),
+            group_thousands(output.len()),
+            group_thousands(MAX_VALUES_PER_ITEM)
+        )));
+    }
+    Ok(())
 }
 
 /// `1234567` as `1,234,567`.
@@ -831,6 +902,38 @@ mod tests {
             .unwrap()
             .param_counts()
             .unwrap()
+    }
+
+    /// A layer too large for memory is refused with its name and the memory it would
+    /// need, before anything is allocated; counts that would overflow saturate into the
+    /// same refusal instead of wrapping.
+    #[test]
+    fn layers_too_large_for_memory_are_refused() {
+        for units in ["100000000", &usize::MAX.to_string()] {
+            let err = ModelSpec::parse(
+                "big",
+                Shape::Flat(784),
+                &format!("dense({units}, relu); dense(10)"),
+            )
+            .unwrap_err()
+            .0;
+            assert!(
+                err.contains("layer 1")
+                    && err.contains("GiB")
+                    && err.contains("BURN_REPORTS_MAX_MODEL_GB"),
+                "{err}"
+            );
+        }
+        let err = ModelSpec::parse(
+            "wide",
+            Shape::image(3, [32, 32]),
+            "conv(100000000, 3x3, same); flatten; dense(1)",
+        )
+        .unwrap_err()
+        .0;
+        assert!(err.contains("layer 1"), "{err}");
+        // A large model that fits is accepted.
+        ModelSpec::parse("ok", Shape::Flat(784), "dense(4096, relu); dense(10)").unwrap();
     }
 
     #[test]

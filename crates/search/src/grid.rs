@@ -35,14 +35,42 @@ pub struct Trial {
     pub index: usize,
     /// Hyperparameter values, in the grid's dimension order.
     pub params: Map<String, Value>,
+    /// Everything else that determines the trial's result (dataset, split, seed, the
+    /// values the grid does not name, ...), in the canonical form of [`crate::key`]; null
+    /// until the caller sets it with [`Trial::with_config`].
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub config: Value,
 }
 
 impl Trial {
-    /// A stable identity: the parameters as JSON with keys sorted. Results files use it to
-    /// recognise finished trials.
+    /// A trial of `params` at `index`, with no configuration yet.
+    pub fn new(index: usize, params: Map<String, Value>) -> Self {
+        Trial {
+            index,
+            params,
+            config: Value::Null,
+        }
+    }
+
+    /// The same trial with `config` as the rest of what determines its result.
+    pub fn with_config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Everything that determines the result: the parameters and the configuration, in
+    /// canonical form.
+    pub fn full_config(&self) -> Value {
+        crate::key::canonical(&serde_json::json!({
+            "params": Value::Object(self.params.clone()),
+            "config": self.config,
+        }))
+    }
+
+    /// The trial's identity in a results file: the hash of [`Trial::full_config`]
+    /// ([`crate::key::config_key`]). Any change of parameters or configuration changes it.
     pub fn key(&self) -> String {
-        let sorted: std::collections::BTreeMap<&String, &Value> = self.params.iter().collect();
-        serde_json::to_string(&sorted).unwrap_or_default()
+        crate::key::config_key(&self.full_config())
     }
 
     /// The value of `name`, converted to `T`.
@@ -97,6 +125,11 @@ impl Grid {
     pub fn from_toml(text: &str) -> Result<Self, SearchError> {
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| SearchError::Grid(format!("invalid TOML grid: {e}")))?;
+        if let Some(field) = non_finite(&toml::Value::Table(table.clone())) {
+            return Err(SearchError::Grid(format!(
+                "{field}: nan and inf are not valid values (write a finite number)"
+            )));
+        }
         let value = serde_json::to_value(table)
             .map_err(|e| SearchError::Grid(format!("invalid TOML grid: {e}")))?;
         Self::from_value(value)
@@ -158,7 +191,7 @@ impl Grid {
             .zip(picks)
             .map(|(dim, i)| (dim.name.clone(), dim.values[i].clone()))
             .collect();
-        Trial { index, params }
+        Trial::new(index, params)
     }
 
     /// Every trial, in order.
@@ -178,6 +211,31 @@ impl Grid {
         picked.sort_unstable();
         picked.into_iter().map(|i| self.trial(i)).collect()
     }
+}
+
+/// The path (`section.training.learning_rate`, `grid.eta[1]`) of the first NaN or
+/// infinite number in a TOML value, if any. JSON, the form grids and trials take, cannot
+/// hold them: unchecked, they would become null and then a default.
+pub fn non_finite(value: &toml::Value) -> Option<String> {
+    fn walk(value: &toml::Value, at: &str) -> Option<String> {
+        let join = |key: &str| {
+            if at.is_empty() {
+                key.to_string()
+            } else {
+                format!("{at}.{key}")
+            }
+        };
+        match value {
+            toml::Value::Float(x) if !x.is_finite() => Some(at.to_string()),
+            toml::Value::Table(t) => t.iter().find_map(|(k, v)| walk(v, &join(k))),
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, &format!("{at}[{i}]"))),
+            _ => None,
+        }
+    }
+    walk(value, "")
 }
 
 /// Which trials a shard runs: those whose index is `shard` modulo `shards`.

@@ -102,10 +102,7 @@ where
         survivors = order
             .into_iter()
             .take(keep)
-            .map(|r| Trial {
-                index: r.index,
-                params: r.params.clone(),
-            })
+            .map(|r| Trial::new(r.index, r.params.clone()).with_config(r.config.clone()))
             .collect();
         // A lone survivor goes straight to the full budget.
         epochs = if survivors.len() <= 1 {

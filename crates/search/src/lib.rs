@@ -8,6 +8,7 @@
 pub mod error;
 pub mod grid;
 pub mod halving;
+pub mod key;
 pub mod mlp;
 pub mod rank;
 pub mod runner;
@@ -20,5 +21,5 @@ pub use halving::{Halving, Rung, successive_halving};
 pub use mlp::{MLP_COLUMNS, MLP_PARAMS, MlpSearch};
 pub use rank::{RankBy, best, ranked};
 pub use runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_search};
-pub use store::{ResultsFile, Status, TrialRecord, merge};
+pub use store::{MergeSummary, ResultsFile, Status, TrialRecord, merge};
 pub use table::Table;

@@ -9,6 +9,8 @@ use data::Samples;
 use models::Activation;
 use trainer::{History, Mlp, Outcome, TrainedModel};
 
+use serde_json::{Value, json};
+
 use crate::error::SearchError;
 use crate::grid::Trial;
 use crate::runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped};
@@ -26,6 +28,15 @@ pub const MLP_PARAMS: [&str; 9] = [
     "batch_size",
     "seed",
 ];
+
+/// A trial's parameters as `name value, ...` for messages.
+fn params_text(params: &serde_json::Map<String, Value>) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The columns of report 001's tables, in its order: the parameters but the seed.
 pub const MLP_COLUMNS: &[&str] = MLP_PARAMS.split_at(8).0;
@@ -47,6 +58,27 @@ pub struct MlpSearch<'a> {
     pub stacked: bool,
     /// Most trials in one stacked model.
     pub max_stack: usize,
+    /// What the data is (dataset, task, split, subset, validation part), as part of every
+    /// trial's configuration: results on other data are never taken for these.
+    pub data: Value,
+}
+
+/// Report 001's MLP in the canonical form of result keys: explicit names (the vocabulary
+/// of the rest of the project), not the serde form of [`Mlp`].
+pub fn mlp_config(mlp: &Mlp) -> Value {
+    json!({
+        "model": "report-001-mlp",
+        "hidden_layers": mlp.hidden_layer,
+        "activation": mlp.activation.to_string(),
+        "epochs": mlp.epoch,
+        "learning_rate": mlp.eta,
+        "init_scale": mlp.beta,
+        "l2": mlp.alpha,
+        "momentum": mlp.mu,
+        "batch_size": mlp.batch_size,
+        "task": format!("{:?}", mlp.task).to_lowercase(),
+        "seed": mlp.seed,
+    })
 }
 
 impl<'a> MlpSearch<'a> {
@@ -60,7 +92,27 @@ impl<'a> MlpSearch<'a> {
             device,
             stacked: true,
             max_stack: 64,
+            data: Value::Null,
         }
+    }
+
+    /// What determines a trial's result beyond its parameters: the defaults of what the
+    /// grid leaves out, the data, and the numerics version.
+    pub fn config(&self) -> Value {
+        json!({
+            "defaults": mlp_config(&self.defaults),
+            "data": self.data,
+            "numerics": trainer::NUMERICS_VERSION,
+        })
+    }
+
+    /// `trials` with this search's [`MlpSearch::config`], so that their keys cover it.
+    pub fn keyed(&self, trials: &[Trial]) -> Vec<Trial> {
+        let config = self.config();
+        trials
+            .iter()
+            .map(|t| t.clone().with_config(config.clone()))
+            .collect()
     }
 
     /// The MLP a trial describes; an unknown parameter name or a value of the wrong kind
@@ -106,18 +158,47 @@ impl<'a> MlpSearch<'a> {
                 trial.index
             )));
         }
-        if !(mlp.eta > 0.0 && (0.0..1.0).contains(&mlp.mu) && mlp.alpha >= 0.0 && mlp.beta > 0.0) {
+        let finite = [mlp.eta, mlp.mu, mlp.alpha, f64::from(mlp.beta)]
+            .iter()
+            .all(|x| x.is_finite());
+        if !(finite
+            && mlp.eta > 0.0
+            && (0.0..1.0).contains(&mlp.mu)
+            && mlp.alpha >= 0.0
+            && mlp.beta > 0.0)
+        {
             return Err(SearchError::Grid(format!(
-                "trial {}: eta and beta must be positive, mu in [0, 1), alpha at least 0",
-                trial.index
+                "trial {} ({}): eta (learning rate) and beta must be positive finite numbers, \
+                 mu (momentum) in [0, 1), alpha (l2) a finite number at least 0; got eta {}, \
+                 beta {}, mu {}, alpha {}",
+                trial.index,
+                params_text(&trial.params),
+                mlp.eta,
+                mlp.beta,
+                mlp.mu,
+                mlp.alpha
             )));
         }
         Ok(mlp)
     }
 
     /// Checks every trial before anything trains, so a typo in a grid fails at once.
+    /// Each trial's model is built on paper too (shapes, and the size check of
+    /// [`models::ModelSpec::layer_infos`]), so a layer too large for memory is refused here.
     pub fn check(&self, trials: &[Trial]) -> Result<(), SearchError> {
-        trials.iter().try_for_each(|t| self.mlp(t).map(|_| ()))
+        let input =
+            models::Shape::from_dims(&self.train.shape).map_err(|e| SearchError::Grid(e.0))?;
+        let outputs = match &self.train.targets {
+            data::Targets::Classes { classes, .. } => classes.len(),
+            data::Targets::Values { width, .. } => *width,
+        };
+        trials.iter().try_for_each(|t| {
+            let mlp = self.mlp(t)?;
+            mlp.spec(input, outputs)
+                .layer_infos()
+                .map(|_| ())
+                .map_err(|e| SearchError::Grid(format!("trial {}: {}", t.index, e.0)))
+        })
     }
 
     /// Trials with the same key can train as one stacked model.
@@ -195,7 +276,8 @@ impl<'a> MlpSearch<'a> {
         }
     }
 
-    /// Runs every trial not yet in `results`: groups that share a model train together,
+    /// Runs every trial not yet in `results` (keyed with [`MlpSearch::keyed`] first, so
+    /// pass the same keyed trials to [`ResultsFile::records_of`]): groups that share a model train together,
     /// the longest (smallest batch size) first so that workers finish together.
     pub fn run(
         &self,
@@ -204,7 +286,7 @@ impl<'a> MlpSearch<'a> {
         options: &SearchOptions,
     ) -> Result<SearchSummary, SearchError> {
         self.check(trials)?;
-        let mut ordered = trials.to_vec();
+        let mut ordered = self.keyed(trials);
         ordered.sort_by_key(|t| {
             std::cmp::Reverse(
                 self.mlp(t)
@@ -223,10 +305,7 @@ impl<'a> MlpSearch<'a> {
     /// Trains the model of a recorded trial again (training is deterministic for a seed,
     /// so this is the model the record describes), for saving the best one.
     pub fn refit(&self, record: &TrialRecord) -> Result<(TrainedModel, History), SearchError> {
-        let trial = Trial {
-            index: record.index,
-            params: record.params.clone(),
-        };
+        let trial = Trial::new(record.index, record.params.clone());
         self.mlp(&trial)?
             .fit(self.train, self.validation, &self.device)
             .map_err(|e| SearchError::Grid(format!("retraining trial {}: {e}", record.index)))

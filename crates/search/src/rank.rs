@@ -60,13 +60,15 @@ pub fn best(records: &[TrialRecord], rank: RankBy) -> Option<&TrialRecord> {
 mod tests {
     use super::*;
     use crate::store::Status;
-    use serde_json::Map;
+    use serde_json::{Map, Value};
 
     fn rec(index: usize, score: Option<f64>, loss: f64) -> TrialRecord {
         TrialRecord {
             key: index.to_string(),
             index,
             params: Map::new(),
+            config: Value::Null,
+            commit: None,
             status: if score.is_some() {
                 Status::Finished
             } else {

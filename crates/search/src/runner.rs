@@ -51,6 +51,8 @@ impl TrialOutcome {
             key: trial.key(),
             index: trial.index,
             params: trial.params.clone(),
+            config: trial.config.clone(),
+            commit: Some(crate::key::commit().to_string()),
             status: self.status,
             epochs: self.epochs,
             train_score: self.train.map(|t| t.0),

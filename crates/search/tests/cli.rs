@@ -133,13 +133,33 @@ fn bad_input_is_refused_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
     std::fs::write(dir.path().join("typo.toml"), "hiden_layer = [[8]]\n").unwrap();
-    let cases: [(&[&str], &str); 3] = [
+    std::fs::write(
+        dir.path().join("nan.toml"),
+        "hidden_layer = [[8]]\neta = [0.01, nan]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("inf.toml"),
+        "[grid]\neta = [0.1]\n[defaults]\nmu = inf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("huge.toml"),
+        "hidden_layer = [[2000000000]]\n",
+    )
+    .unwrap();
+    let cases: [(&[&str], &str); 8] = [
         (
             &["--grid", "typo.toml"],
             "unknown MLP parameter \"hiden_layer\"",
         ),
         (&["--grid", "g.toml", "--shard", "3/2"], "shard"),
         (&["--grid", "missing.toml"], "missing.toml"),
+        (&["--grid", "g.toml", "--sample", "0"], "--sample"),
+        (&["--grid", "g.toml", "--jobs", "0"], "--jobs"),
+        (&["--grid", "nan.toml"], "eta[1]: nan and inf"),
+        (&["--grid", "inf.toml"], "defaults.mu: nan and inf"),
+        (&["--grid", "huge.toml"], "GiB"),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["run", "--dataset", "iris", "--results", "r.jsonl"];
@@ -150,4 +170,201 @@ fn bad_input_is_refused_with_a_message() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    assert!(
+        !dir.path().join("r.jsonl").exists(),
+        "a refused run writes no results file"
+    );
+}
+
+fn run_iris(dir: &Path, results: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        "--dataset",
+        "iris",
+        "--grid",
+        "g.toml",
+        "--results",
+        results,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(&grid(dir, &args))
+}
+
+/// A finished trial is reused only under the same configuration: the seed, the split or a
+/// study file's defaults changed train anew.
+#[test]
+fn results_are_reused_only_for_the_same_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
+    let first = run_iris(dir.path(), "r.jsonl", &[]);
+    assert!(first.contains("8 trials run"), "{first}");
+    let again = run_iris(dir.path(), "r.jsonl", &[]);
+    assert!(
+        again.contains("0 trials run") && again.contains("8 already"),
+        "{again}"
+    );
+    for extra in [
+        &["--seed", "1"][..],
+        &["--test-fraction", "0.3"],
+        &["--validation-fraction", "0.2"],
+    ] {
+        let out = run_iris(dir.path(), "r.jsonl", extra);
+        assert!(out.contains("8 trials run"), "{extra:?}: {out}");
+    }
+    // The same grid as a study file whose [defaults] change beta.
+    std::fs::write(
+        dir.path().join("study.toml"),
+        format!("[grid]\n{GRID}\n[defaults]\nbeta = 0.5\n"),
+    )
+    .unwrap();
+    let out = ok(&grid(
+        dir.path(),
+        &[
+            "run",
+            "--dataset",
+            "iris",
+            "--grid",
+            "study.toml",
+            "--results",
+            "r.jsonl",
+            "--quiet",
+        ],
+    ));
+    assert!(out.contains("8 trials run"), "{out}");
+    let (records, _) = ResultsFile::read(&dir.path().join("r.jsonl")).unwrap();
+    assert_eq!(records.len(), 5 * 8);
+    let first = &records[0];
+    assert_eq!(first.config["data"]["dataset"], "iris");
+    assert_eq!(first.config["data"]["split_seed"], 0);
+    assert_eq!(first.config["data"]["split"]["kind"], "stratified");
+    assert!(first.commit.is_some());
+    assert_eq!(
+        records.last().unwrap().config["defaults"]["init_scale"],
+        0.5
+    );
+}
+
+/// Two runs on one results file at once (a second started by mistake): the second waits
+/// for the first, then finds every trial done; the file holds each trial once, whole.
+#[test]
+fn two_runs_on_one_results_file_train_each_trial_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_grid"))
+            .args([
+                "run",
+                "--dataset",
+                "iris",
+                "--grid",
+                "g.toml",
+                "--results",
+                "r.jsonl",
+            ])
+            .args(["--quiet", "--jobs", "1", "--one-by-one", "--data-dir"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets"))
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (a, b) = (ok(&a), ok(&b));
+    let ran: usize = [&a, &b]
+        .iter()
+        .map(|out| {
+            let line = out
+                .lines()
+                .find(|l| l.contains("trials run in"))
+                .unwrap_or("");
+            line.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(99)
+        })
+        .sum();
+    assert_eq!(
+        ran, 8,
+        "each trial trained once between the two runs:\n{a}\n{b}"
+    );
+    let (records, dropped) = ResultsFile::read(&dir.path().join("r.jsonl")).unwrap();
+    assert!(dropped.is_none());
+    let mut keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!((records.len(), keys.len()), (8, 8));
+}
+
+/// `merge` and `table` with an input that is missing, or results that disagree, fail with
+/// the file's name and create nothing.
+#[test]
+fn merge_and_table_refuse_missing_or_conflicting_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
+    run_iris(dir.path(), "a.jsonl", &[]);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_grid"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["merge", "a.jsonl", "nope.jsonl", "--out", "all.jsonl"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("nope.jsonl"),
+        "{stderr}"
+    );
+    let out = cli(&["table", "nope.jsonl"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("nope.jsonl"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("all.jsonl").exists() && !dir.path().join("nope.jsonl").exists());
+    // A copy of the same trials whose figures differ.
+    let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
+    let changed = text.replacen("\"test_score\":", "\"test_score\":0.123456,\"x\":", 1);
+    std::fs::write(dir.path().join("b.jsonl"), changed).unwrap();
+    let out = cli(&["merge", "a.jsonl", "b.jsonl", "--out", "all.jsonl"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("differs"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("all.jsonl").exists());
+}
+
+/// A grid whose every trial diverges has no best trial: no model is saved and the exit
+/// code says so.
+#[test]
+fn a_grid_that_only_diverged_saves_nothing_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "hidden_layer = [[8]]\neta = [1e30, 1e35]\nepoch = [20]\n",
+    )
+    .unwrap();
+    let out = grid(
+        dir.path(),
+        &[
+            "run",
+            "--dataset",
+            "iris",
+            "--grid",
+            "g.toml",
+            "--results",
+            "r.jsonl",
+            "--save-best",
+            "best",
+            "--quiet",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("diverged"), "{stderr}");
+    assert!(!dir.path().join("best").exists());
 }

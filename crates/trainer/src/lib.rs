@@ -12,6 +12,11 @@ pub mod mlp;
 pub mod optim;
 pub mod stacked;
 
+/// The version of training's numbers: raised by a change that alters what training
+/// computes (an initialiser, a kernel's summation order, an optimizer step), so that a stored
+/// result made before it is not taken as current. Part of every result key.
+pub const NUMERICS_VERSION: u32 = 1;
+
 pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
 pub use estimator::{
     InputScaling, ModelCard, ModelError, Predictions, Preprocessing, Task, TrainedModel,

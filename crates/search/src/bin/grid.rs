@@ -84,15 +84,15 @@ struct RunArgs {
     #[arg(long)]
     results: PathBuf,
     /// Worker threads (default: all cores).
-    #[arg(long)]
-    jobs: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    jobs: Option<u32>,
     /// Run only shard I of N (`I/N`, 0 <= I < N), for splitting a grid across machines
     /// (a Slurm array passes `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`).
     #[arg(long)]
     shard: Option<Shard>,
     /// Run N trials sampled at random from the grid instead of all of them.
-    #[arg(long)]
-    sample: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    sample: Option<u32>,
     /// Seed of the sampling, the split, and every trial that does not set `seed`.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -144,7 +144,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Merge { inputs, out } => merge(&inputs, &out)
-            .map(|n| println!("{n} trials written to {}", out.display()))
+            .map(|m| {
+                for note in &m.dropped {
+                    eprintln!("warning: {note}");
+                }
+                println!(
+                    "{} trials written to {} ({} duplicate(s) dropped)",
+                    m.records,
+                    out.display(),
+                    m.duplicates
+                )
+            })
             .map_err(|e| e.to_string()),
         Command::Table(args) => table(&args),
     };
@@ -167,8 +177,11 @@ const FIGURES: [&str; 5] = [
 ];
 
 fn table(args: &TableArgs) -> Result<(), String> {
-    let results = ResultsFile::open(&args.results).map_err(|e| e.to_string())?;
-    print_table(&results.records, args.top, args.rank.into());
+    let (records, dropped) = ResultsFile::read(&args.results).map_err(|e| e.to_string())?;
+    if let Some(note) = dropped {
+        eprintln!("warning: {note}");
+    }
+    print_table(&records, args.top, args.rank.into());
     Ok(())
 }
 
@@ -189,53 +202,141 @@ fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) -> Table {
     table
 }
 
-/// A grid file, or the `[grid]` table of an experiment file.
-fn read_grid(path: &Path) -> Result<Grid, String> {
+/// What a grid file gives: the grid, and from an experiment file its `[defaults]` (values
+/// of what the grid leaves out) and `[split]`, used exactly as the report binary uses them.
+struct GridFile {
+    grid: Grid,
+    defaults: serde_json::Map<String, serde_json::Value>,
+    split: Option<StudySplit>,
+}
+
+/// An experiment file's `[split]`.
+#[derive(serde::Deserialize)]
+struct StudySplit {
+    kind: String,
+    #[serde(default)]
+    test_fraction: Option<f64>,
+}
+
+/// A grid file, or the `[grid]`, `[defaults]` and `[split]` of an experiment file.
+fn read_grid(path: &Path) -> Result<GridFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
     } else {
         let table: toml::Table =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(field) = search::grid::non_finite(&toml::Value::Table(table.clone())) {
+            return Err(format!(
+                "{}: {field}: nan and inf are not valid values (write a finite number)",
+                path.display()
+            ));
+        }
         serde_json::to_value(table).map_err(|e| format!("{}: {e}", path.display()))?
     };
-    let value = match value.get("grid") {
-        Some(grid) => grid.clone(),
-        None => value,
+    let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
+    let Some(grid) = value.get("grid") else {
+        let grid = Grid::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(GridFile {
+            grid,
+            defaults: Default::default(),
+            split: None,
+        });
     };
-    Grid::from_value(value).map_err(|e| format!("{}: {e}", path.display()))
+    let grid = Grid::from_value(grid.clone()).map_err(|e| at("[grid]", e.to_string()))?;
+    let defaults = match value.get("defaults") {
+        None => Default::default(),
+        Some(serde_json::Value::Object(map)) => map.clone(),
+        Some(_) => return Err(at("[defaults]", "must be a table".into())),
+    };
+    let split = value
+        .get("split")
+        .map(|s| serde_json::from_value::<StudySplit>(s.clone()))
+        .transpose()
+        .map_err(|e| at("[split]", e.to_string()))?;
+    Ok(GridFile {
+        grid,
+        defaults,
+        split,
+    })
 }
 
-/// Splits `all` into two parts, stratified for classes.
-fn hold_out(all: &Samples, fraction: f64, seed: u64) -> Result<(Samples, Samples), String> {
-    let split =
-        split_samples(all, HoldOut::Fraction(fraction), true, seed).map_err(|e| e.to_string())?;
+/// Splits `all` into two parts, stratified for classes unless `stratified` is false.
+fn hold_out(
+    all: &Samples,
+    fraction: f64,
+    stratified: bool,
+    seed: u64,
+) -> Result<(Samples, Samples), String> {
+    let split = split_samples(all, HoldOut::Fraction(fraction), stratified, seed)
+        .map_err(|e| e.to_string())?;
     Ok((all.subset(&split.train), all.subset(&split.held_out)))
 }
 
+/// Training and test data, and the split in the canonical form of result keys: the
+/// dataset's own test set, else the study file's `[split]`, else a stratified hold-out of
+/// `--test-fraction`.
+fn split_data(
+    args: &RunArgs,
+    file: &GridFile,
+) -> Result<(Samples, Samples, serde_json::Value), String> {
+    let splits = DataDirs::new(args.data_dir.as_deref())
+        .load(args.dataset)
+        .map_err(|e| e.to_string())?;
+    let (kind, fraction) = match &file.split {
+        Some(s) => (s.kind.as_str(), s.test_fraction.unwrap_or(0.2)),
+        None => ("stratified", args.test_fraction),
+    };
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(format!(
+            "{}: test fraction {fraction} must be between 0 and 1",
+            args.grid.display()
+        ));
+    }
+    // Without a study `[split]`, the dataset's own test set when it has one.
+    let kind = match (&file.split, &splits.test) {
+        (None, Some(_)) => "official",
+        _ => kind,
+    };
+    match (kind, splits.test) {
+        ("official", Some(test)) => {
+            Ok((splits.train, test, serde_json::json!({"kind": "official"})))
+        }
+        ("official", None) => Err(format!(
+            "{}: [split] kind \"official\": {} has no official test split",
+            args.grid.display(),
+            args.dataset
+        )),
+        ("stratified" | "random", _) => {
+            let (train, test) = hold_out(&splits.train, fraction, kind == "stratified", args.seed)?;
+            let split = serde_json::json!({"kind": kind, "test_fraction": fraction});
+            Ok((train, test, split))
+        }
+        (other, _) => Err(format!(
+            "{}: [split] kind {other:?}: use official, stratified or random",
+            args.grid.display()
+        )),
+    }
+}
+
 fn run(args: &RunArgs) -> Result<(), String> {
-    let grid = read_grid(&args.grid)?;
+    let file = read_grid(&args.grid)?;
+    let grid = &file.grid;
     let mut trials = match args.sample {
-        Some(n) => grid.sample(n, args.seed),
+        Some(n) => grid.sample(n as usize, args.seed),
         None => grid.trials(),
     };
     if let Some(shard) = &args.shard {
         trials = shard.select(trials);
     }
-    let splits = DataDirs::new(args.data_dir.as_deref())
-        .load(args.dataset)
-        .map_err(|e| e.to_string())?;
-    let (train, test) = match splits.test {
-        Some(test) => (splits.train, test),
-        None => hold_out(&splits.train, args.test_fraction, args.seed)?,
-    };
+    let (train, test, split) = split_data(args, &file)?;
     let validation_fraction = if args.halving.is_some() && args.validation_fraction == 0.0 {
         0.2
     } else {
         args.validation_fraction
     };
     let (train, validation) = if validation_fraction > 0.0 {
-        let (t, v) = hold_out(&train, validation_fraction, args.seed)?;
+        let (t, v) = hold_out(&train, validation_fraction, true, args.seed)?;
         (t, Some(v))
     } else {
         (train, None)
@@ -245,12 +346,25 @@ fn run(args: &RunArgs) -> Result<(), String> {
         Targets::Values { .. } => MlpTask::Regression,
     };
     let selected = select_device(args.device).map_err(|e| e.to_string())?;
-    let defaults = Mlp::new(task, args.seed);
+    let defaults = MlpSearch::new(&train, Mlp::new(task, args.seed), selected.device.clone())
+        .mlp(&search::Trial::new(0, file.defaults.clone()))
+        .map_err(|e| format!("{}: [defaults]: {e}", args.grid.display()))?;
     let mut search = MlpSearch::new(&train, defaults, selected.device.clone());
     search.validation = validation.as_ref();
     search.test = Some(&test);
     search.stacked = !args.one_by_one;
-    search.check(&trials).map_err(|e| e.to_string())?;
+    search.data = serde_json::json!({
+        "dataset": args.dataset.to_string(),
+        "task": format!("{task:?}").to_lowercase(),
+        "split": split,
+        "split_seed": args.seed,
+        "subset": null,
+        "validation_fraction": validation_fraction,
+    });
+    search
+        .check(&trials)
+        .map_err(|e| format!("{}: {e}", args.grid.display()))?;
+    let trials = search.keyed(&trials);
 
     if let Some(parent) = args.results.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -262,7 +376,9 @@ fn run(args: &RunArgs) -> Result<(), String> {
         RankBy::Test
     };
     let options = SearchOptions {
-        workers: args.jobs.unwrap_or(SearchOptions::default().workers).max(1),
+        workers: args
+            .jobs
+            .map_or(SearchOptions::default().workers, |j| j as usize),
         progress: !args.quiet,
         rank,
     };
@@ -329,6 +445,17 @@ fn run(args: &RunArgs) -> Result<(), String> {
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
 
+    if !records.is_empty() && records.iter().all(|r| r.score(rank).is_none()) {
+        return Err(format!(
+            "every one of the {} trial(s) diverged or failed: there is no best trial{}",
+            records.len(),
+            if args.save_best.is_some() {
+                ", and no model was saved"
+            } else {
+                ""
+            }
+        ));
+    }
     if let Some(dir) = &args.save_best {
         let Some(record) = best(&records, rank) else {
             return Err("no finished trial to save".into());

@@ -1,0 +1,98 @@
+//! Result keys. A stored result is found again by the hash of a canonical, versioned form of
+//! everything that determines it: the trial's parameters and its configuration (model,
+//! optimizer and its settings, epochs, batch size, seed, dataset, split, subset,
+//! preprocessing, numerics version). A changed configuration gives another key, so it
+//! trains anew instead of reusing figures of something else.
+//!
+//! The canonical form is plain JSON with object keys sorted and whole numbers written as
+//! integers (`128.0` and `128` are one value). Callers build it from explicit names, not
+//! from the serde form of their own structs, so renaming a Rust field does not move a key;
+//! the tests pin the key of a fixed configuration, so a change of the form fails them and
+//! must come with a new [`KEY_VERSION`].
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The version of the canonical form. Part of every key: raising it retires every stored
+/// result made under the old form (they are shown as stale, never reused).
+pub const KEY_VERSION: u32 = 1;
+
+/// `value` with every object's keys sorted and whole floating-point numbers (below 2^53)
+/// written as integers.
+pub fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let sorted: Map<String, Value> = keys
+                .into_iter()
+                .map(|k| (k.clone(), canonical(&map[k])))
+                .collect();
+            Value::Object(sorted)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
+                Value::from(x as i64)
+            }
+            _ => value.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// The key of a configuration: `v<KEY_VERSION>-` and the first 16 bytes of the SHA-256 of
+/// its canonical JSON, in hex.
+pub fn config_key(config: &Value) -> String {
+    let text = canonical(config).to_string();
+    let digest = Sha256::digest(format!("v{KEY_VERSION}\n{text}").as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("v{KEY_VERSION}-{hex}")
+}
+
+/// The commit this program was built from (`git rev-parse HEAD` when it was built; edits
+/// not yet committed are not marked), or `unknown` outside a git checkout.
+pub fn commit() -> &'static str {
+    env!("BURN_REPORTS_COMMIT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn order_and_number_spelling_do_not_move_a_key() {
+        let a = json!({"epochs": 10, "optimizer": {"name": "adam", "lr": 0.001}, "units": [128.0]});
+        let b = json!({"units": [128], "optimizer": {"lr": 0.001, "name": "adam"}, "epochs": 10.0});
+        assert_eq!(config_key(&a), config_key(&b));
+    }
+
+    #[test]
+    fn every_value_moves_a_key() {
+        let base = json!({"epochs": 10, "seed": 0, "dataset": "iris", "lr": 0.001});
+        let key = config_key(&base);
+        for (field, value) in [
+            ("epochs", json!(11)),
+            ("seed", json!(1)),
+            ("dataset", json!("statlog")),
+            ("lr", json!(0.0011)),
+            ("extra", json!(null)),
+        ] {
+            let mut changed = base.clone();
+            changed[field] = value;
+            assert_ne!(config_key(&changed), key, "{field}");
+        }
+    }
+
+    /// The pinned key of a fixed configuration: if this fails, the canonical form or the
+    /// hash changed, and every stored result would silently be orphaned. Raise
+    /// KEY_VERSION on purpose and update the pin. (The pin is what Python gives for
+    /// `"v1-" + sha256(b"v1\n" + json.dumps(config, sort_keys=True, separators=(",", ":")))`.)
+    #[test]
+    fn the_key_of_a_fixed_configuration_is_pinned() {
+        let config = json!({"params": {"eta": 0.01, "hidden_layer": [10, 10, 5]},
+                            "config": {"dataset": "iris", "seed": 0}});
+        assert_eq!(config_key(&config), "v1-ed2e2e46bf800caa70561ebed5987707");
+    }
+}
