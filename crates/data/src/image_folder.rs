@@ -35,20 +35,32 @@ pub fn decode_image(path: &Path, channels: Channels) -> Result<(u32, u32, Vec<f3
     Ok(planes_of(image, channels))
 }
 
-/// Decodes one image file and resizes it (bilinear, aspect ratio not kept) to
-/// `width x height`: a user's own picture made to look like a dataset's items.
+/// Decodes one image file of `width x height`. An image of another size is an error naming
+/// both sizes, unless `resize` is set: then it is resized (bilinear, aspect ratio not kept),
+/// a user's own picture made to look like a dataset's items.
 pub fn decode_image_resized(
     path: &Path,
     channels: Channels,
     width: u32,
     height: u32,
+    resize: bool,
 ) -> Result<Vec<f32>> {
     let image = image::open(path)
         .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
     let image = if (image.width(), image.height()) == (width, height) {
         image
-    } else {
+    } else if resize {
         image.resize_exact(width, height, image::imageops::FilterType::Triangle)
+    } else {
+        return Err(DataError::format(
+            path,
+            format!(
+                "the image is {}x{} (width x height), the model takes {width}x{height}: pass \
+                 --resize to resize it",
+                image.width(),
+                image.height()
+            ),
+        ));
     };
     Ok(planes_of(image, channels).2)
 }

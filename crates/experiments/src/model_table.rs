@@ -330,7 +330,9 @@ fn train_plan(
         .transpose()
         .map_err(|e| e.to_string())?;
     let test_fig = evaluate(test).map_err(|e| e.to_string())?;
-    if plan.save {
+    // A diverged model is never saved: nothing could use it, and `predict` would report
+    // its NaN outputs as classes.
+    if plan.save && status != Status::Diverged {
         save_model(plan, &model, &history, test, out)?;
     }
     Ok(TrialOutcome {

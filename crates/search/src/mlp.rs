@@ -72,7 +72,8 @@ pub fn mlp_config(mlp: &Mlp) -> Value {
         "activation": mlp.activation.to_string(),
         "epochs": mlp.epoch,
         "learning_rate": mlp.eta,
-        "init_scale": mlp.beta,
+        // f32's shortest decimal (0.1, not 0.10000000149011612).
+        "init_scale": mlp.beta.to_string().parse::<f64>().unwrap_or(f64::from(mlp.beta)),
         "l2": mlp.alpha,
         "momentum": mlp.mu,
         "batch_size": mlp.batch_size,

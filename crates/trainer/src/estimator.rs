@@ -357,6 +357,7 @@ impl TrainedModel {
                 ),
             ));
         }
+        check_outputs(&card).map_err(|why| file_error(&card_path, why))?;
         let mut network =
             Network::new(&card.spec, 0, device).map_err(|e| file_error(&card_path, e.0))?;
         let weights = dir.join(WEIGHTS_FILE);
@@ -390,5 +391,22 @@ impl TrainedModel {
             network: network.valid(),
             device: device.clone(),
         })
+    }
+}
+
+/// A saved description whose task disagrees with its layers (three class names for a
+/// model with four outputs, say) would label predictions wrongly: refused.
+fn check_outputs(card: &ModelCard) -> Result<(), String> {
+    let outputs = card.spec.output_shape().map_err(|e| e.0)?.len();
+    let (what, expected) = match &card.task {
+        Task::Classification { classes } => ("class names", classes.len()),
+        Task::Regression { names, .. } => ("target names", names.len()),
+    };
+    if outputs == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "it lists {expected} {what}, but its last layer has {outputs} outputs"
+        ))
     }
 }

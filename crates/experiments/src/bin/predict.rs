@@ -26,7 +26,8 @@ struct Args {
     /// Folder of the saved model (model.json, weights.safetensors).
     #[arg(long)]
     model: PathBuf,
-    /// Image files (PNG or JPEG), resized and converted to the model's input.
+    /// Image files (PNG or JPEG) of the model's input size (see --resize), converted to
+    /// its channels.
     #[arg(long, num_args = 1.., conflicts_with = "csv")]
     image: Vec<PathBuf>,
     /// A CSV file of feature rows (an optional header line; as many numbers per row as the
@@ -36,6 +37,10 @@ struct Args {
     /// Invert grey images (dark strokes on white paper to the datasets' light on black).
     #[arg(long)]
     invert: bool,
+    /// Resize images of another size to the model's input (bilinear, aspect ratio not
+    /// kept); without it, such an image is an error naming both sizes.
+    #[arg(long)]
+    resize: bool,
     /// Classes to print per item.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     top: u32,
@@ -60,7 +65,7 @@ fn run(args: &Args) -> Result<(), String> {
     let input = model.card.spec.input;
     let (names, samples) = match (&args.csv, args.image.is_empty()) {
         (Some(csv), _) => read_csv(csv, input.len())?,
-        (None, false) => read_images(&args.image, input, args.invert)?,
+        (None, false) => read_images(&args.image, input, args.invert, args.resize)?,
         (None, true) => return Err("give --image FILE... or --csv FILE".into()),
     };
     let predictions = model.predict(&samples).map_err(|e| e.to_string())?;
@@ -112,6 +117,7 @@ fn read_images(
     paths: &[PathBuf],
     input: Shape,
     invert: bool,
+    resize: bool,
 ) -> Result<(Vec<String>, Samples), String> {
     let (channels, height, width) = match input {
         Shape::Image {
@@ -136,7 +142,7 @@ fn read_images(
     };
     let mut features = Vec::new();
     for path in paths {
-        let mut pixels = decode_image_resized(path, mode, width as u32, height as u32)
+        let mut pixels = decode_image_resized(path, mode, width as u32, height as u32, resize)
             .map_err(|e| e.to_string())?;
         if invert {
             pixels.iter_mut().for_each(|p| *p = 255.0 - *p);
@@ -156,7 +162,10 @@ fn read_csv(path: &Path, inputs: usize) -> Result<(Vec<String>, Samples), String
         if line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line.split([',', '\t', ';']).map(str::trim).collect();
+        let fields: Vec<&str> = line
+            .split([',', '\t', ';'])
+            .map(|f| f.trim().trim_matches('"'))
+            .collect();
         let parsed: Result<Vec<f32>, _> = fields.iter().map(|f| f.parse::<f32>()).collect();
         let Ok(values) = parsed else {
             if i == 0 {
@@ -174,6 +183,15 @@ fn read_csv(path: &Path, inputs: usize) -> Result<(Vec<String>, Samples), String
                 fields[bad]
             ));
         };
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "{} line {}: field {} ({:?}) is not a finite number",
+                path.display(),
+                i + 1,
+                bad + 1,
+                fields[bad]
+            ));
+        }
         if values.len() != inputs {
             return Err(format!(
                 "{} line {}: {} values, the model takes {inputs}",
