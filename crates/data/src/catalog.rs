@@ -327,11 +327,17 @@ impl DatasetName {
                     test: Some(test),
                 })
             }
+            // The documented classes: a label outside them (a typo such as
+            // "Iris-setosaa") is an error naming its line, not a new class.
             DatasetName::Iris => Ok(Splits {
                 train: load_delimited(
                     &file("iris.data")?,
                     &DelimitedFormat::csv_class_last(),
-                    None,
+                    Some(&names(&[
+                        "Iris-setosa",
+                        "Iris-versicolor",
+                        "Iris-virginica",
+                    ])),
                 )?,
                 test: None,
             }),
@@ -340,7 +346,8 @@ impl DatasetName {
                     separator: Separator::Whitespace,
                     ..DelimitedFormat::csv_class_last()
                 };
-                let train = load_delimited(&file("sat.trn")?, &format, None)?;
+                let known = names(&["1", "2", "3", "4", "5", "7"]);
+                let train = load_delimited(&file("sat.trn")?, &format, Some(&known))?;
                 let classes = train.targets.classes().cloned();
                 let test = load_delimited(&file("sat.tst")?, &format, classes.as_ref())?;
                 Ok(Splits {
@@ -375,6 +382,11 @@ impl std::str::FromStr for DatasetName {
     fn from_str(s: &str) -> Result<Self> {
         DatasetName::parse(s)
     }
+}
+
+/// Class names from text.
+fn names(names: &[&str]) -> ClassNames {
+    ClassNames(names.iter().map(|n| n.to_string()).collect())
 }
 
 /// `path` if it exists, else `path` without its `.gz` suffix if that exists (a user may keep
@@ -415,6 +427,22 @@ mod tests {
             "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz"
         );
         assert!(STATLOG_FILES[1].download_url().ends_with("/sat.tst"));
+    }
+
+    #[test]
+    fn a_label_typo_in_iris_is_an_error_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = "5.1,3.5,1.4,0.2,Iris-setosa\n7.0,3.2,4.7,1.4,Iris-versicolor\n\
+                    6.3,3.3,6.0,2.5,Iris-virginica\n5.0,3.6,1.4,0.2,Iris-setosaa\n";
+        std::fs::write(dir.path().join("iris.data"), rows).unwrap();
+        let err = DatasetName::Iris
+            .load_from(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4") && err.contains("Iris-setosaa"),
+            "{err}"
+        );
     }
 
     #[test]

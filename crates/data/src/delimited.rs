@@ -22,14 +22,25 @@ pub enum Separator {
 }
 
 impl Separator {
+    /// The fields of `line`, trimmed, a pair of surrounding double quotes removed (`"sepal
+    /// length"` is the name `sepal length`). A separator inside quotes is not supported.
     fn split<'a>(&self, line: &'a str) -> Vec<&'a str> {
-        match self {
+        let fields: Vec<&str> = match self {
             Separator::Comma => line.split(',').map(str::trim).collect(),
             Separator::Tab => line.split('\t').map(str::trim).collect(),
             Separator::Whitespace => line.split_whitespace().collect(),
             Separator::Char(c) => line.split(*c).map(str::trim).collect(),
-        }
+        };
+        fields.into_iter().map(unquote).collect()
     }
+}
+
+/// `"text"` as `text`; anything else as it is.
+fn unquote(field: &str) -> &str {
+    field
+        .strip_prefix('"')
+        .and_then(|f| f.strip_suffix('"'))
+        .unwrap_or(field)
 }
 
 /// Which column holds the target.
@@ -286,6 +297,22 @@ mod tests {
             s.targets.classes().unwrap().0,
             ["Iris-setosa", "Iris-virginica"]
         );
+    }
+
+    #[test]
+    fn quoted_header_names_and_labels_lose_their_quotes() {
+        let format = DelimitedFormat {
+            header: true,
+            target: TargetColumn::Name("species".into()),
+            ..DelimitedFormat::csv_class_last()
+        };
+        let s = parse(
+            "\"sepal length\", \"species\"\n5.1, \"setosa\"\n6.2,virginica\n",
+            &format,
+        )
+        .unwrap();
+        assert_eq!(s.feature_names, ["sepal length"]);
+        assert_eq!(s.targets.classes().unwrap().0, ["setosa", "virginica"]);
     }
 
     #[test]

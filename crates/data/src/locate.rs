@@ -77,12 +77,20 @@ impl DataDirs {
         &self.candidates[0].0
     }
 
-    /// The folder of `name` in the first directory that holds it.
+    /// The folder of `name` in the first directory that holds it. A folder of the dataset
+    /// in a directory the user named (`--data-dir`, `BURN_REPORTS_DATA`) that lacks some of
+    /// its files is an error naming them: the user meant that copy, and silently loading
+    /// another one would hide that it is broken.
     pub fn find(&self, name: DatasetName) -> Result<(PathBuf, Origin)> {
         for (dir, origin) in &self.candidates {
             let folder = dir.join(name.folder());
             if name.is_present_in(&folder) {
                 return Ok((folder, *origin));
+            }
+            if *origin != Origin::Repository && folder.is_dir() {
+                return Err(DataError::Missing(incomplete_message(
+                    name, &folder, *origin,
+                )));
             }
         }
         Err(DataError::Missing(self.missing_message(name)))
@@ -116,6 +124,26 @@ impl DataDirs {
     }
 }
 
+/// What an incomplete copy of `name` in `folder` lacks.
+fn incomplete_message(name: DatasetName, folder: &Path, origin: Origin) -> String {
+    let missing: Vec<String> = name
+        .required_files()
+        .into_iter()
+        .filter(|f| crate::catalog::present_file(&folder.join(f)).is_none())
+        .collect();
+    let lacks = if missing.is_empty() {
+        "cifar-10-batches-bin/ (official binary) or cifar10-jpeg/ (image folders)".to_string()
+    } else {
+        missing.join(", ")
+    };
+    format!(
+        "{} ({origin}) is an incomplete copy of {name}: it lacks {lacks}. Complete it (`cargo \
+         run --release -p data --bin datasets -- fetch {name} --data-dir DIR`) or remove the \
+         folder; no other copy is used in its place",
+        folder.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +171,22 @@ mod tests {
         let (folder, origin) = dirs.find(DatasetName::Iris).unwrap();
         assert_eq!(folder, b.path().join("iris"));
         assert_eq!(origin, Origin::Environment);
+    }
+
+    #[test]
+    fn an_incomplete_copy_the_user_named_is_an_error_not_a_fallback() {
+        let a = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(a.path().join("mnist")).unwrap();
+        std::fs::write(a.path().join("mnist/train-labels-idx1-ubyte.gz"), b"x").unwrap();
+        let dirs = DataDirs::with(Some(a.path()), None);
+        let err = dirs.find(DatasetName::Mnist).unwrap_err().to_string();
+        assert!(err.contains("incomplete copy of mnist"), "{err}");
+        assert!(err.contains("train-images-idx3-ubyte"), "{err}");
+        assert!(
+            !err.contains("train-labels-idx1-ubyte"),
+            "present, not listed: {err}"
+        );
+        assert!(err.contains("--data-dir"), "{err}");
     }
 
     #[test]

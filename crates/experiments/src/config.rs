@@ -41,7 +41,8 @@ pub enum SplitKind {
     Random,
 }
 
-/// How `--quick` shrinks a run.
+/// How `--quick` shrinks a run (a study without `[quick]` gets [`QuickConfig::default`]:
+/// all the data, 5 epochs, the report's rows and no other trials).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuickConfig {
@@ -52,19 +53,37 @@ pub struct QuickConfig {
     #[serde(default)]
     pub test_items: usize,
     /// Epochs of every model (at most).
+    #[serde(default = "default_quick_epochs")]
     pub epochs: usize,
     /// Grid trials besides the report's rows.
     #[serde(default)]
     pub extra_trials: usize,
 }
 
+fn default_quick_epochs() -> usize {
+    5
+}
+
+impl Default for QuickConfig {
+    fn default() -> Self {
+        QuickConfig {
+            train_items: 0,
+            test_items: 0,
+            epochs: default_quick_epochs(),
+            extra_trials: 0,
+        }
+    }
+}
+
 /// A report table of MLP grid results (report 001's Tables 1-4, and the diabetes study).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MlpTableConfig {
-    /// The table's caption.
+    /// The table's caption (default: the file's name).
+    #[serde(default)]
     pub title: String,
-    /// Which report it comes from.
+    /// Which report it comes from (default: none).
+    #[serde(default)]
     pub report: String,
     /// The dataset's name (iris, statlog, mnist, fashion-mnist, cifar10, diabetes).
     pub dataset: String,
@@ -88,6 +107,7 @@ pub struct MlpTableConfig {
     #[serde(default)]
     pub baselines: Vec<toml::Table>,
     /// The `--quick` scale.
+    #[serde(default)]
     pub quick: QuickConfig,
 }
 
@@ -119,6 +139,25 @@ pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigErro
         )));
     }
     toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+/// `Report 001; ` for a study that names its report, nothing for one that does not.
+pub fn report_prefix(report: &str) -> String {
+    if report.trim().is_empty() {
+        String::new()
+    } else {
+        format!("Report {report}; ")
+    }
+}
+
+/// A study's caption: its `title`, else its file's name.
+pub fn title_or_file_name(title: &str, path: &Path) -> String {
+    if title.trim().is_empty() {
+        path.file_stem()
+            .map_or_else(|| "study".into(), |s| s.to_string_lossy().into_owned())
+    } else {
+        title.to_string()
+    }
 }
 
 /// A TOML table as a JSON object (the form grids and trials use).
@@ -180,17 +219,26 @@ pub fn load_split(
             data
         }
     };
-    Ok(match limits {
-        None => LoadedSplit {
+    let Some((train_items, test_items)) = limits else {
+        return Ok(LoadedSplit {
             train,
             test,
             indices,
-        },
-        Some((train_items, test_items)) => LoadedSplit {
-            train: subset(train, train_items, seed)?,
-            test: subset(test, test_items, seed)?,
-            indices: None,
-        },
+        });
+    };
+    let (keep_train, keep_test) = (
+        subset_indices(&train, train_items, seed)?,
+        subset_indices(&test, test_items, seed)?,
+    );
+    // The rows of the dataset's file in each shrunk part, as for the full split.
+    let indices = indices.map(|parts| data::Split {
+        train: keep_train.iter().map(|&i| parts.train[i]).collect(),
+        held_out: keep_test.iter().map(|&i| parts.held_out[i]).collect(),
+    });
+    Ok(LoadedSplit {
+        train: train.subset(&keep_train),
+        test: test.subset(&keep_test),
+        indices,
     })
 }
 
@@ -266,16 +314,17 @@ fn split_indices(
         .map_err(|e| ConfigError(format!("split: {e}")))
 }
 
-/// At most `items` of `all` (stratified for classes); 0 or more than there are keeps all.
-fn subset(all: Samples, items: usize, seed: u64) -> Result<Samples, ConfigError> {
+/// The positions of at most `items` of `all` (stratified for classes); 0 or more than
+/// there are keeps all.
+fn subset_indices(all: &Samples, items: usize, seed: u64) -> Result<Vec<usize>, ConfigError> {
     if items == 0 || items >= all.len() {
-        return Ok(all);
+        return Ok((0..all.len()).collect());
     }
-    let (kept, _) = hold_out(
-        &all,
+    let split = split_indices(
+        all,
         SplitKind::Stratified,
         HoldOut::Count(all.len() - items),
         seed,
     )?;
-    Ok(kept)
+    Ok(split.train)
 }

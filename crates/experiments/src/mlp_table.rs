@@ -50,7 +50,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         );
     }
     let config_path = flags.config_path(name);
-    let config: MlpTableConfig = config::read(&config_path).map_err(|e| e.to_string())?;
+    let mut config: MlpTableConfig = config::read(&config_path).map_err(|e| e.to_string())?;
+    config.title = config::title_or_file_name(&config.title, &config_path);
     let loaded = config::load_run_data(
         flags,
         &config_path,
@@ -220,8 +221,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     );
     let _ = writeln!(
         report,
-        "Report {}; {} ({} train, {} test items); {} trials; device {}; seed {}.\n",
-        config.report,
+        "{}{} ({} train, {} test items); {} trials; device {}; seed {}.\n",
+        config::report_prefix(&config.report),
         config.dataset,
         train.len(),
         test.len(),

@@ -34,9 +34,11 @@ pub const FIGURES: [&str; 10] = [
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelTableConfig {
-    /// The caption of the whole run.
+    /// The caption of the whole run (default: the file's name).
+    #[serde(default)]
     pub title: String,
-    /// Which report it comes from.
+    /// Which report it comes from (default: none).
+    #[serde(default)]
     pub report: String,
     /// The dataset's name.
     pub dataset: String,
@@ -52,6 +54,7 @@ pub struct ModelTableConfig {
     #[serde(rename = "section")]
     pub sections: Vec<Section>,
     /// The `--quick` scale.
+    #[serde(default)]
     pub quick: QuickConfig,
 }
 

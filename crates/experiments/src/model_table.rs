@@ -392,7 +392,8 @@ fn save_model(
 pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let started = Instant::now();
     let path = flags.config_path(name);
-    let config: ModelTableConfig = config::read(&path).map_err(|e| e.to_string())?;
+    let mut config: ModelTableConfig = config::read(&path).map_err(|e| e.to_string())?;
+    config.title = config::title_or_file_name(&config.title, &path);
     let loaded =
         config::load_run_data(flags, &path, &config.dataset, &config.split, &config.quick)?;
     let (train, test) = (loaded.train, loaded.test);
@@ -637,14 +638,14 @@ fn write_report(
         plan.and_then(|p| records.iter().find(|r| r.key == plans[p].trial.key()))
     };
     let mut report = format!(
-        "# {}{}\n\nReport {}; {}; device {}; seed {}.\n\n",
+        "# {}{}\n\n{}{}; device {}; seed {}.\n\n",
         config.title,
         if flags.quick {
             " (quick run: a subset of the data, fewer epochs and trials; not the report's scale)"
         } else {
             ""
         },
-        config.report,
+        config::report_prefix(&config.report),
         config.dataset,
         selected.description,
         flags.seed

@@ -18,6 +18,8 @@ test_fraction = 0.2
 
 [quick]
 epochs = 5
+train_items = 100
+test_items = 30
 
 [grid]
 hidden_layer = [[8], [8, 4]]
@@ -89,4 +91,66 @@ fn grid_and_the_report_binary_agree_on_one_study() {
     }
     assert_eq!(binary[0].config["defaults"]["init_scale"], 0.1);
     assert_eq!(binary[0].config["defaults"]["l2"], 0.001);
+}
+
+/// `--quick` writes split.json too: the rows of the dataset's file in each shrunk part.
+#[test]
+fn quick_runs_write_their_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("study.toml");
+    std::fs::write(&study, STUDY).unwrap();
+    ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
+        .arg("--config")
+        .arg(&study)
+        .args(["--out", "quick", "--quick", "--limit", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap());
+    let split: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("quick/split.json")).unwrap(),
+    )
+    .unwrap();
+    let rows = |k: &str| -> Vec<u64> {
+        split[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let (train, test) = (rows("train"), rows("test"));
+    assert_eq!((train.len(), test.len()), (100, 30));
+    assert!(train.iter().chain(&test).all(|&r| r < 442));
+    assert!(train.iter().all(|r| !test.contains(r)), "the parts overlap");
+}
+
+/// A study file needs only what it uses: no title, report or [quick], and it runs (its
+/// table titled by the file's name), `--quick` included.
+#[test]
+fn a_minimal_study_file_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("minimal.toml");
+    let text = STUDY
+        .lines()
+        .filter(|l| !l.starts_with("title") && !l.starts_with("report"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = text.replace(
+        "[quick]\nepochs = 5\ntrain_items = 100\ntest_items = 30\n",
+        "",
+    );
+    assert!(!text.contains("[quick]"));
+    std::fs::write(&study, text).unwrap();
+    for extra in [&["--limit", "1"][..], &["--limit", "1", "--quick"]] {
+        ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
+            .arg("--config")
+            .arg(&study)
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap());
+    }
+    let table = std::fs::read_to_string(dir.path().join("out/minimal/table.md")).unwrap();
+    assert!(table.starts_with("# minimal\n"), "{table}");
+    assert!(dir.path().join("out/minimal-quick/table.md").exists());
 }

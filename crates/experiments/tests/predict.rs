@@ -52,6 +52,25 @@ fn predict_classifies_csv_rows_and_refuses_bad_input() {
     assert!(lines[0].starts_with("line 2: Iris-setosa"), "{stdout}");
     assert!(lines[1].starts_with("line 3: Iris-virginica"), "{stdout}");
     assert_eq!(lines[0].matches('%').count(), 2);
+    // A quoted header, and a file of space-separated columns, read the same rows.
+    let quoted = dir.path().join("quoted.csv");
+    std::fs::write(
+        &quoted,
+        "\"sepal length\",\"b\",\"c\",\"d\"\n5.1,3.5,1.4,0.2\n",
+    )
+    .unwrap();
+    let spaced = dir.path().join("spaced.txt");
+    std::fs::write(&spaced, "a  b c d\n5.1 3.5  1.4 0.2\n").unwrap();
+    for file in [&quoted, &spaced] {
+        let out = run(&["--csv".as_ref(), file.as_os_str()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("line 2: Iris-setosa"), "{stdout}");
+    }
 
     let ragged = dir.path().join("ragged.csv");
     std::fs::write(&ragged, "5.1,3.5,1.4,0.2\n5.1,3.5\n").unwrap();

@@ -338,6 +338,13 @@ impl TrainedModel {
         self.network
             .save_into(&mut store)
             .map_err(|e| file_error(&weights, e.to_string()))?;
+        // The store writes through a private temporary file (mode 0600); give the weights
+        // the mode every other file of the folder has (the user's umask), as model.json.
+        let mode = std::fs::metadata(&card_path)
+            .map_err(|e| file_error(&card_path, e.to_string()))?
+            .permissions();
+        std::fs::set_permissions(&weights, mode)
+            .map_err(|e| file_error(&weights, e.to_string()))?;
         Ok(())
     }
 

@@ -112,6 +112,10 @@ fn save_and_load_give_bit_identical_predictions() {
     let model = trained_classifier();
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
+    // The weights get the user's usual file mode, the one model.json was written with
+    // (not the 0600 of a private temporary file).
+    let mode = |f: &str| std::fs::metadata(dir.path().join(f)).unwrap().permissions();
+    assert_eq!(mode("weights.safetensors"), mode("model.json"));
     let loaded = TrainedModel::load(dir.path(), &Device::flex()).unwrap();
     assert_eq!(loaded.card, model.card);
     let data = classes_data();

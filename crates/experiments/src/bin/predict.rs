@@ -162,8 +162,14 @@ fn read_csv(path: &Path, inputs: usize) -> Result<(Vec<String>, Samples), String
         if line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line
-            .split([',', '\t', ';'])
+        // Commas, tabs or semicolons; else runs of spaces. Quotes around a field dropped.
+        let fields: Vec<&str> = if line.contains([',', '\t', ';']) {
+            line.split([',', '\t', ';']).collect()
+        } else {
+            line.split_whitespace().collect()
+        };
+        let fields: Vec<&str> = fields
+            .into_iter()
             .map(|f| f.trim().trim_matches('"'))
             .collect();
         let parsed: Result<Vec<f32>, _> = fields.iter().map(|f| f.parse::<f32>()).collect();
@@ -204,7 +210,10 @@ fn read_csv(path: &Path, inputs: usize) -> Result<(Vec<String>, Samples), String
         names.push(format!("line {}", i + 1));
     }
     if names.is_empty() {
-        return Err(format!("{}: no rows", path.display()));
+        return Err(format!(
+            "{}: no rows of numbers (only a header line, or an empty file)",
+            path.display()
+        ));
     }
     let count = names.len();
     Ok((names, unlabelled(features, vec![inputs], count)?))
