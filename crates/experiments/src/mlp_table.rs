@@ -419,6 +419,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     out.write("best.csv", &best_table.to_csv())?;
     println!("\n{report}");
     println!("written to {}", out.dir.display());
+    crate::model_table::failures(&records, |r| format!("trial {}", r.index))?;
     if !records.is_empty() && records.iter().all(|r| r.test_score.is_none()) {
         return Err(format!(
             "every one of the {} trial(s) diverged or failed: no model is the best one{}",

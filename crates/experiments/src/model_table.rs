@@ -543,7 +543,37 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     out.write("table.md", &report)?;
     println!("\n{report}");
     println!("written to {}", out.dir.display());
-    Ok(())
+    failures(&records, |r| {
+        plans
+            .iter()
+            .find(|p| p.trial.key() == r.key)
+            .map_or_else(|| r.index.to_string(), |p| p.label.clone())
+    })
+}
+
+/// An error listing the models whose training failed with an error (the table marks them
+/// and every other figure is kept), so the exit code says the table is incomplete. A
+/// diverged model is a result (the table says "diverged"), not a failure of the run.
+pub(crate) fn failures(
+    records: &[TrialRecord],
+    label: impl Fn(&TrialRecord) -> String,
+) -> Result<(), String> {
+    let bad: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.status {
+            Status::Failed { error } => Some(format!("{}: {error}", label(r))),
+            _ => None,
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} of {} model(s) failed (the table and every other figure are written): {}",
+        bad.len(),
+        records.len(),
+        bad.join("; ")
+    ))
 }
 
 /// Prints every distinct model's summary, its forward FLOPs and training settings, and

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The queue of full report runs on this CPU: one table after another, cheapest first, niced,
+# each into experiments/results/<binary>/ (resumable: a rerun skips what trials.jsonl has
+# under the same configuration key). The binaries are copied aside first, so rebuilding
+# the workspace while the queue runs does not change the code that makes its figures.
+#
+#   scripts/queue.sh start [TABLE...]   # in the background; log in out/queue/queue.log
+#   scripts/queue.sh pause | resume     # SIGSTOP / SIGCONT the queue (benchmarks need an idle CPU)
+#   scripts/queue.sh status
+#
+# A TABLE is a binary name with optional flags after a colon: `cifar10:--only pooling`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=out/queue
+mkdir -p "$dir"
+default=(iris statlog diabetes fashion-mlp mnist "cifar10:--only pooling" fashion-baselines)
+
+run_queue() {
+  local bin="$dir/bin"
+  rm -rf "$bin" && mkdir -p "$bin"
+  for table in "$@"; do
+    local name="${table%%:*}"
+    cp "target/release/$name" "$bin/"
+  done
+  echo "$(date -Is) queue of $# table(s) at $(git rev-parse --short HEAD)"
+  for table in "$@"; do
+    local name="${table%%:*}" flags=""
+    [[ "$table" == *:* ]] && flags="${table#*:}"
+    echo "$(date -Is) start $name $flags"
+    local t0=$SECONDS
+    # shellcheck disable=SC2086
+    if nice -n 19 "$bin/$name" --out "experiments/results/$name" $flags \
+        >"$dir/$name.log" 2>&1; then
+      echo "$(date -Is) done $name in $((SECONDS - t0)) s"
+    else
+      echo "$(date -Is) FAILED $name (exit $?) after $((SECONDS - t0)) s: see $dir/$name.log"
+    fi
+  done
+  echo "$(date -Is) queue finished"
+}
+
+case "${1:-status}" in
+  start)
+    shift
+    [ $# -gt 0 ] || set -- "${default[@]}"
+    cargo build --release -p experiments --bins
+    setsid bash -c "$(declare -f run_queue); dir=$dir; run_queue $(printf '%q ' "$@")" \
+      >>"$dir/queue.log" 2>&1 </dev/null &
+    echo $! >"$dir/pid"
+    echo "queue started (pid $(cat "$dir/pid")); log: $dir/queue.log"
+    ;;
+  pause | resume)
+    sig=STOP; [ "$1" = resume ] && sig=CONT
+    kill -"$sig" -- "-$(cat "$dir/pid")"
+    echo "queue ${1}d"
+    ;;
+  status)
+    tail -n 5 "$dir/queue.log" 2>/dev/null || echo "no queue has run"
+    ;;
+  *)
+    echo "usage: scripts/queue.sh start [TABLE...] | pause | resume | status" >&2
+    exit 2
+    ;;
+esac
