@@ -11,12 +11,15 @@ pub const DEVICE_ENV: &str = "BURN_DEVICE";
 /// Which kind of device to train on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
-    /// The GPU when the `wgpu` feature is enabled, else the CPU.
+    /// The GPU when a GPU feature is enabled, else the CPU.
     #[default]
     Auto,
-    /// Burn's `flex` CPU backend.
+    /// The CPU: Burn's `flex` backend, or `ndarray` in a build without flex.
     Cpu,
-    /// Burn's `wgpu` backend on the default adapter.
+    /// Burn's `ndarray` CPU backend (the `ndarray` feature).
+    Ndarray,
+    /// Burn's `wgpu` backend on the default adapter (Vulkan with the `vulkan` feature, Metal
+    /// with `metal`).
     Gpu,
 }
 
@@ -27,9 +30,10 @@ impl FromStr for DeviceChoice {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" | "flex" => Ok(DeviceChoice::Cpu),
-            "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
+            "ndarray" => Ok(DeviceChoice::Ndarray),
+            "gpu" | "wgpu" | "vulkan" | "metal" => Ok(DeviceChoice::Gpu),
             other => Err(DeviceError(format!(
-                "unknown device {other:?}: use auto, cpu (flex) or gpu (wgpu)"
+                "unknown device {other:?}: use auto, cpu (flex), ndarray or gpu (wgpu)"
             ))),
         }
     }
@@ -45,6 +49,9 @@ pub fn enabled_backends() -> Vec<&'static str> {
     let mut backends = Vec::new();
     if cfg!(feature = "flex") {
         backends.push("flex (cpu)");
+    }
+    if cfg!(feature = "ndarray") {
+        backends.push("ndarray (cpu)");
     }
     if cfg!(feature = "wgpu") {
         backends.push("wgpu (gpu)");
@@ -72,10 +79,34 @@ pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice, DeviceError
     };
     match choice {
         DeviceChoice::Gpu => gpu(),
+        DeviceChoice::Ndarray => ndarray(),
+        DeviceChoice::Cpu if !cfg!(feature = "flex") && cfg!(feature = "ndarray") => ndarray(),
         DeviceChoice::Cpu => cpu(),
         DeviceChoice::Auto if cfg!(feature = "wgpu") => gpu(),
+        DeviceChoice::Auto if !cfg!(feature = "flex") && cfg!(feature = "ndarray") => ndarray(),
         DeviceChoice::Auto => cpu(),
     }
+}
+
+#[cfg(feature = "ndarray")]
+fn ndarray() -> Result<SelectedDevice, DeviceError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Burn 0.22 marks ndarray deprecated in favour of flex; it is offered because the
+    // design names it, and flex stays the default.
+    #[allow(deprecated)]
+    let device = Device::ndarray();
+    Ok(SelectedDevice {
+        device,
+        description: format!("ndarray (CPU, {threads} threads)"),
+    })
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray() -> Result<SelectedDevice, DeviceError> {
+    Err(DeviceError(
+        "this build has no ndarray backend: rebuild with `--features ndarray`, or use --device cpu"
+            .into(),
+    ))
 }
 
 #[cfg(feature = "flex")]
@@ -122,10 +153,38 @@ fn cpu() -> Result<SelectedDevice, DeviceError> {
     ))
 }
 
+/// The GPU API and shader compiler of this build, and whether Burn's kernel fusion and
+/// autotuning are compiled in: `("vulkan", "SPIR-V")` with the `vulkan` feature,
+/// `("metal", "MSL")` with `metal`, else `("wgpu", "WGSL")`.
+pub fn gpu_build() -> (&'static str, &'static str, &'static str) {
+    let (api, compiler) = if cfg!(feature = "vulkan") {
+        ("vulkan", "SPIR-V")
+    } else if cfg!(feature = "metal") {
+        ("metal", "MSL")
+    } else {
+        ("wgpu", "WGSL")
+    };
+    // The `wgpu` feature turns on Burn's `fusion` and `autotune` (models' Cargo.toml).
+    (api, compiler, "fusion on, autotune on")
+}
+
+/// The GPU device of this build: pinned to Vulkan (SPIR-V) or Metal (MSL) when that feature
+/// is on, else wgpu's own pick of API (WGSL).
+#[cfg(feature = "wgpu")]
+fn gpu_device() -> Device {
+    use burn::tensor::DeviceKind;
+    #[cfg(feature = "vulkan")]
+    return Device::vulkan(DeviceKind::DefaultDevice);
+    #[cfg(all(feature = "metal", not(feature = "vulkan")))]
+    return Device::metal(DeviceKind::DefaultDevice);
+    #[cfg(not(any(feature = "vulkan", feature = "metal")))]
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
+
 #[cfg(feature = "wgpu")]
 fn gpu() -> Result<SelectedDevice, DeviceError> {
-    use burn::tensor::{DeviceKind, Tensor};
-    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    use burn::tensor::Tensor;
+    let device = gpu_device();
     // wgpu finds its adapter lazily and panics when there is none: probe with one tiny
     // operation and turn that panic into an error that names the alternative.
     let probe = device.clone();
@@ -143,8 +202,9 @@ fn gpu() -> Result<SelectedDevice, DeviceError> {
                 .as_dispatch()
                 .identity()
                 .map_or_else(|| format!("{device:?}"), |identity| identity.name);
+            let (api, compiler, tuning) = gpu_build();
             Ok(SelectedDevice {
-                description: format!("wgpu ({adapter})"),
+                description: format!("{api} ({adapter}; {compiler} shaders, {tuning})"),
                 device,
             })
         }

@@ -1,13 +1,16 @@
-//! The same model, seed and data trained on `flex` (CPU) and on `wgpu` reach the same result.
+//! The same model, seed and data trained on `flex` (CPU) and on another backend (`wgpu` on
+//! the GPU, through Burn's fusion and autotuning; or the `ndarray` CPU backend) reach the same
+//! result.
 //!
 //! Weights, shuffles and dropout masks come from the project's own seeded generators, so the
 //! two runs differ only by floating-point rounding (summation order inside the kernels). The
 //! tolerances below say how much of that a user may see: every epoch's training loss within
 //! 2 % (relative) and the test accuracy within 2 points.
 //!
-//! Built only with both backends (`--features wgpu`, flex being the default). CI runs it on
-//! Mesa's lavapipe, a software Vulkan device, so the models are small.
-#![cfg(all(feature = "flex", feature = "wgpu"))]
+//! Built only with flex (the default) and another backend (`--features wgpu`, `vulkan` or
+//! `ndarray`). CI runs the GPU half on Mesa's lavapipe, a software Vulkan device, so the
+//! models are small.
+#![cfg(all(feature = "flex", any(feature = "wgpu", feature = "ndarray")))]
 
 use burn::tensor::Device;
 use data::{ClassNames, Samples, Targets};
@@ -75,31 +78,41 @@ fn train_on(device: &Device, layers: &str, train: &Samples, test: &Samples) -> (
     (losses, accuracy)
 }
 
-fn assert_same_training(layers: &str) {
+const MLP: &str = "flatten; dense(32, relu); dropout(0.2); dense(3, softmax)";
+const CNN: &str =
+    "conv(4, 3x3, same, relu); batchnorm; maxpool(2); flatten; dense(16, relu); dense(3, softmax)";
+/// Convolutions followed directly by max pools: on flex each pair runs as one fused
+/// operation (convolution, ReLU and pool), elsewhere as Burn's three.
+const CONV_POOL: &str = "conv(4, 3x3, same, relu); maxpool(2); conv(8, 3x3, same, relu); \
+                         maxpool(3, stride 3, same); flatten; dense(3, softmax)";
+
+fn assert_same_training(layers: &str, other: DeviceChoice) {
     let train = pictures(300, 1);
     let test = pictures(150, 2);
     let cpu = select_device(DeviceChoice::Cpu).unwrap();
-    let gpu = select_device(DeviceChoice::Gpu).unwrap_or_else(|e| panic!("{e}"));
+    let them = select_device(other).unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "{layers}\n  cpu: {}\n  gpu: {}",
-        cpu.description, gpu.description
+        "{layers}\n  flex: {}\n  other: {}",
+        cpu.description, them.description
     );
     let (cpu_losses, cpu_accuracy) = train_on(&cpu.device, layers, &train, &test);
-    let (gpu_losses, gpu_accuracy) = train_on(&gpu.device, layers, &train, &test);
-    println!("  losses flex {cpu_losses:.5?}\n  losses wgpu {gpu_losses:.5?}");
-    println!("  test accuracy flex {cpu_accuracy:.4}, wgpu {gpu_accuracy:.4}");
-    for (epoch, (c, g)) in cpu_losses.iter().zip(&gpu_losses).enumerate() {
+    let (their_losses, their_accuracy) = train_on(&them.device, layers, &train, &test);
+    println!("  losses flex  {cpu_losses:.5?}\n  losses other {their_losses:.5?}");
+    println!("  test accuracy flex {cpu_accuracy:.4}, other {their_accuracy:.4}");
+    for (epoch, (c, g)) in cpu_losses.iter().zip(&their_losses).enumerate() {
         let relative = (c - g).abs() / c.abs().max(1e-6);
         assert!(
             relative <= LOSS_TOLERANCE,
-            "epoch {}: loss {c} on flex, {g} on wgpu ({:.2} % apart)",
+            "epoch {}: loss {c} on flex, {g} on {} ({:.2} % apart)",
             epoch + 1,
+            them.description,
             relative * 100.0
         );
     }
     assert!(
-        (cpu_accuracy - gpu_accuracy).abs() <= ACCURACY_TOLERANCE,
-        "test accuracy {cpu_accuracy} on flex, {gpu_accuracy} on wgpu"
+        (cpu_accuracy - their_accuracy).abs() <= ACCURACY_TOLERANCE,
+        "test accuracy {cpu_accuracy} on flex, {their_accuracy} on {}",
+        them.description
     );
     // Both learned: a tie at chance would pass the comparison too.
     assert!(
@@ -108,23 +121,42 @@ fn assert_same_training(layers: &str) {
     );
 }
 
-#[test]
-fn mlp_trains_alike_on_flex_and_wgpu() {
-    assert_same_training("flatten; dense(32, relu); dropout(0.2); dense(3, softmax)");
+#[cfg(feature = "wgpu")]
+mod gpu {
+    use super::*;
+
+    #[test]
+    fn mlp_trains_alike_on_flex_and_wgpu() {
+        assert_same_training(MLP, DeviceChoice::Gpu);
+    }
+
+    #[test]
+    fn cnn_trains_alike_on_flex_and_wgpu() {
+        assert_same_training(CNN, DeviceChoice::Gpu);
+    }
+
+    #[test]
+    fn fused_conv_pool_trains_alike_on_flex_and_wgpu() {
+        assert_same_training(CONV_POOL, DeviceChoice::Gpu);
+    }
 }
 
-#[test]
-fn cnn_trains_alike_on_flex_and_wgpu() {
-    assert_same_training(
-        "conv(4, 3x3, same, relu); batchnorm; maxpool(2); flatten; dense(16, relu); dense(3, softmax)",
-    );
-}
+#[cfg(feature = "ndarray")]
+mod ndarray {
+    use super::*;
 
-/// Convolutions followed directly by max pools: on flex each pair runs as one fused
-/// operation (convolution, ReLU and pool), on wgpu as Burn's three.
-#[test]
-fn fused_conv_pool_trains_alike_on_flex_and_wgpu() {
-    assert_same_training(
-        "conv(4, 3x3, same, relu); maxpool(2); conv(8, 3x3, same, relu); maxpool(3, stride 3, same); flatten; dense(3, softmax)",
-    );
+    #[test]
+    fn mlp_trains_alike_on_flex_and_ndarray() {
+        assert_same_training(MLP, DeviceChoice::Ndarray);
+    }
+
+    #[test]
+    fn cnn_trains_alike_on_flex_and_ndarray() {
+        assert_same_training(CNN, DeviceChoice::Ndarray);
+    }
+
+    #[test]
+    fn fused_conv_pool_trains_alike_on_flex_and_ndarray() {
+        assert_same_training(CONV_POOL, DeviceChoice::Ndarray);
+    }
 }
