@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The queue of full report runs on this CPU: one table after another, cheapest first, niced,
 # each into experiments/results/<binary>/ (resumable: a rerun skips what trials.jsonl has
-# under the same configuration key). The binaries are copied aside first, so rebuilding
-# the workspace while the queue runs does not change the code that makes its figures.
+# under the same configuration key). The binaries and the study files are copied aside
+# first, so rebuilding the workspace or editing a study while the queue runs changes neither
+# the code nor the tables that make its figures.
 #
 #   scripts/queue.sh start [TABLE...]   # in the background; log in out/queue/queue.log
 #   scripts/queue.sh pause | resume     # SIGSTOP / SIGCONT the queue (benchmarks need an idle CPU)
@@ -17,23 +18,25 @@ default=(iris statlog diabetes fashion-mlp mnist "cifar10:--only pooling" fashio
 
 run_queue() {
   local bin="$dir/bin"
-  rm -rf "$bin" && mkdir -p "$bin"
+  rm -rf "$bin" && mkdir -p "$bin/studies"
   for table in "$@"; do
     local name="${table%%:*}"
     cp "target/release/$name" "$bin/"
+    cp "experiments/$name.toml" "$bin/studies/"
   done
   echo "$(date -Is) queue of $# table(s) at $(git rev-parse --short HEAD)"
   for table in "$@"; do
     local name="${table%%:*}" flags=""
     [[ "$table" == *:* ]] && flags="${table#*:}"
     echo "$(date -Is) start $name $flags"
-    local t0=$SECONDS
+    local t0=$SECONDS rc=0
     # shellcheck disable=SC2086
-    if nice -n 19 "$bin/$name" --out "experiments/results/$name" $flags \
-        >"$dir/$name.log" 2>&1; then
+    nice -n 19 "$bin/$name" --config "$bin/studies/$name.toml" \
+      --out "experiments/results/$name" $flags >"$dir/$name.log" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ]; then
       echo "$(date -Is) done $name in $((SECONDS - t0)) s"
     else
-      echo "$(date -Is) FAILED $name (exit $?) after $((SECONDS - t0)) s: see $dir/$name.log"
+      echo "$(date -Is) FAILED $name (exit $rc) after $((SECONDS - t0)) s: see $dir/$name.log"
     fi
   done
   echo "$(date -Is) queue finished"

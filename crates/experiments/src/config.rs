@@ -29,6 +29,10 @@ fn default_test_fraction() -> f64 {
     0.2
 }
 
+fn default_validation_fraction() -> f64 {
+    0.2
+}
+
 /// The kinds of split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,6 +96,13 @@ pub struct MlpTableConfig {
     pub notes: Vec<String>,
     /// The split.
     pub split: SplitConfig,
+    /// What picks the best trial: `validation` (the default: a part of `validation_fraction`
+    /// carved from the training data) or `test` (only where the report ranked so).
+    #[serde(default)]
+    pub rank: search::RankBy,
+    /// The validation part's fraction of the training data, with `rank = "validation"`.
+    #[serde(default = "default_validation_fraction")]
+    pub validation_fraction: f64,
     /// The grid: named lists of report 001's MLP parameters.
     pub grid: toml::Table,
     /// Values of parameters the grid does not list.

@@ -4,6 +4,7 @@
 //! the tables, every trial, histories, saved models and pictures to an output folder.
 
 pub mod bench;
+pub mod book;
 pub mod cli;
 pub mod config;
 pub mod mlp_table;

@@ -39,6 +39,50 @@ fn mlp_params(table: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
+/// Checks a study file without its data or training: it parses, and its defaults, every
+/// grid trial, published row and final model make an MLP that builds for `like` (any data
+/// of the dataset's shape and targets, one item is enough). Returns the number of trials.
+pub fn check_study(path: &std::path::Path, like: &Samples) -> Result<usize, String> {
+    let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
+    let config: MlpTableConfig = config::read(path).map_err(|e| e.to_string())?;
+    let task = match like.targets {
+        Targets::Classes { .. } => MlpTask::Classification,
+        Targets::Values { .. } => MlpTask::Regression,
+    };
+    let device = burn::tensor::Device::default();
+    let defaults = MlpSearch::new(like, Mlp::new(task, 0), device.clone())
+        .mlp(&Trial::new(0, config::to_json(&config.defaults)))
+        .map_err(|e| at("[defaults]", e.to_string()))?;
+    let search = MlpSearch::new(like, defaults, device);
+    let grid = Grid::from_value(Value::Object(config::to_json(&config.grid)))
+        .map_err(|e| at("[grid]", e.to_string()))?;
+    let mut trials = grid.trials();
+    for (i, row) in config.published.iter().enumerate() {
+        trials.push(Trial::new(trials.len(), mlp_params(&config::to_json(row))));
+        search
+            .check(&trials[trials.len() - 1..])
+            .map_err(|e| at(&format!("published row {}", i + 1), e.to_string()))?;
+    }
+    if let Some(f) = &config.final_model {
+        let last = Trial::new(trials.len(), config::to_json(&f.params));
+        search
+            .check(std::slice::from_ref(&last))
+            .map_err(|e| at("[final]", e.to_string()))?;
+    }
+    search
+        .check(&trials)
+        .map_err(|e| at("[grid]", e.to_string()))?;
+    if config.rank == RankBy::Validation
+        && !(config.validation_fraction > 0.0 && config.validation_fraction < 1.0)
+    {
+        return Err(at(
+            "validation_fraction",
+            format!("{} must be between 0 and 1", config.validation_fraction),
+        ));
+    }
+    Ok(grid.len())
+}
+
 /// Runs the MLP table experiment `name` (the binary's name) with `flags`.
 pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let started = Instant::now();
@@ -64,20 +108,29 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         Targets::Classes { .. } => MlpTask::Classification,
         Targets::Values { .. } => MlpTask::Regression,
     };
+    let (fit_part, validation) = validation_split(&config, &train, flags.seed)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
     let selected = select_device(flags.device).map_err(|e| e.to_string())?;
     let base = Mlp::new(task, flags.seed);
     let defaults = MlpSearch::new(&train, base, selected.device.clone())
         .mlp(&Trial::new(0, config::to_json(&config.defaults)))
         .map_err(|e| format!("{}: [defaults]: {e}", config_path.display()))?;
-    let mut search = MlpSearch::new(&train, defaults, selected.device.clone());
+    let mut search = MlpSearch::new(&fit_part, defaults, selected.device.clone());
+    search.validation = validation.as_ref();
     search.test = Some(&test);
-    search.data = config::data_config(
+    let mut data = config::data_config(
         &config.dataset,
         &train,
         &config.split,
         flags.seed,
         flags.quick.then_some(&config.quick),
     );
+    // Only a run with a validation part says so: without one the data are what they were
+    // before validation splits existed, and so are the keys.
+    if validation.is_some() {
+        data["validation_fraction"] = Value::from(config.validation_fraction);
+    }
+    search.data = data;
     let grid = Grid::from_value(Value::Object(config::to_json(&config.grid)))
         .map_err(|e| format!("{}: [grid]: {e}", config_path.display()))?;
 
@@ -194,7 +247,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let options = SearchOptions {
         workers: flags.workers(),
         progress: true,
-        rank: RankBy::Test,
+        rank: config.rank,
     };
     let summary = search
         .run(&trials, &mut results, &options)
@@ -251,7 +304,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         rows_table.header.push(format!("{f} (report)"));
         rows_table.header.push(format!("{f} (ours)"));
     }
-    for (row, trial) in config.published.iter().zip(&row_trials) {
+    let mut run_rows: Vec<crate::book::RunRow> = Vec::new();
+    for (index, (row, trial)) in config.published.iter().zip(&row_trials).enumerate() {
         let row = config::to_json(row);
         let trial_key = trials
             .iter()
@@ -274,6 +328,16 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                 None => "not run (--limit)".into(),
             });
         }
+        if let Some(r) = ours {
+            run_rows.push(crate::book::RunRow {
+                index,
+                row: cells[..MLP_COLUMNS.len()].join(", "),
+                ours: figure_names
+                    .iter()
+                    .filter_map(|f| our_figure(r, f).map(|v| (f.clone(), Value::from(v))))
+                    .collect(),
+            });
+        }
         rows_table.rows.push(cells);
     }
     if !rows_table.rows.is_empty() {
@@ -285,7 +349,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     }
 
     // The project's best trials.
-    let best = ranked(&records, RankBy::Test);
+    let best = ranked(&records, config.rank);
     let score_name = if task == MlpTask::Classification {
         "accuracy"
     } else {
@@ -298,6 +362,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             .chain(
                 if task == MlpTask::Classification {
                     [
+                        "val_score",
                         "test_score",
                         "train_score",
                         "train_loss",
@@ -305,7 +370,14 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                         "seconds",
                     ]
                 } else {
-                    ["test_r2", "train_r2", "train_mse", "test_mse", "seconds"]
+                    [
+                        "val_r2",
+                        "test_r2",
+                        "train_r2",
+                        "train_mse",
+                        "test_mse",
+                        "seconds",
+                    ]
                 }
                 .map(String::from),
             )
@@ -326,7 +398,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                 )
             })
             .collect();
-        for v in [r.test_score, r.train_score, r.train_loss, r.test_loss] {
+        for v in [
+            r.val_score,
+            r.test_score,
+            r.train_score,
+            r.train_loss,
+            r.test_loss,
+        ] {
             cells.push(v.map_or("-".into(), |v| format!("{v:.4}")));
         }
         cells.push(format!("{:.2}", r.seconds));
@@ -334,10 +412,18 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     }
     let _ = writeln!(
         report,
-        "## This project's {} best trials (test {score_name}, ties by lower test loss)\n\n{}",
+        "## This project's {} best trials ({score_name}; {}; ties by the lower loss)\n\n{}",
         best_table.rows.len(),
+        config.rank.describe(),
         best_table.to_markdown()
     );
+    if config.rank == RankBy::Test {
+        let _ = writeln!(
+            report,
+            "No validation split in this study: the report trained on the whole training part \
+             and ranked by test score, so no trial is shown as a validation split's pick.\n"
+        );
+    }
     let chart: Vec<(String, f64)> = best
         .iter()
         .take(flags.top)
@@ -372,7 +458,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         _ => (None, "", Map::new()),
     };
     if let Some(mlp) = &chosen {
-        let section = train_final(
+        let (section, scores) = train_final(
             mlp,
             heading,
             &train,
@@ -382,7 +468,18 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             &published,
         )?;
         report.push_str(&section);
+        if config.final_model.is_some() {
+            run_rows.push(crate::book::RunRow {
+                index: config.published.len(),
+                row: "final model".into(),
+                ours: Map::from_iter([
+                    ("train_score".to_string(), Value::from(scores.0)),
+                    ("test_score".to_string(), Value::from(scores.1)),
+                ]),
+            });
+        }
     }
+    crate::book::write_run_rows(&out, &config_path, flags, run_rows)?;
     for b in &config.baselines {
         let _ = writeln!(
             report,
@@ -434,6 +531,32 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     Ok(())
 }
 
+/// The part of the training data the trials fit on, and the validation part carved from it
+/// (stratified for classes, shuffled for values) when the study ranks on validation.
+fn validation_split(
+    config: &MlpTableConfig,
+    train: &Samples,
+    seed: u64,
+) -> Result<(Samples, Option<Samples>), String> {
+    if config.rank == RankBy::Test {
+        return Ok((train.clone(), None));
+    }
+    let fraction = config.validation_fraction;
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(format!(
+            "validation_fraction {fraction} must be between 0 and 1 (rank = \"validation\" picks \
+             the best trial on that part of the training data; rank = \"test\" needs none)"
+        ));
+    }
+    let kind = match train.targets {
+        Targets::Classes { .. } => config::SplitKind::Stratified,
+        Targets::Values { .. } => config::SplitKind::Random,
+    };
+    let (fit, validation) = config::hold_out(train, kind, data::HoldOut::Fraction(fraction), seed)
+        .map_err(|e| e.to_string())?;
+    Ok((fit, Some(validation)))
+}
+
 fn default_cell(m: &Mlp, column: &str) -> String {
     match column {
         "hidden_layer" => format_value(&Value::from(m.hidden_layer.clone())),
@@ -469,7 +592,7 @@ fn train_final(
     device: &burn::tensor::Device,
     out: &Output,
     published: &Map<String, Value>,
-) -> Result<String, String> {
+) -> Result<(String, (f64, f64)), String> {
     println!(
         "final model: MLP({}, {}, batch {}, {} epochs, eta {}, mu {}, beta {}, alpha {})",
         format_value(&Value::from(mlp.hidden_layer.clone())),
@@ -496,12 +619,13 @@ fn train_final(
     let seconds = started.elapsed().as_secs_f64();
     let dir = out.subdir("final")?;
     model.save(&dir.dir).map_err(|e| e.to_string())?;
-    dir.write("history.csv", &history.to_csv())?;
+    // The test set is watched each epoch for the report's curves: named test, not validation.
+    dir.write("history.csv", &history.to_csv_as(trainer::HeldOut::Test))?;
     let classification = matches!(mlp.task, MlpTask::Classification);
     let score_name = if classification { "accuracy" } else { "R²" };
     dir.write(
         "curves.svg",
-        &plot::curves("final model", &history, score_name),
+        &plot::curves("final model", &history, score_name, trainer::HeldOut::Test),
     )?;
     let train_score = model.score(train).map_err(|e| e.to_string())?;
     let test_score = model.score(test).map_err(|e| e.to_string())?;
@@ -547,5 +671,5 @@ fn train_final(
             "Test mean squared error {mse:.1} (target units).\n"
         );
     }
-    Ok(section)
+    Ok((section, (train_score, test_score)))
 }

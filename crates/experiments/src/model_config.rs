@@ -47,6 +47,11 @@ pub struct ModelTableConfig {
     pub notes: Vec<String>,
     /// The split into training and test data.
     pub split: SplitConfig,
+    /// What ranks a grid section's trials (`layout = "talos"` sections always rank on
+    /// validation): `validation` (the default; every trial needs a `validation` part) or
+    /// `test` (only where the report ranked so).
+    #[serde(default)]
+    pub rank: search::RankBy,
     /// Training settings of every model (sections, models and grid trials override them).
     #[serde(default)]
     pub training: toml::Table,

@@ -227,6 +227,19 @@ fn resolve(
         let first_row = rows.len() - row_params.len();
         for params in chosen {
             let plan = make(&params, plans.len()).map_err(|e| at(&where_, e))?;
+            if section.layout == Layout::Report
+                && config.rank == RankBy::Validation
+                && plan.training.validation <= 0.0
+            {
+                return Err(at(
+                    &where_,
+                    "its trials are ranked on validation data (the study's rank = \"validation\", \
+                     the default) but have none: set `validation` (a fraction of the training \
+                     data) in its training, or rank = \"test\" where the report ranked by test \
+                     score"
+                        .into(),
+                ));
+            }
             if !wanted(&section.name, &plan.label) {
                 continue;
             }
@@ -316,7 +329,15 @@ fn train_plan(
     )
     .map_err(|e| e.to_string())?;
     let histories = out.subdir("histories")?;
-    histories.write(&format!("{}.csv", trial_file(plan)), &history.to_csv())?;
+    let held_out = if val_part.is_some() {
+        trainer::HeldOut::Validation
+    } else {
+        trainer::HeldOut::Test
+    };
+    histories.write(
+        &format!("{}.csv", trial_file(plan)),
+        &history.to_csv_as(held_out),
+    )?;
     let status = match history.outcome {
         Outcome::Finished => Status::Finished,
         Outcome::EarlyStopped { .. } => Status::EarlyStopped,
@@ -333,7 +354,7 @@ fn train_plan(
     // A diverged model is never saved: nothing could use it, and `predict` would report
     // its NaN outputs as classes.
     if plan.save && status != Status::Diverged {
-        save_model(plan, &model, &history, test, out)?;
+        save_model(plan, &model, &history, held_out, test, out)?;
     }
     Ok(TrialOutcome {
         status,
@@ -360,15 +381,16 @@ fn save_model(
     plan: &Plan,
     model: &TrainedModel,
     history: &trainer::History,
+    held_out: trainer::HeldOut,
     test: &Samples,
     out: &Output,
 ) -> Result<(), String> {
     let dir = out.subdir("models")?.subdir(&trial_file(plan))?;
     model.save(&dir.dir).map_err(|e| e.to_string())?;
-    dir.write("history.csv", &history.to_csv())?;
+    dir.write("history.csv", &history.to_csv_as(held_out))?;
     dir.write(
         "curves.svg",
-        &plot::curves(&plan.label, history, "accuracy"),
+        &plot::curves(&plan.label, history, "accuracy", held_out),
     )?;
     let (report, _) = model
         .classification_report(test)
@@ -386,6 +408,16 @@ fn save_model(
     }
     dir.write("classification_report.txt", &report.to_text())?;
     Ok(())
+}
+
+/// Checks a study file without data or training: it parses, every model and grid trial
+/// builds for items of `input` shape (layers, sizes, training settings, ranking rule).
+/// Returns the number of models a full run trains.
+pub fn check_study(path: &Path, input: Shape) -> Result<usize, String> {
+    use clap::Parser;
+    let config: ModelTableConfig = config::read(path).map_err(|e| e.to_string())?;
+    let flags = Flags::try_parse_from(["check"]).map_err(|e| e.to_string())?;
+    Ok(resolve(&config, &flags, input, path)?.plans.len())
 }
 
 /// Runs the model-table experiment `name` (the binary's name) with `flags`.
@@ -470,7 +502,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let options = SearchOptions {
         workers,
         progress: false,
-        rank: RankBy::Test,
+        rank: config.rank,
     };
     let run_started = Instant::now();
     let summary = run_search(&trials, &mut results, &options, |trial| {
@@ -525,6 +557,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let records = results.records_of(&trials);
+    crate::book::write_run_rows(&out, &path, flags, run_rows(&rows, &plans, &records))?;
     let mut report = write_report(
         &config, flags, &plans, &rows, &records, &out, &test, &selected,
     )?;
@@ -801,7 +834,7 @@ fn write_report(
                             "seconds",
                         ])
                         .collect();
-                    Table::top(&section_records, flags.top, &columns, RankBy::Test)
+                    Table::top(&section_records, flags.top, &columns, config.rank)
                 }
             };
             let _ = writeln!(
@@ -812,16 +845,15 @@ fn write_report(
                 if section.layout == Layout::Talos {
                     "ranked by validation accuracy, Talos' columns"
                 } else {
-                    "ranked by test accuracy"
+                    config.rank.describe()
                 },
                 best.to_markdown()
             );
+            if section.layout == Layout::Report && config.rank == RankBy::Test {
+                let _ = writeln!(report, "{}\n", validation_pick(&section_records, plans));
+            }
         }
-        let rank = if section.layout == Layout::Talos {
-            RankBy::Validation
-        } else {
-            RankBy::Test
-        };
+        let rank = section_rank(config, section);
         let chart: Vec<(String, f64)> = ranked(&section_records, rank)
             .into_iter()
             .take(flags.top.max(1))
@@ -887,6 +919,60 @@ fn write_report(
     }
     out.write("table.csv", &csv.to_csv())?;
     Ok(report)
+}
+
+/// This project's figures for every report row the run answered, for the results book.
+fn run_rows(rows: &[Row], plans: &[Plan], records: &[TrialRecord]) -> Vec<crate::book::RunRow> {
+    rows.iter()
+        .enumerate()
+        .filter_map(|(index, row)| {
+            let plan = &plans[row.plan?];
+            let record = records.iter().find(|r| r.key == plan.trial.key())?;
+            let ours = row
+                .figures
+                .keys()
+                .filter_map(|f| our_figure(record, f).map(|v| (f.clone(), Value::from(v))))
+                .collect();
+            Some(crate::book::RunRow {
+                index,
+                row: row.label.clone(),
+                ours,
+            })
+        })
+        .collect()
+}
+
+/// How a section's trials are ranked: Talos tables on validation, the others by the
+/// study's `rank`.
+fn section_rank(config: &ModelTableConfig, section: &crate::model_config::Section) -> RankBy {
+    match section.layout {
+        Layout::Talos => RankBy::Validation,
+        Layout::Report => config.rank,
+    }
+}
+
+/// Beside a table ranked by test score (the report's rule): the trial a validation split
+/// would have picked, where the trials had one.
+fn validation_pick(records: &[TrialRecord], plans: &[Plan]) -> String {
+    let Some(pick) = search::best(records, RankBy::Validation) else {
+        return "No validation pick: these trials had no validation part (the report's setup)."
+            .into();
+    };
+    let label = plans
+        .iter()
+        .find(|p| p.trial.key() == pick.key)
+        .map_or_else(|| pick.index.to_string(), |p| p.label.clone());
+    let at_test = search::best(records, RankBy::Test).map(|b| b.key == pick.key);
+    format!(
+        "A validation split would have picked {label} (validation {:.4}, test {:.4}){}.",
+        pick.val_score.unwrap_or(f64::NAN),
+        pick.test_score.unwrap_or(f64::NAN),
+        if at_test == Some(true) {
+            ", the same trial as the test ranking"
+        } else {
+            ", not the test ranking's first"
+        }
+    )
 }
 
 /// This project's figure for a table cell.

@@ -124,8 +124,14 @@ fn svg(width: f64, height: f64, body: &str) -> String {
     )
 }
 
-/// Loss and score per epoch, train and validation, side by side (the reports' figures).
-pub fn curves(title: &str, history: &History, score_name: &str) -> String {
+/// Loss and score per epoch, train and held-out data (named for what it is: validation, or
+/// the test set when that stood in for it), side by side (the reports' figures).
+pub fn curves(
+    title: &str,
+    history: &History,
+    score_name: &str,
+    held_out: trainer::HeldOut,
+) -> String {
     let epoch = |f: fn(&trainer::EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
         history
             .epochs
@@ -136,8 +142,8 @@ pub fn curves(title: &str, history: &History, score_name: &str) -> String {
     let mut loss = vec![("train", epoch(|r| Some(r.loss)))];
     let mut score = vec![("train", epoch(|r| Some(r.score)))];
     if history.epochs.iter().any(|r| r.val_loss.is_some()) {
-        loss.push(("validation", epoch(|r| r.val_loss)));
-        score.push(("validation", epoch(|r| r.val_score)));
+        loss.push((held_out.name(), epoch(|r| r.val_loss)));
+        score.push((held_out.name(), epoch(|r| r.val_score)));
     }
     let mut body = format!(
         r##"<text x="{:.0}" y="18" text-anchor="middle" font-size="15" font-weight="bold">{}</text>
@@ -280,11 +286,19 @@ mod tests {
 
     #[test]
     fn curves_draw_train_and_validation_of_loss_and_score() {
-        let svg = curves("iris <final>", &history(), "accuracy");
+        let svg = curves(
+            "iris <final>",
+            &history(),
+            "accuracy",
+            trainer::HeldOut::Validation,
+        );
         assert!(svg.starts_with("<svg"));
         assert_eq!(svg.matches("<polyline").count(), 4);
         assert!(svg.contains("iris &lt;final&gt;"));
         assert!(svg.contains(">validation<"));
+        // The test set standing in for validation data is called test, never validation.
+        let svg = curves("iris", &history(), "accuracy", trainer::HeldOut::Test);
+        assert!(svg.contains(">test<") && !svg.contains(">validation<"));
         // Five points per line.
         let first = svg.split("points=\"").nth(1).unwrap();
         assert_eq!(first.split('"').next().unwrap().split(' ').count(), 5);

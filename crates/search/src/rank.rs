@@ -3,13 +3,31 @@
 
 use crate::store::TrialRecord;
 
-/// Which score ranks trials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which score ranks trials. Written `rank = "validation"` or `rank = "test"` in a study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RankBy {
-    /// Test score, then test loss (report 001's tables).
+    /// Test score, then test loss: only where a report ranked so (report 001's
+    /// `best_model` rule), to reproduce its table.
     Test,
-    /// Validation score, then validation loss (Talos' scans in report 002).
+    /// Validation score, then validation loss, on a part carved from the training data (the
+    /// default; Talos' scans in report 002).
+    #[default]
     Validation,
+}
+
+impl RankBy {
+    /// The rule in words, for tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RankBy::Test => {
+                "ranked by test score (the report's own rule, kept to reproduce its table)"
+            }
+            RankBy::Validation => {
+                "ranked by validation score (a part carved from the training data); test figures only reported"
+            }
+        }
+    }
 }
 
 impl TrialRecord {

@@ -207,7 +207,7 @@ fn results_are_reused_only_for_the_same_configuration() {
     for extra in [
         &["--seed", "1"][..],
         &["--test-fraction", "0.3"],
-        &["--validation-fraction", "0.2"],
+        &["--validation-fraction", "0.3"],
     ] {
         let out = run_iris(dir.path(), "r.jsonl", extra);
         assert!(out.contains("8 trials run"), "{extra:?}: {out}");
@@ -367,4 +367,63 @@ fn a_grid_that_only_diverged_saves_nothing_and_fails() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("diverged"), "{stderr}");
     assert!(!dir.path().join("best").exists());
+}
+
+/// The best trial is picked on a validation split carved from the training data unless the
+/// user asks for the test set by name; a run without validation data says so.
+#[test]
+fn the_best_trial_is_picked_on_validation_unless_test_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
+    let out = run_iris(dir.path(), "v.jsonl", &[]);
+    assert!(out.contains("ranked by validation score"), "{out}");
+    let (records, _) = ResultsFile::read(&dir.path().join("v.jsonl")).unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.val_score.is_some() && r.test_score.is_some())
+    );
+    assert_eq!(records[0].config["data"]["validation_fraction"], 0.2);
+
+    let refused = grid(
+        dir.path(),
+        &[
+            "run",
+            "--dataset",
+            "iris",
+            "--grid",
+            "g.toml",
+            "--results",
+            "t.jsonl",
+            "--validation-fraction",
+            "0",
+            "--quiet",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--rank test"),
+        "{stderr}"
+    );
+    let out = run_iris(
+        dir.path(),
+        "t.jsonl",
+        &["--validation-fraction", "0", "--rank", "test"],
+    );
+    assert!(out.contains("ranked by test score"), "{out}");
+    let table = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_grid"))
+            .args(["table", "t.jsonl"])
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let refused = table(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--rank test"),
+        "{stderr}"
+    );
+    assert!(ok(&table(&["--rank", "test"])).contains("ranked by test score"));
 }

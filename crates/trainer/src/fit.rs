@@ -180,7 +180,18 @@ pub struct History {
 impl History {
     /// The history as CSV (`epoch,loss,score,val_loss,val_score,lr,seconds`).
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("epoch,loss,score,val_loss,val_score,lr,seconds\n");
+        self.to_csv_as(HeldOut::Validation)
+    }
+
+    /// As [`History::to_csv`], the held-out columns named for what they were measured on:
+    /// `test_loss,test_score` when the test set stood in for validation data (report 001
+    /// passed it to Keras for its curves), so the test set is never called validation.
+    pub fn to_csv_as(&self, held_out: HeldOut) -> String {
+        let prefix = match held_out {
+            HeldOut::Validation => "val",
+            HeldOut::Test => "test",
+        };
+        let mut out = format!("epoch,loss,score,{prefix}_loss,{prefix}_score,lr,seconds\n");
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
         for e in &self.epochs {
             out.push_str(&format!(
@@ -195,6 +206,25 @@ impl History {
             ));
         }
         out
+    }
+}
+
+/// What the held-out figures of a history were measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldOut {
+    /// A validation part carved from the training data.
+    Validation,
+    /// The test set (watched for curves only; nothing was decided on it).
+    Test,
+}
+
+impl HeldOut {
+    /// `validation` or `test`, for legends and columns.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeldOut::Validation => "validation",
+            HeldOut::Test => "test",
+        }
     }
 }
 

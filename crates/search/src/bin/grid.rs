@@ -52,8 +52,9 @@ struct TableArgs {
     /// Rows to print.
     #[arg(long, default_value_t = 10)]
     top: usize,
-    /// Which score ranks the trials.
-    #[arg(long, value_enum, default_value_t = Rank::Test)]
+    /// Which score ranks the trials: validation (the default), or test as an explicit
+    /// choice.
+    #[arg(long, value_enum, default_value_t = Rank::Validation)]
     rank: Rank,
 }
 
@@ -104,9 +105,14 @@ struct RunArgs {
     /// Held-out test fraction for datasets without an official test split.
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
-    /// Validation fraction carved from the training data (0: none).
-    #[arg(long, default_value_t = 0.0)]
+    /// Validation fraction carved (stratified) from the training data, on which the best
+    /// trial is picked; 0 carves none and then needs `--rank test`.
+    #[arg(long, default_value_t = 0.2)]
     validation_fraction: f64,
+    /// Which score picks the best trial: validation (the default), or test as an explicit
+    /// choice (report 001's rule).
+    #[arg(long, value_enum, default_value_t = Rank::Validation)]
+    rank: Rank,
     /// Train every trial alone instead of in stacked groups.
     #[arg(long)]
     one_by_one: bool,
@@ -181,7 +187,16 @@ fn table(args: &TableArgs) -> Result<(), String> {
     if let Some(note) = dropped {
         eprintln!("warning: {note}");
     }
-    print_table(&records, args.top, args.rank.into());
+    let rank = RankBy::from(args.rank);
+    if rank == RankBy::Validation && records.iter().all(|r| r.val_score.is_none()) {
+        return Err(format!(
+            "{}: no trial has a validation score (run without a validation split): pass \
+             --rank test to rank them by test score",
+            args.results.display()
+        ));
+    }
+    println!("{}:", rank.describe());
+    print_table(&records, args.top, rank);
     Ok(())
 }
 
@@ -330,11 +345,20 @@ fn run(args: &RunArgs) -> Result<(), String> {
         trials = shard.select(trials);
     }
     let (train, test, split) = split_data(args, &file)?;
-    let validation_fraction = if args.halving.is_some() && args.validation_fraction == 0.0 {
-        0.2
-    } else {
-        args.validation_fraction
-    };
+    let validation_fraction = args.validation_fraction;
+    if !(0.0..1.0).contains(&validation_fraction) {
+        return Err(format!(
+            "--validation-fraction {validation_fraction} must be in [0, 1)"
+        ));
+    }
+    let wants_validation = args.halving.is_some() || RankBy::from(args.rank) == RankBy::Validation;
+    if validation_fraction == 0.0 && wants_validation {
+        return Err(
+            "ranking on validation (the default, and what --halving uses) needs a validation \
+             split: give --validation-fraction above 0, or --rank test"
+                .into(),
+        );
+    }
     let (train, validation) = if validation_fraction > 0.0 {
         let (t, v) = hold_out(&train, validation_fraction, true, args.seed)?;
         (t, Some(v))
@@ -370,10 +394,10 @@ fn run(args: &RunArgs) -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     let mut results = ResultsFile::open(&args.results).map_err(|e| e.to_string())?;
-    let rank = if validation.is_some() {
+    let rank = if args.halving.is_some() {
         RankBy::Validation
     } else {
-        RankBy::Test
+        RankBy::from(args.rank)
     };
     let options = SearchOptions {
         workers: args
@@ -438,6 +462,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             results.records_of(&trials)
         }
     };
+    println!("{}:", rank.describe());
     let table = print_table(&records, args.top, rank);
     // The table beside the results file, as Markdown and CSV.
     for (extension, text) in [("md", table.to_markdown()), ("csv", table.to_csv())] {

@@ -1,0 +1,396 @@
+//! The results book: every row of the reports' tables, the report's figure, ours, and
+//! whether ours is current. A row is counted from the study files (`experiments/<binary>.toml`:
+//! each published grid row, each named model, each final model with published figures);
+//! each full run of a table leaves `rows.json` in its results folder with its figure for every
+//! row; `book` joins the two into `experiments/results/BOOK.md`.
+//!
+//! Current means: made by a full run (no `--quick`, `--epochs` or `--limit`, seed 0) of the
+//! study file as it is now (the SHA-256 of its text), under this build's result-key and
+//! numerics versions, with a figure for the row. A run of another study text or version is
+//! `stale`; a row no run answered is `queued`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::model_config::FIGURES;
+use crate::output::format_value;
+
+/// The file a table run writes into its output folder.
+pub const RUN_ROWS: &str = "rows.json";
+
+/// One row of a report's table, as its study file lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyRow {
+    /// The table (a section's name, or the study's title for an MLP table).
+    pub table: String,
+    /// The row: a model's name, or a grid row's parameters in words.
+    pub row: String,
+    /// The report's figures for it.
+    pub report: Map<String, Value>,
+}
+
+/// What a table run says about one row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    /// The row's position in the study's list ([`study_rows`]).
+    pub index: usize,
+    /// The row, as the run labelled it.
+    pub row: String,
+    /// This project's figures, by the report's names for them.
+    pub ours: Map<String, Value>,
+}
+
+/// What a table run leaves for the book.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRows {
+    /// SHA-256 of the study file's text.
+    pub study_sha256: String,
+    /// [`search::key::KEY_VERSION`] of the build that ran it.
+    pub key_version: u32,
+    /// [`trainer::NUMERICS_VERSION`] of the build that ran it.
+    pub numerics: u32,
+    /// The commit of the build that ran it.
+    pub commit: String,
+    /// Why the run is not the study's full run, if it is not (`--quick`, `--epochs 3`, ...).
+    pub partial: Option<String>,
+    /// The seed.
+    pub seed: u64,
+    /// Every row the run has a figure for.
+    pub rows: Vec<RunRow>,
+}
+
+/// SHA-256 of a study file's text, in hex.
+pub fn study_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Why a run with these flags is not the study's full run, if it is not.
+pub fn partial_run(flags: &crate::cli::Flags) -> Option<String> {
+    let mut why = Vec::new();
+    if flags.quick {
+        why.push("--quick".to_string());
+    }
+    if let Some(e) = flags.epochs {
+        why.push(format!("--epochs {e}"));
+    }
+    if let Some(l) = flags.limit {
+        why.push(format!("--limit {l}"));
+    }
+    if let Some(o) = &flags.only {
+        why.push(format!("--only {o:?}"));
+    }
+    (!why.is_empty()).then(|| why.join(" "))
+}
+
+/// The figures of a TOML table that are report figures (for model tables, the names of
+/// [`FIGURES`]; for MLP tables anything that is not one of the MLP's parameters).
+fn split_figures(
+    row: &toml::Table,
+    is_figure: impl Fn(&str) -> bool,
+) -> (Vec<String>, Map<String, Value>) {
+    let mut params = Vec::new();
+    let mut figures = Map::new();
+    for (k, v) in row {
+        let value = crate::config::to_json(&toml::Table::from_iter([(k.clone(), v.clone())]))
+            .remove(k)
+            .unwrap_or(Value::Null);
+        if is_figure(k) {
+            if k != "label" {
+                figures.insert(k.clone(), value);
+            }
+        } else {
+            params.push(format!("{k} {}", format_value(&value)));
+        }
+    }
+    (params, figures)
+}
+
+/// Every report row a study file lists, in the order its run reports them.
+pub fn study_rows(study: &toml::Table) -> Vec<StudyRow> {
+    let title = study
+        .get("title")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("study")
+        .to_string();
+    let mut rows = Vec::new();
+    if let Some(sections) = study.get("section").and_then(toml::Value::as_array) {
+        for section in sections.iter().filter_map(toml::Value::as_table) {
+            let name = section
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let models = section.get("model").and_then(toml::Value::as_array);
+            for model in models
+                .into_iter()
+                .flatten()
+                .filter_map(toml::Value::as_table)
+            {
+                let published = model
+                    .get("published")
+                    .and_then(toml::Value::as_table)
+                    .cloned()
+                    .unwrap_or_default();
+                rows.push(StudyRow {
+                    table: name.clone(),
+                    row: model
+                        .get("name")
+                        .and_then(toml::Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    report: split_figures(&published, |_| true).1,
+                });
+            }
+            let published = section.get("published").and_then(toml::Value::as_array);
+            for row in published
+                .into_iter()
+                .flatten()
+                .filter_map(toml::Value::as_table)
+            {
+                let (params, figures) = split_figures(row, |k| FIGURES.contains(&k));
+                rows.push(StudyRow {
+                    table: name.clone(),
+                    row: params.join(", "),
+                    report: figures,
+                });
+            }
+        }
+        return rows;
+    }
+    let published = study.get("published").and_then(toml::Value::as_array);
+    for row in published
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_table)
+    {
+        let (params, figures) = split_figures(row, |k| !search::MLP_PARAMS.contains(&k));
+        rows.push(StudyRow {
+            table: title.clone(),
+            row: params.join(", "),
+            report: figures,
+        });
+    }
+    let final_figures = study
+        .get("final")
+        .and_then(|f| f.get("published"))
+        .and_then(toml::Value::as_table);
+    if let Some(figures) = final_figures.filter(|f| !f.is_empty()) {
+        rows.push(StudyRow {
+            table: title,
+            row: "final model".into(),
+            report: split_figures(figures, |_| true).1,
+        });
+    }
+    rows
+}
+
+/// Where a row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowStatus {
+    /// Ours comes from a full run of the study as it is, under this build's versions.
+    Current,
+    /// Ours comes from a run of another study text, version, or a partial run.
+    Stale,
+    /// No run has a figure for it yet.
+    Queued,
+}
+
+/// The figure a row is read by: the first of these that the report gives.
+const MAIN_FIGURES: [&str; 8] = [
+    "test_accuracy",
+    "test_score",
+    "test_r2",
+    "val_accuracy",
+    "train_accuracy",
+    "train_score",
+    "epochs",
+    "loss",
+];
+
+fn main_figure(report: &Map<String, Value>) -> Option<&str> {
+    MAIN_FIGURES
+        .into_iter()
+        .find(|f| report.contains_key(*f))
+        .or_else(|| report.keys().next().map(String::as_str))
+}
+
+fn cell(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map_or_else(|| n.to_string(), |x| format!("{x:.4}")),
+        Some(other) => format_value(other),
+        None => "-".into(),
+    }
+}
+
+/// The book's text for the studies in `studies` (`experiments/`) and the runs in
+/// `results` (`experiments/results/`): its first line `rows with a current figure of
+/// ours: N / M`, then one line per row.
+pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
+    let mut names: Vec<String> = std::fs::read_dir(studies)
+        .map_err(|e| format!("{}: {e}", studies.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".toml").map(String::from))
+        .filter(|n| n != "bench")
+        .collect();
+    names.sort();
+    let (mut current, mut total) = (0usize, 0usize);
+    let mut lines = String::new();
+    for name in &names {
+        let path = studies.join(format!("{name}.toml"));
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let study: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let rows = study_rows(&study);
+        let run = read_run(&results.join(name).join(RUN_ROWS))?;
+        let _ = writeln!(
+            lines,
+            "\n## `{name}` ({} row(s)): `cargo run --release -p experiments --bin {name}`\n",
+            rows.len()
+        );
+        lines.push_str("| table | row | figure | report | ours | commit | status |\n");
+        lines.push_str("|---|---|---|---|---|---|---|\n");
+        for (i, row) in rows.iter().enumerate() {
+            total += 1;
+            let figure = main_figure(&row.report).unwrap_or("-");
+            let ours = run
+                .as_ref()
+                .and_then(|r| r.rows.iter().find(|o| o.index == i).map(|o| (r, o)))
+                .filter(|(_, o)| o.ours.get(figure).is_some_and(|v| !v.is_null()));
+            let status = match ours {
+                None => RowStatus::Queued,
+                Some((r, _)) if is_current(r, &text) => RowStatus::Current,
+                Some(_) => RowStatus::Stale,
+            };
+            if status == RowStatus::Current {
+                current += 1;
+            }
+            let _ = writeln!(
+                lines,
+                "| {} | {} | {figure} | {} | {} | {} | {} |",
+                row.table.replace('|', "/"),
+                row.row.replace('|', "/"),
+                cell(row.report.get(figure)),
+                ours.map_or("-".into(), |(_, o)| cell(o.ours.get(figure))),
+                ours.map_or("-".to_string(), |(r, _)| r
+                    .commit
+                    .chars()
+                    .take(7)
+                    .collect::<String>()),
+                match (status, ours) {
+                    (RowStatus::Current, _) => "current".to_string(),
+                    (RowStatus::Stale, Some((r, _))) =>
+                        format!("stale ({})", stale_reason(r, &text)),
+                    _ => "queued".to_string(),
+                }
+            );
+        }
+    }
+    Ok(format!(
+        "rows with a current figure of ours: {current} / {total}\n\n# The results book\n\n\
+         Every row of the four reports' tables, as the study files in `experiments/` list them, \
+         with the report's figure and this project's from the committed runs in \
+         `experiments/results/`. Made by `cargo run --release -p experiments --bin book`, never \
+         by hand; CI checks that it matches the committed results. A row is current when a full \
+         run (no `--quick`, `--epochs` or `--limit`; seed 0) of the study file as it is now made \
+         its figure under this build's result-key and numerics versions; stale when its figure \
+         comes from another study text, version or a partial run; queued when no run has one.\n\
+         {lines}"
+    ))
+}
+
+fn read_run(path: &Path) -> Result<Option<RunRows>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn is_current(run: &RunRows, study_text: &str) -> bool {
+    stale_reason(run, study_text).is_empty()
+}
+
+/// Why a run's figures are not current ("" when they are).
+fn stale_reason(run: &RunRows, study_text: &str) -> String {
+    let mut why = Vec::new();
+    if run.study_sha256 != study_hash(study_text) {
+        why.push("study file changed since".to_string());
+    }
+    if run.key_version != search::key::KEY_VERSION {
+        why.push(format!("key version {}", run.key_version));
+    }
+    if run.numerics != trainer::NUMERICS_VERSION {
+        why.push(format!("numerics version {}", run.numerics));
+    }
+    if let Some(p) = &run.partial {
+        why.push(p.clone());
+    }
+    if run.seed != 0 {
+        why.push(format!("seed {}", run.seed));
+    }
+    why.join(", ")
+}
+
+/// Writes `rows.json` for a run of the study at `study` with `flags`.
+pub fn write_run_rows(
+    out: &crate::output::Output,
+    study: &Path,
+    flags: &crate::cli::Flags,
+    rows: Vec<RunRow>,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(study).map_err(|e| format!("{}: {e}", study.display()))?;
+    let run = RunRows {
+        study_sha256: study_hash(&text),
+        key_version: search::key::KEY_VERSION,
+        numerics: trainer::NUMERICS_VERSION,
+        commit: search::key::commit().to_string(),
+        partial: partial_run(flags),
+        seed: flags.seed,
+        rows,
+    };
+    let json = serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?;
+    out.write(RUN_ROWS, &format!("{json}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_of_both_kinds_of_study() {
+        let mlp: toml::Table = toml::from_str(
+            "title = \"T\"\n[grid]\neta = [0.1]\n[[published]]\nhidden_layer = [8]\neta = 0.1\n\
+             test_score = 0.9\n[final]\nparams = { eta = 0.1 }\npublished = { test_score = 0.8 }\n",
+        )
+        .unwrap();
+        let rows = study_rows(&mlp);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].row, "hidden_layer (8,), eta 0.1");
+        assert_eq!(rows[0].report["test_score"], 0.9);
+        assert_eq!(rows[1].row, "final model");
+        let models: toml::Table = toml::from_str(
+            "[[section]]\nname = \"S\"\n[[section.model]]\nname = \"a\"\nlayers = \"dense(3)\"\n\
+             published = { test_accuracy = 0.5 }\n[[section]]\nname = \"G\"\nlayers = \"x\"\n\
+             [section.grid]\nf = [1, 2]\n[[section.published]]\nf = 2\nlabel = \"two\"\n\
+             val_accuracy = 0.7\n",
+        )
+        .unwrap();
+        let rows = study_rows(&models);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].table.as_str(), rows[1].row.as_str()), ("G", "f 2"));
+        assert_eq!(main_figure(&rows[1].report), Some("val_accuracy"));
+    }
+}
