@@ -148,13 +148,20 @@ pub fn study_rows(study: &toml::Table) -> Vec<StudyRow> {
                     report: split_figures(&published, |_| true).1,
                 });
             }
+            // A grid dimension is a parameter even where its name is a figure's (`epochs`).
+            let dims: Vec<String> = section
+                .get("grid")
+                .and_then(toml::Value::as_table)
+                .map(|g| g.keys().cloned().collect())
+                .unwrap_or_default();
             let published = section.get("published").and_then(toml::Value::as_array);
             for row in published
                 .into_iter()
                 .flatten()
                 .filter_map(toml::Value::as_table)
             {
-                let (params, figures) = split_figures(row, |k| FIGURES.contains(&k));
+                let is_figure = |k: &str| !dims.iter().any(|d| d == k) && FIGURES.contains(&k);
+                let (params, figures) = split_figures(row, is_figure);
                 rows.push(StudyRow {
                     table: name.clone(),
                     row: params.join(", "),
