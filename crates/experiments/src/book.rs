@@ -42,6 +42,9 @@ pub struct RunRow {
     pub row: String,
     /// This project's figures, by the report's names for them.
     pub ours: Map<String, Value>,
+    /// The commit that made them (a reused trial's own commit), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// What a table run leaves for the book.
@@ -53,7 +56,8 @@ pub struct RunRows {
     pub key_version: u32,
     /// [`trainer::NUMERICS_VERSION`] of the build that ran it.
     pub numerics: u32,
-    /// The commit of the build that ran it.
+    /// The commit of the build that wrote it (rows give their own where they were made by
+    /// an earlier run).
     pub commit: String,
     /// Why the run is not the study's full run, if it is not (`--quick`, `--epochs 3`, ...).
     pub partial: Option<String>,
@@ -289,8 +293,10 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
                 row.row.replace('|', "/"),
                 cell(row.report.get(figure)),
                 ours.map_or("-".into(), |(_, o)| cell(o.ours.get(figure))),
-                ours.map_or("-".to_string(), |(r, _)| r
+                ours.map_or("-".to_string(), |(r, o)| o
                     .commit
+                    .as_ref()
+                    .unwrap_or(&r.commit)
                     .chars()
                     .take(7)
                     .collect::<String>()),

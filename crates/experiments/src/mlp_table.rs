@@ -336,6 +336,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                     .iter()
                     .filter_map(|f| our_figure(r, f).map(|v| (f.clone(), Value::from(v))))
                     .collect(),
+                commit: r.commit.clone(),
             });
         }
         rows_table.rows.push(cells);
@@ -476,6 +477,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                     ("train_score".to_string(), Value::from(scores.0)),
                     ("test_score".to_string(), Value::from(scores.1)),
                 ]),
+                commit: None,
             });
         }
     }

@@ -937,6 +937,7 @@ fn run_rows(rows: &[Row], plans: &[Plan], records: &[TrialRecord]) -> Vec<crate:
                 index,
                 row: row.label.clone(),
                 ours,
+                commit: record.commit.clone(),
             })
         })
         .collect()
