@@ -4,8 +4,8 @@
 //! each full run of a table leaves `rows.json` in its results folder with its figure for every
 //! row; `book` joins the two into `experiments/results/BOOK.md`.
 //!
-//! Current means: made by a full run (no `--quick`, `--epochs` or `--limit`, seed 0) of the
-//! study file as it is now (the SHA-256 of its text), under this build's result-key and
+//! Current means: made with the row's full configuration (no `--quick` or `--epochs`; seed 0;
+//! `--only` and `--limit` only choose rows) from the study file as it is now (the SHA-256 of its text), under this build's result-key and
 //! numerics versions, with a figure for the row. A run of another study text or version is
 //! `stale`; a row no run answered is `queued`.
 
@@ -84,12 +84,8 @@ pub fn partial_run(flags: &crate::cli::Flags) -> Option<String> {
     if let Some(e) = flags.epochs {
         why.push(format!("--epochs {e}"));
     }
-    if let Some(l) = flags.limit {
-        why.push(format!("--limit {l}"));
-    }
-    if let Some(o) = &flags.only {
-        why.push(format!("--only {o:?}"));
-    }
+    // `--limit` and `--only` choose which rows run, not how: a row they ran is made with its
+    // full configuration, and one they skipped has no figure.
     (!why.is_empty()).then(|| why.join(" "))
 }
 
@@ -314,9 +310,9 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
          Every row of the four reports' tables, as the study files in `experiments/` list them, \
          with the report's figure and this project's from the committed runs in \
          `experiments/results/`. Made by `cargo run --release -p experiments --bin book`, never \
-         by hand; CI checks that it matches the committed results. A row is current when a full \
-         run (no `--quick`, `--epochs` or `--limit`; seed 0) of the study file as it is now made \
-         its figure under this build's result-key and numerics versions; stale when its figure \
+         by hand; CI checks that it matches the committed results. A row is current when its \
+         figure was made with the row's full configuration (no `--quick` or `--epochs`; seed 0; \
+         `--only` and `--limit` only choose rows) from the study file as it is now, under this build's result-key and numerics versions; stale when its figure \
          comes from another study text, version or a partial run; queued when no run has one.\n\
          {lines}"
     ))
