@@ -353,14 +353,32 @@ fn stale_reason(run: &RunRows, study_text: &str) -> String {
     why.join(", ")
 }
 
-/// Writes `rows.json` for a run of the study at `study` with `flags`.
+/// Writes `rows.json` for a run of the study at `study` with `flags`. The rows of an earlier
+/// run of the same study text, versions, seed and scale that this run did not answer (it ran
+/// other rows with `--only`) are kept.
 pub fn write_run_rows(
     out: &crate::output::Output,
     study: &Path,
     flags: &crate::cli::Flags,
-    rows: Vec<RunRow>,
+    mut rows: Vec<RunRow>,
 ) -> Result<(), String> {
     let text = std::fs::read_to_string(study).map_err(|e| format!("{}: {e}", study.display()))?;
+    if let Some(earlier) = read_run(&out.path(RUN_ROWS))?
+        && earlier.study_sha256 == study_hash(&text)
+        && earlier.key_version == search::key::KEY_VERSION
+        && earlier.numerics == trainer::NUMERICS_VERSION
+        && earlier.partial == partial_run(flags)
+        && earlier.seed == flags.seed
+    {
+        let answered: Vec<usize> = rows.iter().map(|r| r.index).collect();
+        rows.extend(
+            earlier
+                .rows
+                .into_iter()
+                .filter(|r| !answered.contains(&r.index)),
+        );
+        rows.sort_by_key(|r| r.index);
+    }
     let run = RunRows {
         study_sha256: study_hash(&text),
         key_version: search::key::KEY_VERSION,
