@@ -311,7 +311,10 @@ fn train_plan(
 ) -> Result<TrialOutcome, String> {
     let (fit_part, val_part) = parts;
     let network = Network::new(&plan.spec, seed, device).map_err(|e| e.0)?;
-    let config = plan.training.fit_config(seed, verbose)?;
+    let mut config = plan.training.fit_config(seed, verbose)?;
+    if val_part.is_none() {
+        config.held_out = trainer::HeldOut::Test;
+    }
     let preprocessing = Preprocessing {
         inputs: plan.training.inputs,
         scale_targets: false,
@@ -343,6 +346,17 @@ fn train_plan(
         Outcome::EarlyStopped { .. } => Status::EarlyStopped,
         Outcome::Diverged { .. } => Status::Diverged,
     };
+    // A diverged model's outputs are NaN: no figure of it is reported, and it is not saved.
+    if status == Status::Diverged {
+        return Ok(TrialOutcome {
+            status,
+            epochs: history.epochs.len(),
+            train: None,
+            validation: None,
+            test: None,
+            final_lr: history.epochs.last().map(|e| e.lr),
+        });
+    }
     let evaluate = |s: &Samples| model.evaluate(s).map(|e| (e.score, e.loss));
     let train_fig = evaluate(fit_part).map_err(|e| e.to_string())?;
     let val_fig = val_part
@@ -351,9 +365,7 @@ fn train_plan(
         .transpose()
         .map_err(|e| e.to_string())?;
     let test_fig = evaluate(test).map_err(|e| e.to_string())?;
-    // A diverged model is never saved: nothing could use it, and `predict` would report
-    // its NaN outputs as classes.
-    if plan.save && status != Status::Diverged {
+    if plan.save {
         save_model(plan, &model, &history, held_out, test, out)?;
     }
     Ok(TrialOutcome {
@@ -981,6 +993,7 @@ fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String
     match record {
         Some(r) => match (&r.status, our_figure(r, figure)) {
             (Status::Failed { .. }, _) => "failed".into(),
+            (Status::Diverged, None) => "diverged".into(),
             (_, Some(v)) => figure_cell(figure, v),
             (_, None) => "-".into(),
         },

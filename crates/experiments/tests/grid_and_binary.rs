@@ -154,3 +154,53 @@ fn a_minimal_study_file_runs() {
     assert!(table.starts_with("# minimal\n"), "{table}");
     assert!(dir.path().join("out/minimal-quick/table.md").exists());
 }
+
+/// A study that keeps a report's test ranking says so, and shows the trial a validation
+/// split would have picked (the same trials trained on the rest of the training part); one
+/// ranked on validation (the default) carves that part and picks on it.
+#[test]
+fn the_ranking_rule_is_stated_and_the_validation_pick_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let by_test = dir.path().join("by-test.toml");
+    std::fs::write(
+        &by_test,
+        STUDY.replace(
+            "dataset = \"diabetes\"\n",
+            "dataset = \"diabetes\"\nrank = \"test\"\n",
+        ),
+    )
+    .unwrap();
+    let by_validation = dir.path().join("by-validation.toml");
+    std::fs::write(&by_validation, STUDY).unwrap();
+    for study in [&by_test, &by_validation] {
+        ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
+            .arg("--config")
+            .arg(study)
+            .current_dir(dir.path())
+            .output()
+            .unwrap());
+    }
+    let table = std::fs::read_to_string(dir.path().join("out/by-test/table.md")).unwrap();
+    assert!(
+        table.contains("ranked by test score (the report's own rule"),
+        "{table}"
+    );
+    assert!(
+        table.contains("A validation split (0.2 of the training part"),
+        "{table}"
+    );
+    let (records, _) = ResultsFile::read(&dir.path().join("out/by-test/trials.jsonl")).unwrap();
+    assert_eq!(
+        records.len(),
+        8,
+        "the 4 trials, and again with a validation split"
+    );
+    assert_eq!(records.iter().filter(|r| r.val_score.is_some()).count(), 4);
+    let table = std::fs::read_to_string(dir.path().join("out/by-validation/table.md")).unwrap();
+    assert!(table.contains("ranked by validation score"), "{table}");
+    let (records, _) =
+        ResultsFile::read(&dir.path().join("out/by-validation/trials.jsonl")).unwrap();
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| r.val_score.is_some()));
+    assert_eq!(records[0].config["data"]["validation_fraction"], 0.2);
+}

@@ -316,3 +316,30 @@ fn bad_numbers_and_oversized_layers_are_refused_before_training() {
         );
     }
 }
+
+/// A model that diverges is a result, not a winner: the table says "diverged" instead of a
+/// figure computed from NaN outputs, and nothing is saved for `predict` to use.
+#[test]
+fn a_diverged_model_reports_no_figure_and_is_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = STUDY.replace(
+        "name = \"softmax regression\"\nlayers = \"dense(3, softmax)\"",
+        "name = \"softmax regression\"\nlayers = \"dense(8, relu); dense(8, relu); dense(3, softmax)\"\ntraining = { learning_rate = 1e30, optimizer = \"sgd\" }",
+    );
+    assert_ne!(study, STUDY);
+    let config = dir.path().join("study.toml");
+    std::fs::write(&config, study).unwrap();
+    let out = dir.path().join("out");
+    let output = run(&config, &out, &["--only", "softmax"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| softmax regression"))
+        .unwrap();
+    assert!(row.contains("diverged"), "{row}");
+    assert!(
+        !out.join("models/named-models--softmax-regression/model.json")
+            .exists()
+    );
+}

@@ -74,6 +74,10 @@ pub struct FitConfig {
     /// What to print.
     #[serde(default)]
     pub verbose: Verbosity,
+    /// What the data passed as validation data is, for the progress lines: a validation
+    /// part, or the test set watched for curves (then printed `test_loss`, never `val_loss`).
+    #[serde(default)]
+    pub held_out: HeldOut,
 }
 
 impl FitConfig {
@@ -89,6 +93,7 @@ impl FitConfig {
             early_stopping: None,
             reduce_lr: None,
             verbose: Verbosity::Silent,
+            held_out: HeldOut::Validation,
         }
     }
 
@@ -210,9 +215,11 @@ impl History {
 }
 
 /// What the held-out figures of a history were measured on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HeldOut {
     /// A validation part carved from the training data.
+    #[default]
     Validation,
     /// The test set (watched for curves only; nothing was decided on it).
     Test,
@@ -404,13 +411,19 @@ fn monitored(record: &EpochRecord, monitor: Monitor) -> f64 {
     }
 }
 
-fn epoch_line(r: &EpochRecord, epochs: usize, score_name: &str) -> String {
+fn epoch_line(r: &EpochRecord, epochs: usize, score_name: &str, held_out: HeldOut) -> String {
     let mut line = format!(
         "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - {score_name}: {:.4}",
         r.epoch, r.seconds, r.loss, r.score
     );
+    let prefix = match held_out {
+        HeldOut::Validation => "val",
+        HeldOut::Test => "test",
+    };
     if let (Some(l), Some(s)) = (r.val_loss, r.val_score) {
-        line.push_str(&format!(" - val_loss: {l:.4} - val_{score_name}: {s:.4}"));
+        line.push_str(&format!(
+            " - {prefix}_loss: {l:.4} - {prefix}_{score_name}: {s:.4}"
+        ));
     }
     line.push_str(&format!(" - lr: {:.2e}", r.lr));
     line
@@ -543,7 +556,10 @@ pub fn fit(
             seconds: start.elapsed().as_secs_f64(),
         };
         if config.verbose != Verbosity::Silent {
-            println!("{}", epoch_line(&record, config.epochs, score_name));
+            println!(
+                "{}",
+                epoch_line(&record, config.epochs, score_name, config.held_out)
+            );
         }
         let diverged = !record.loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite());
         records.push(record);

@@ -9,7 +9,7 @@ use models::{Activation, Init, Layer, ModelSpec, Network, Shape};
 use serde::{Deserialize, Serialize};
 
 use crate::estimator::{InputScaling, ModelError, Preprocessing, TrainedModel, train_model};
-use crate::fit::{FitConfig, History, Loss, Verbosity};
+use crate::fit::{FitConfig, HeldOut, History, Loss, Verbosity};
 use crate::optim::OptimizerSpec;
 
 /// Classification or regression.
@@ -131,14 +131,28 @@ impl Mlp {
         validation: Option<&Samples>,
         device: &Device,
     ) -> Result<(TrainedModel, History), ModelError> {
+        self.fit_watching(train, validation, HeldOut::Validation, device)
+    }
+
+    /// As [`Mlp::fit`], with `watched` scored each epoch and named `held_out` in the progress
+    /// lines: the test set watched for the report's curves is printed as test, not val.
+    pub fn fit_watching(
+        &self,
+        train: &Samples,
+        watched: Option<&Samples>,
+        held_out: HeldOut,
+        device: &Device,
+    ) -> Result<(TrainedModel, History), ModelError> {
         let spec = self.spec_for(train)?;
         let network = Network::new(&spec, self.seed, device).map_err(|e| ModelError::Input(e.0))?;
+        let mut config = self.fit_config();
+        config.held_out = held_out;
         train_model(
             network,
             train,
-            validation,
+            watched,
             self.preprocessing(),
-            &self.fit_config(),
+            &config,
             device,
         )
     }
