@@ -46,6 +46,17 @@ fn grid_binary() -> PathBuf {
     grid
 }
 
+/// Runs the `diabetes` binary on `study` in `dir` with `extra` flags; it must succeed.
+fn diabetes(dir: &Path, study: &Path, extra: &[&str]) -> String {
+    ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
+        .arg("--config")
+        .arg(study)
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap())
+}
+
 fn ok(out: Output) -> String {
     let text = format!(
         "{}{}",
@@ -61,13 +72,7 @@ fn grid_and_the_report_binary_agree_on_one_study() {
     let dir = tempfile::tempdir().unwrap();
     let study = dir.path().join("study.toml");
     std::fs::write(&study, STUDY).unwrap();
-    ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
-        .arg("--config")
-        .arg(&study)
-        .args(["--out", "binary"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap());
+    diabetes(dir.path(), &study, &["--out", "binary"]);
     ok(Command::new(grid_binary())
         .args(["run", "--dataset", "diabetes", "--grid"])
         .arg(&study)
@@ -99,13 +104,11 @@ fn quick_runs_write_their_split() {
     let dir = tempfile::tempdir().unwrap();
     let study = dir.path().join("study.toml");
     std::fs::write(&study, STUDY).unwrap();
-    ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
-        .arg("--config")
-        .arg(&study)
-        .args(["--out", "quick", "--quick", "--limit", "1"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap());
+    diabetes(
+        dir.path(),
+        &study,
+        &["--out", "quick", "--quick", "--limit", "1"],
+    );
     let split: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("quick/split.json")).unwrap(),
     )
@@ -142,13 +145,7 @@ fn a_minimal_study_file_runs() {
     assert!(!text.contains("[quick]"));
     std::fs::write(&study, text).unwrap();
     for extra in [&["--limit", "1"][..], &["--limit", "1", "--quick"]] {
-        ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
-            .arg("--config")
-            .arg(&study)
-            .args(extra)
-            .current_dir(dir.path())
-            .output()
-            .unwrap());
+        diabetes(dir.path(), &study, extra);
     }
     let table = std::fs::read_to_string(dir.path().join("out/minimal/table.md")).unwrap();
     assert!(table.starts_with("# minimal\n"), "{table}");
@@ -173,12 +170,7 @@ fn the_ranking_rule_is_stated_and_the_validation_pick_shown() {
     let by_validation = dir.path().join("by-validation.toml");
     std::fs::write(&by_validation, STUDY).unwrap();
     for study in [&by_test, &by_validation] {
-        ok(Command::new(env!("CARGO_BIN_EXE_diabetes"))
-            .arg("--config")
-            .arg(study)
-            .current_dir(dir.path())
-            .output()
-            .unwrap());
+        diabetes(dir.path(), study, &[]);
     }
     let table = std::fs::read_to_string(dir.path().join("out/by-test/table.md")).unwrap();
     assert!(
