@@ -8,7 +8,7 @@ use models::DeviceChoice;
 /// Flags shared by the experiment binaries.
 #[derive(Debug, Clone, Parser)]
 pub struct Flags {
-    /// Experiment file (default: experiments/<binary>.toml). Copy one to run your own study.
+    /// Experiment file (default: `experiments/<binary>.toml`). Copy one to run your own study.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The same table at small scale (data subset, fewer epochs and trials), in about a
@@ -37,7 +37,7 @@ pub struct Flags {
     /// Folder holding the datasets (default: BURN_REPORTS_DATA, then datasets/).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Output folder (default: out/<binary>, or out/<binary>-quick with --quick).
+    /// Output folder (default: `out/<study>`, or `out/<study>-quick` with --quick).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Run only the sections and models whose name contains this text (tables of

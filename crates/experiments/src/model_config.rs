@@ -442,7 +442,7 @@ fn find_repeat(text: &str) -> Option<(usize, usize)> {
 }
 
 /// Fills a layer template with a trial's values: `{name|pattern}` repeats (see
-/// [`expand_repeats`]), then every `{name}` becomes the value (lists as `a, b`), repeating
+/// `expand_repeats`), then every `{name}` becomes the value (lists as `a, b`), repeating
 /// so that a value may itself hold placeholders; a placeholder left over is an error.
 pub fn fill_template(template: &str, params: &Map<String, Value>) -> Result<String, String> {
     let mut text = expand_repeats(template, params)?;
