@@ -169,6 +169,12 @@ fn peak_memory_mib() -> Option<f64> {
 /// multiply-add units of the widest vector the flags show), and how it was estimated.
 pub fn cpu_peak_gflops() -> (f64, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    peak_from_cpuinfo(&info, cores)
+}
+
+/// [`cpu_peak_gflops`] from the text of `/proc/cpuinfo` and a core count.
+fn peak_from_cpuinfo(info: &str, cores: usize) -> (f64, String) {
     let mhz = info
         .lines()
         .find(|l| l.starts_with("cpu MHz"))
@@ -189,7 +195,7 @@ pub fn cpu_peak_gflops() -> (f64, String) {
     };
     let fma = if has("fma") { 2.0 } else { 1.0 };
     let per_cycle = lanes * fma * 2.0;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cores = cores as f64;
     let peak = cores * mhz / 1000.0 * per_cycle;
     (
         peak,
@@ -496,8 +502,13 @@ mod tests {
     }
 
     #[test]
-    fn the_cpu_peak_is_positive() {
-        let (peak, how) = cpu_peak_gflops();
-        assert!(peak > 0.0, "{how}");
+    fn the_cpu_peak_counts_cores_clock_and_vector_width() {
+        let cpu = |flags: &str| format!("cpu MHz\t\t: 2000.000\nflags\t\t: fpu {flags} sse2\n");
+        let (peak, how) = peak_from_cpuinfo(&cpu("avx2 fma avx512f"), 2);
+        assert_eq!(peak, 2.0 * 2.0 * 16.0 * 2.0 * 2.0, "{how}");
+        assert!(how.contains("AVX-512 FMA"), "{how}");
+        assert_eq!(peak_from_cpuinfo(&cpu("avx2 fma"), 2).0, 128.0);
+        assert_eq!(peak_from_cpuinfo(&cpu("avx2"), 1).0, 32.0);
+        assert_eq!(peak_from_cpuinfo(&cpu(""), 4).0, 64.0);
     }
 }

@@ -42,6 +42,7 @@ fn run(spec: &OptimizerSpec, grads: &[f64]) -> Vec<f64> {
 }
 
 fn close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len(), "got {a:?}, expected {b:?}");
     for (x, y) in a.iter().zip(b) {
         assert!((x - y).abs() < 1e-5, "got {a:?}, expected {b:?}");
     }
