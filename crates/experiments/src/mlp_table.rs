@@ -469,8 +469,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         ),
         _ => (None, "", Map::new()),
     };
-    if let Some(mlp) = &chosen {
-        let (section, scores) = train_final(
+    // A final model that cannot be trained (it diverged) is said in the table, which is
+    // still written with every trial's figures; the run then exits non-zero.
+    let mut final_error = None;
+    let trained = chosen.as_ref().and_then(|mlp| {
+        train_final(
             mlp,
             heading,
             &train,
@@ -478,7 +481,14 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             &selected.device,
             &out,
             &published,
-        )?;
+        )
+        .map_err(|e| {
+            let _ = writeln!(report, "## {heading}\n\n{e}\n");
+            final_error = Some(e);
+        })
+        .ok()
+    });
+    if let Some((section, scores)) = trained {
         report.push_str(&section);
         if config.final_model.is_some() {
             run_rows.push(crate::book::RunRow {
@@ -530,6 +540,9 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     println!("\n{report}");
     println!("written to {}", out.dir.display());
     crate::model_table::failures(&records, |r| format!("trial {}", r.index))?;
+    if let Some(e) = final_error {
+        return Err(e);
+    }
     if !records.is_empty() && records.iter().all(|r| r.test_score.is_none()) {
         return Err(format!(
             "every one of the {} trial(s) diverged or failed: no model is the best one{}",

@@ -196,3 +196,31 @@ fn the_ranking_rule_is_stated_and_the_validation_pick_shown() {
     assert!(records.iter().all(|r| r.val_score.is_some()));
     assert_eq!(records[0].config["data"]["validation_fraction"], 0.2);
 }
+
+/// A final model that diverges is not saved and the run fails, but the table is still
+/// written with every trial's figures (nothing already computed is lost).
+#[test]
+fn a_diverged_final_model_fails_the_run_but_keeps_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("final.toml");
+    std::fs::write(
+        &study,
+        format!("{STUDY}\n[final]\nparams = {{ hidden_layer = [8], eta = 1e30, epoch = 30 }}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_diabetes"))
+        .arg("--config")
+        .arg(&study)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("diverged"), "{stderr}");
+    let table = std::fs::read_to_string(dir.path().join("out/final/table.md")).unwrap();
+    assert!(
+        table.contains("diverged") && table.contains("best trials"),
+        "{table}"
+    );
+    assert!(!dir.path().join("out/final/final/model.json").exists());
+}
