@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use data::{DataDirs, DatasetName, HoldOut, Samples, split_samples};
+pub use search::key::DataKey;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -272,36 +273,26 @@ pub fn load_run_data(
 /// What a run's data is, in the canonical form of result keys: dataset, task, split and
 /// its seed, and the `--quick` subset when there is one. Every stored result carries it,
 /// so a result on other data (another split, seed or subset) is never reused.
-pub fn data_config(
-    dataset: &str,
+pub fn data_config<'a>(
+    dataset: &'a str,
     train: &Samples,
     split: &SplitConfig,
     seed: u64,
     quick: Option<&QuickConfig>,
-) -> Value {
-    let task = match train.targets {
-        data::Targets::Classes { .. } => "classification",
-        data::Targets::Values { .. } => "regression",
-    };
-    let split = match split.kind {
-        SplitKind::Official => serde_json::json!({"kind": "official"}),
-        SplitKind::Stratified => {
-            serde_json::json!({"kind": "stratified", "test_fraction": split.test_fraction})
-        }
-        SplitKind::Random => {
-            serde_json::json!({"kind": "random", "test_fraction": split.test_fraction})
-        }
-    };
-    serde_json::json!({
-        "dataset": dataset,
-        "task": task,
-        "split": split,
-        "split_seed": seed,
-        "subset": quick.map(|q| serde_json::json!({
-            "train_items": q.train_items,
-            "test_items": q.test_items,
-        })),
-    })
+) -> DataKey<'a> {
+    use search::key::SplitKey;
+    DataKey {
+        dataset,
+        classification: matches!(train.targets, data::Targets::Classes { .. }),
+        split: match split.kind {
+            SplitKind::Official => SplitKey::Official,
+            SplitKind::Stratified => SplitKey::Stratified(split.test_fraction),
+            SplitKind::Random => SplitKey::Random(split.test_fraction),
+        },
+        split_seed: seed,
+        subset: quick.map(|q| (q.train_items, q.test_items)),
+        validation_fraction: None,
+    }
 }
 
 /// Splits `all`, stratified for classes unless `kind` is random.

@@ -72,9 +72,8 @@ pub fn check_study(path: &std::path::Path, like: &Samples) -> Result<usize, Stri
     search
         .check(&trials)
         .map_err(|e| at("[grid]", e.to_string()))?;
-    if config.rank == RankBy::Validation
-        && !(config.validation_fraction > 0.0 && config.validation_fraction < 1.0)
-    {
+    // Both rules carve it: `validation` to rank on, `test` for the validation pick shown beside.
+    if !(config.validation_fraction > 0.0 && config.validation_fraction < 1.0) {
         return Err(at(
             "validation_fraction",
             format!("{} must be between 0 and 1", config.validation_fraction),
@@ -108,8 +107,15 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         Targets::Classes { .. } => MlpTask::Classification,
         Targets::Values { .. } => MlpTask::Regression,
     };
-    let (fit_part, validation) = validation_split(&config, &train, flags.seed)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let (fit_part, validation) = match config.rank {
+        RankBy::Test => (train.clone(), None),
+        RankBy::Validation => {
+            let (fit, validation) =
+                carve_validation(&train, config.validation_fraction, flags.seed)
+                    .map_err(|e| format!("{}: {e}", config_path.display()))?;
+            (fit, Some(validation))
+        }
+    };
     let selected = select_device(flags.device).map_err(|e| e.to_string())?;
     let base = Mlp::new(task, flags.seed);
     let defaults = MlpSearch::new(&train, base, selected.device.clone())
@@ -118,19 +124,19 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let mut search = MlpSearch::new(&fit_part, defaults, selected.device.clone());
     search.validation = validation.as_ref();
     search.test = Some(&test);
-    let mut data = config::data_config(
-        &config.dataset,
-        &train,
-        &config.split,
-        flags.seed,
-        flags.quick.then_some(&config.quick),
-    );
-    // Only a run with a validation part says so: without one the data are what they were
-    // before validation splits existed, and so are the keys.
-    if validation.is_some() {
-        data["validation_fraction"] = Value::from(config.validation_fraction);
+    // Only a run with a validation part states its fraction: without one the data are what
+    // they were before validation splits existed, and so are the keys.
+    search.data = config::DataKey {
+        validation_fraction: validation.as_ref().map(|_| config.validation_fraction),
+        ..config::data_config(
+            &config.dataset,
+            &train,
+            &config.split,
+            flags.seed,
+            flags.quick.then_some(&config.quick),
+        )
     }
-    search.data = data;
+    .to_value();
     let grid = Grid::from_value(Value::Object(config::to_json(&config.grid)))
         .map_err(|e| format!("{}: [grid]: {e}", config_path.display()))?;
 
@@ -569,13 +575,9 @@ fn validation_pick(
     options: &SearchOptions,
     seed: u64,
 ) -> Result<String, String> {
-    let as_validated = MlpTableConfig {
-        rank: RankBy::Validation,
-        ..config.clone()
-    };
-    let (fit, validation) = validation_split(&as_validated, search.train, seed)?;
+    let (fit, validation) = carve_validation(search.train, config.validation_fraction, seed)?;
     let mut validated = MlpSearch::new(&fit, search.defaults.clone(), search.device.clone());
-    validated.validation = validation.as_ref();
+    validated.validation = Some(&validation);
     validated.test = search.test;
     validated.data = search.data.clone();
     validated.data["validation_fraction"] = Value::from(config.validation_fraction);
@@ -614,30 +616,26 @@ fn validation_pick(
     ))
 }
 
-/// The part of the training data the trials fit on, and the validation part carved from it
-/// (stratified for classes, shuffled for values) when the study ranks on validation.
-fn validation_split(
-    config: &MlpTableConfig,
+/// The part of the training data the trials fit on, and a validation part of `fraction`
+/// carved from it (stratified for classes; `split_samples` shuffles values).
+fn carve_validation(
     train: &Samples,
+    fraction: f64,
     seed: u64,
-) -> Result<(Samples, Option<Samples>), String> {
-    if config.rank == RankBy::Test {
-        return Ok((train.clone(), None));
-    }
-    let fraction = config.validation_fraction;
+) -> Result<(Samples, Samples), String> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(format!(
-            "validation_fraction {fraction} must be between 0 and 1 (rank = \"validation\" picks \
-             the best trial on that part of the training data; rank = \"test\" needs none)"
+            "validation_fraction {fraction} must be between 0 and 1 (the best trial is picked \
+             on that part of the training data)"
         ));
     }
-    let kind = match train.targets {
-        Targets::Classes { .. } => config::SplitKind::Stratified,
-        Targets::Values { .. } => config::SplitKind::Random,
-    };
-    let (fit, validation) = config::hold_out(train, kind, data::HoldOut::Fraction(fraction), seed)
-        .map_err(|e| e.to_string())?;
-    Ok((fit, Some(validation)))
+    config::hold_out(
+        train,
+        config::SplitKind::Stratified,
+        data::HoldOut::Fraction(fraction),
+        seed,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn default_cell(m: &Mlp, column: &str) -> String {

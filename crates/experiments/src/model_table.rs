@@ -456,7 +456,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         &config.split,
         flags.seed,
         flags.quick.then_some(&config.quick),
-    );
+    )
+    .to_value();
     for plan in &mut plans {
         let key =
             plan_config(plan, &data, flags.seed).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -10,7 +10,7 @@
 //! the tests pin the key of a fixed configuration, so a change of the form fails them and
 //! must come with a new [`KEY_VERSION`].
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 /// The version of the canonical form. Part of every key: raising it retires every stored
@@ -50,6 +50,60 @@ pub fn config_key(config: &Value) -> String {
     format!("v{KEY_VERSION}-{hex}")
 }
 
+/// How the training and test data were split, as result keys write it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SplitKey {
+    /// The dataset's own test set.
+    Official,
+    /// A class-stratified hold-out of this fraction.
+    Stratified(f64),
+    /// A shuffled hold-out of this fraction.
+    Random(f64),
+}
+
+/// What a run's data is, the `data` part of every result key: one form for `grid` and the
+/// report binaries, so a result is never reused on other data (split, seed, subset).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataKey<'a> {
+    /// The dataset's name.
+    pub dataset: &'a str,
+    /// Class targets (else real values).
+    pub classification: bool,
+    /// The train/test split.
+    pub split: SplitKey,
+    /// The split's seed.
+    pub split_seed: u64,
+    /// `--quick`'s subset: training and test items kept (0: all).
+    pub subset: Option<(usize, usize)>,
+    /// The validation part's fraction of the training data, where the run states one.
+    pub validation_fraction: Option<f64>,
+}
+
+impl DataKey<'_> {
+    /// The canonical JSON of [`DataKey`].
+    pub fn to_value(&self) -> Value {
+        let split = match self.split {
+            SplitKey::Official => json!({"kind": "official"}),
+            SplitKey::Stratified(f) => json!({"kind": "stratified", "test_fraction": f}),
+            SplitKey::Random(f) => json!({"kind": "random", "test_fraction": f}),
+        };
+        let mut value = json!({
+            "dataset": self.dataset,
+            "task": if self.classification { "classification" } else { "regression" },
+            "split": split,
+            "split_seed": self.split_seed,
+            "subset": self.subset.map(|(train, test)| json!({
+                "train_items": train,
+                "test_items": test,
+            })),
+        });
+        if let Some(f) = self.validation_fraction {
+            value["validation_fraction"] = Value::from(f);
+        }
+        value
+    }
+}
+
 /// The commit this program was built from (`git rev-parse HEAD` when it was built; edits
 /// not yet committed are not marked), or `unknown` outside a git checkout.
 pub fn commit() -> &'static str {
@@ -83,6 +137,32 @@ mod tests {
             changed[field] = value;
             assert_ne!(config_key(&changed), key, "{field}");
         }
+    }
+
+    #[test]
+    fn the_data_part_names_everything_that_picks_the_items() {
+        let key = DataKey {
+            dataset: "diabetes",
+            classification: false,
+            split: SplitKey::Random(0.2),
+            split_seed: 0,
+            subset: Some((100, 30)),
+            validation_fraction: Some(0.2),
+        };
+        assert_eq!(
+            key.to_value(),
+            json!({"dataset": "diabetes", "task": "regression",
+                   "split": {"kind": "random", "test_fraction": 0.2}, "split_seed": 0,
+                   "subset": {"train_items": 100, "test_items": 30}, "validation_fraction": 0.2})
+        );
+        let plain = DataKey {
+            split: SplitKey::Official,
+            subset: None,
+            validation_fraction: None,
+            ..key
+        };
+        assert_eq!(plain.to_value()["subset"], Value::Null);
+        assert!(plain.to_value().get("validation_fraction").is_none());
     }
 
     /// The pinned key of a fixed configuration: if this fails, the canonical form or the

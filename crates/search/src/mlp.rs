@@ -7,7 +7,7 @@
 use burn::tensor::Device;
 use data::Samples;
 use models::Activation;
-use trainer::{History, Mlp, Outcome, TrainedModel};
+use trainer::{History, Mlp, MlpTask, Outcome, TrainedModel};
 
 use serde_json::{Value, json};
 
@@ -77,7 +77,10 @@ pub fn mlp_config(mlp: &Mlp) -> Value {
         "l2": mlp.alpha,
         "momentum": mlp.mu,
         "batch_size": mlp.batch_size,
-        "task": format!("{:?}", mlp.task).to_lowercase(),
+        "task": match mlp.task {
+            MlpTask::Classification => "classification",
+            MlpTask::Regression => "regression",
+        },
         "seed": mlp.seed,
     })
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, split_samples};
 use models::{DeviceChoice, select_device};
+use search::key::{DataKey, SplitKey};
 use search::{
     Grid, Halving, MLP_COLUMNS, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Shard,
     Table, TrialRecord, best, merge, successive_halving,
@@ -291,10 +292,7 @@ fn hold_out(
 /// Training and test data, and the split in the canonical form of result keys: the
 /// dataset's own test set, else the study file's `[split]`, else a stratified hold-out of
 /// `--test-fraction`.
-fn split_data(
-    args: &RunArgs,
-    file: &GridFile,
-) -> Result<(Samples, Samples, serde_json::Value), String> {
+fn split_data(args: &RunArgs, file: &GridFile) -> Result<(Samples, Samples, SplitKey), String> {
     let splits = DataDirs::new(args.data_dir.as_deref())
         .load(args.dataset)
         .map_err(|e| e.to_string())?;
@@ -314,9 +312,7 @@ fn split_data(
         _ => kind,
     };
     match (kind, splits.test) {
-        ("official", Some(test)) => {
-            Ok((splits.train, test, serde_json::json!({"kind": "official"})))
-        }
+        ("official", Some(test)) => Ok((splits.train, test, SplitKey::Official)),
         ("official", None) => Err(format!(
             "{}: [split] kind \"official\": {} has no official test split",
             args.grid.display(),
@@ -324,7 +320,11 @@ fn split_data(
         )),
         ("stratified" | "random", _) => {
             let (train, test) = hold_out(&splits.train, fraction, kind == "stratified", args.seed)?;
-            let split = serde_json::json!({"kind": kind, "test_fraction": fraction});
+            let split = if kind == "stratified" {
+                SplitKey::Stratified(fraction)
+            } else {
+                SplitKey::Random(fraction)
+            };
             Ok((train, test, split))
         }
         (other, _) => Err(format!(
@@ -377,14 +377,15 @@ fn run(args: &RunArgs) -> Result<(), String> {
     search.validation = validation.as_ref();
     search.test = Some(&test);
     search.stacked = !args.one_by_one;
-    search.data = serde_json::json!({
-        "dataset": args.dataset.to_string(),
-        "task": format!("{task:?}").to_lowercase(),
-        "split": split,
-        "split_seed": args.seed,
-        "subset": null,
-        "validation_fraction": validation_fraction,
-    });
+    search.data = DataKey {
+        dataset: args.dataset.id(),
+        classification: task == MlpTask::Classification,
+        split,
+        split_seed: args.seed,
+        subset: None,
+        validation_fraction: Some(validation_fraction),
+    }
+    .to_value();
     search
         .check(&trials)
         .map_err(|e| format!("{}: {e}", args.grid.display()))?;
