@@ -14,9 +14,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::model_config::FIGURES;
+use crate::config::MlpTableConfig;
+use crate::model_config::{ModelTableConfig, split_published};
 use crate::output::format_value;
 
 /// The file a table run writes into its output folder.
@@ -69,10 +69,7 @@ pub struct RunRows {
 
 /// SHA-256 of a study file's text, in hex.
 pub fn study_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    data::fetch::sha256_hex(text.as_bytes()).unwrap_or_default()
 }
 
 /// Why a run with these flags is not the study's full run, if it is not.
@@ -89,111 +86,88 @@ pub fn partial_run(flags: &crate::cli::Flags) -> Option<String> {
     (!why.is_empty()).then(|| why.join(" "))
 }
 
-/// The figures of a TOML table that are report figures (for model tables, the names of
-/// [`FIGURES`]; for MLP tables anything that is not one of the MLP's parameters).
-fn split_figures(
-    row: &toml::Table,
-    is_figure: impl Fn(&str) -> bool,
-) -> (Vec<String>, Map<String, Value>) {
-    let mut params = Vec::new();
-    let mut figures = Map::new();
-    for (k, v) in row {
-        let value = crate::config::to_json(&toml::Table::from_iter([(k.clone(), v.clone())]))
-            .remove(k)
-            .unwrap_or(Value::Null);
-        if is_figure(k) {
-            if k != "label" {
-                figures.insert(k.clone(), value);
-            }
-        } else {
-            params.push(format!("{k} {}", format_value(&value)));
-        }
-    }
-    (params, figures)
+/// A study file, read as the binary that runs it reads it.
+#[derive(Debug, Clone)]
+pub enum Study {
+    /// Sections of Keras-style models (`[[section]]`).
+    Models(ModelTableConfig),
+    /// One grid of report 001's MLP (`[grid]`).
+    Mlp(Box<MlpTableConfig>),
 }
 
-/// Every report row a study file lists, in the order its run reports them.
-pub fn study_rows(study: &toml::Table) -> Vec<StudyRow> {
-    let title = study
-        .get("title")
-        .and_then(toml::Value::as_str)
-        .unwrap_or("study")
-        .to_string();
+impl Study {
+    /// Parses a study file's `text` (read from `path`, named in errors): a file with
+    /// `[[section]]`s is a table of models, any other an MLP table.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
+        let at = |e: toml::de::Error| format!("{}: {e}", path.display());
+        let table: toml::Table = toml::from_str(text).map_err(at)?;
+        Ok(if table.contains_key("section") {
+            Study::Models(toml::from_str(text).map_err(at)?)
+        } else {
+            Study::Mlp(Box::new(toml::from_str(text).map_err(at)?))
+        })
+    }
+}
+
+/// `name value, ...` of a row's parameters.
+fn params_text(params: &Map<String, Value>) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k} {}", format_value(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every report row a study lists, in the order its run reports them: per section its named
+/// models, then its published grid rows; for an MLP table its published rows, then the final
+/// model where the report gives its figures.
+pub fn study_rows(study: &Study) -> Vec<StudyRow> {
+    let json = crate::config::to_json;
     let mut rows = Vec::new();
-    if let Some(sections) = study.get("section").and_then(toml::Value::as_array) {
-        for section in sections.iter().filter_map(toml::Value::as_table) {
-            let name = section
-                .get("name")
-                .and_then(toml::Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let models = section.get("model").and_then(toml::Value::as_array);
-            for model in models
-                .into_iter()
-                .flatten()
-                .filter_map(toml::Value::as_table)
-            {
-                let published = model
-                    .get("published")
-                    .and_then(toml::Value::as_table)
-                    .cloned()
-                    .unwrap_or_default();
+    match study {
+        Study::Models(config) => {
+            for section in &config.sections {
+                for model in &section.models {
+                    let mut report = json(&model.published);
+                    report.remove("label");
+                    rows.push(StudyRow {
+                        table: section.name.clone(),
+                        row: model.name.clone(),
+                        report,
+                    });
+                }
+                let dims: Vec<String> = section.grid.keys().cloned().collect();
+                for published in &section.published {
+                    let (mut figures, params) = split_published(json(published), &dims);
+                    figures.remove("label");
+                    rows.push(StudyRow {
+                        table: section.name.clone(),
+                        row: params_text(&params),
+                        report: figures,
+                    });
+                }
+            }
+        }
+        Study::Mlp(config) => {
+            for published in &config.published {
+                let (params, figures): (Map<String, Value>, Map<String, Value>) = json(published)
+                    .into_iter()
+                    .partition(|(k, _)| search::MLP_PARAMS.contains(&k.as_str()));
                 rows.push(StudyRow {
-                    table: name.clone(),
-                    row: model
-                        .get("name")
-                        .and_then(toml::Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    report: split_figures(&published, |_| true).1,
+                    table: config.title.clone(),
+                    row: params_text(&params),
+                    report: figures,
                 });
             }
-            // A grid dimension is a parameter even where its name is a figure's (`epochs`).
-            let dims: Vec<String> = section
-                .get("grid")
-                .and_then(toml::Value::as_table)
-                .map(|g| g.keys().cloned().collect())
-                .unwrap_or_default();
-            let published = section.get("published").and_then(toml::Value::as_array);
-            for row in published
-                .into_iter()
-                .flatten()
-                .filter_map(toml::Value::as_table)
-            {
-                let is_figure = |k: &str| !dims.iter().any(|d| d == k) && FIGURES.contains(&k);
-                let (params, figures) = split_figures(row, is_figure);
+            let final_figures = config.final_model.as_ref().map(|f| json(&f.published));
+            if let Some(figures) = final_figures.filter(|f| !f.is_empty()) {
                 rows.push(StudyRow {
-                    table: name.clone(),
-                    row: params.join(", "),
+                    table: config.title.clone(),
+                    row: "final model".into(),
                     report: figures,
                 });
             }
         }
-        return rows;
-    }
-    let published = study.get("published").and_then(toml::Value::as_array);
-    for row in published
-        .into_iter()
-        .flatten()
-        .filter_map(toml::Value::as_table)
-    {
-        let (params, figures) = split_figures(row, |k| !search::MLP_PARAMS.contains(&k));
-        rows.push(StudyRow {
-            table: title.clone(),
-            row: params.join(", "),
-            report: figures,
-        });
-    }
-    let final_figures = study
-        .get("final")
-        .and_then(|f| f.get("published"))
-        .and_then(toml::Value::as_table);
-    if let Some(figures) = final_figures.filter(|f| !f.is_empty()) {
-        rows.push(StudyRow {
-            table: title,
-            row: "final model".into(),
-            report: split_figures(figures, |_| true).1,
-        });
     }
     rows
 }
@@ -256,9 +230,7 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
         let path = studies.join(format!("{name}.toml"));
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let study: toml::Table =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let rows = study_rows(&study);
+        let rows = study_rows(&Study::parse(&text, &path)?);
         let run = read_run(&results.join(name).join(RUN_ROWS))?;
         let _ = writeln!(
             lines,
@@ -398,23 +370,24 @@ mod tests {
 
     #[test]
     fn rows_of_both_kinds_of_study() {
-        let mlp: toml::Table = toml::from_str(
-            "title = \"T\"\n[grid]\neta = [0.1]\n[[published]]\nhidden_layer = [8]\neta = 0.1\n\
-             test_score = 0.9\n[final]\nparams = { eta = 0.1 }\npublished = { test_score = 0.8 }\n",
-        )
-        .unwrap();
+        let study = |text: &str| Study::parse(text, Path::new("t.toml")).unwrap();
+        let split = "dataset = \"iris\"\n[split]\nkind = \"stratified\"\n";
+        let mlp = study(&format!(
+            "title = \"T\"\n{split}[grid]\neta = [0.1]\n[[published]]\nhidden_layer = [8]\n\
+             eta = 0.1\ntest_score = 0.9\n[final]\nparams = {{ eta = 0.1 }}\n\
+             published = {{ test_score = 0.8 }}\n"
+        ));
         let rows = study_rows(&mlp);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].row, "hidden_layer (8,), eta 0.1");
         assert_eq!(rows[0].report["test_score"], 0.9);
         assert_eq!(rows[1].row, "final model");
-        let models: toml::Table = toml::from_str(
-            "[[section]]\nname = \"S\"\n[[section.model]]\nname = \"a\"\nlayers = \"dense(3)\"\n\
-             published = { test_accuracy = 0.5 }\n[[section]]\nname = \"G\"\nlayers = \"x\"\n\
-             [section.grid]\nf = [1, 2]\n[[section.published]]\nf = 2\nlabel = \"two\"\n\
-             val_accuracy = 0.7\n",
-        )
-        .unwrap();
+        let models = study(&format!(
+            "{split}[[section]]\nname = \"S\"\n[[section.model]]\nname = \"a\"\n\
+             layers = \"dense(3)\"\npublished = {{ test_accuracy = 0.5 }}\n[[section]]\n\
+             name = \"G\"\nlayers = \"x\"\n[section.grid]\nf = [1, 2]\n[[section.published]]\n\
+             f = 2\nlabel = \"two\"\nval_accuracy = 0.7\n"
+        ));
         let rows = study_rows(&models);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[1].table.as_str(), rows[1].row.as_str()), ("G", "f 2"));

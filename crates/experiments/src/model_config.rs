@@ -30,6 +30,16 @@ pub const FIGURES: [&str; 10] = [
     "test_accuracy_folds",
 ];
 
+/// A published grid row's report figures and its parameters. A grid dimension is a
+/// parameter even where its name is a figure's (report 001's Table 5 varies `epochs`).
+pub fn split_published(
+    row: Map<String, Value>,
+    dims: &[String],
+) -> (Map<String, Value>, Map<String, Value>) {
+    row.into_iter()
+        .partition(|(k, _)| !dims.contains(k) && FIGURES.contains(&k.as_str()))
+}
+
 /// A report table (or several) of Keras-style models.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,7 +18,9 @@ use trainer::{Outcome, Preprocessing, TrainedModel, Verbosity, train_model};
 
 use crate::cli::Flags;
 use crate::config::{self, SplitKind};
-use crate::model_config::{FIGURES, Layout, ModelTableConfig, Training, fill_template, model_spec};
+use crate::model_config::{
+    FIGURES, Layout, ModelTableConfig, Training, fill_template, model_spec, split_published,
+};
 use crate::output::{Output, format_value};
 use crate::plot;
 
@@ -188,10 +190,7 @@ fn resolve(
         let mut chosen: Vec<Map<String, Value>> = Vec::new();
         let mut row_params: Vec<Map<String, Value>> = Vec::new();
         for (i, published) in section.published.iter().enumerate() {
-            let published = json(published);
-            let (figures, params): (Map<String, Value>, Map<String, Value>) = published
-                .into_iter()
-                .partition(|(k, _)| !dims.contains(k) && FIGURES.contains(&k.as_str()));
+            let (figures, params) = split_published(json(published), &dims);
             let missing: Vec<&String> = dims.iter().filter(|d| !params.contains_key(*d)).collect();
             if !missing.is_empty() {
                 return Err(at(
