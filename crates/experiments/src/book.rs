@@ -90,7 +90,7 @@ pub fn partial_run(flags: &crate::cli::Flags) -> Option<String> {
 #[derive(Debug, Clone)]
 pub enum Study {
     /// Sections of Keras-style models (`[[section]]`).
-    Models(ModelTableConfig),
+    Models(Box<ModelTableConfig>),
     /// One grid of report 001's MLP (`[grid]`).
     Mlp(Box<MlpTableConfig>),
 }
@@ -102,7 +102,7 @@ impl Study {
         let at = |e: toml::de::Error| format!("{}: {e}", path.display());
         let table: toml::Table = toml::from_str(text).map_err(at)?;
         Ok(if table.contains_key("section") {
-            Study::Models(toml::from_str(text).map_err(at)?)
+            Study::Models(Box::new(toml::from_str(text).map_err(at)?))
         } else {
             Study::Mlp(Box::new(toml::from_str(text).map_err(at)?))
         })
