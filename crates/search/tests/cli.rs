@@ -24,6 +24,25 @@ fn grid(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `grid` with `args` in `dir`, without a data folder (`merge`, `table`).
+fn grid_at(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_grid"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// A run that failed with `expected` in its message.
+fn fails_with(out: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(expected),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -71,23 +90,18 @@ fn shards_merge_into_the_whole_grid() {
         a.records.iter().all(|r| !b.contains(&r.key)),
         "shards overlap"
     );
-    let merged = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .args([
+    let merged = grid_at(
+        dir.path(),
+        &[
             "merge",
             "shard-0.jsonl",
             "shard-1.jsonl",
             "--out",
             "all.jsonl",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(ok(&merged).contains("8 trials"));
-    let table = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .args(["table", "all.jsonl", "--top", "3"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let table = grid_at(dir.path(), &["table", "all.jsonl", "--top", "3"]);
     assert_eq!(
         ok(&table).lines().filter(|l| l.starts_with("| [")).count(),
         3
@@ -305,35 +319,20 @@ fn merge_and_table_refuse_missing_or_conflicting_inputs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
     run_iris(dir.path(), "a.jsonl", &[]);
-    let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_grid"))
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
-    let out = cli(&["merge", "a.jsonl", "nope.jsonl", "--out", "all.jsonl"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("nope.jsonl"),
-        "{stderr}"
+    let cli = |args: &[&str]| grid_at(dir.path(), args);
+    fails_with(
+        &cli(&["merge", "a.jsonl", "nope.jsonl", "--out", "all.jsonl"]),
+        "nope.jsonl",
     );
-    let out = cli(&["table", "nope.jsonl"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("nope.jsonl"),
-        "{stderr}"
-    );
+    fails_with(&cli(&["table", "nope.jsonl"]), "nope.jsonl");
     assert!(!dir.path().join("all.jsonl").exists() && !dir.path().join("nope.jsonl").exists());
     // A copy of the same trials whose figures differ.
     let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
     let changed = text.replacen("\"test_score\":", "\"test_score\":0.123456,\"x\":", 1);
     std::fs::write(dir.path().join("b.jsonl"), changed).unwrap();
-    let out = cli(&["merge", "a.jsonl", "b.jsonl", "--out", "all.jsonl"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("differs"),
-        "{stderr}"
+    fails_with(
+        &cli(&["merge", "a.jsonl", "b.jsonl", "--out", "all.jsonl"]),
+        "differs",
     );
     assert!(!dir.path().join("all.jsonl").exists());
 }
@@ -400,30 +399,14 @@ fn the_best_trial_is_picked_on_validation_unless_test_is_asked_for() {
             "--quiet",
         ],
     );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && stderr.contains("--rank test"),
-        "{stderr}"
-    );
+    fails_with(&refused, "--rank test");
     let out = run_iris(
         dir.path(),
         "t.jsonl",
         &["--validation-fraction", "0", "--rank", "test"],
     );
     assert!(out.contains("ranked by test score"), "{out}");
-    let table = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_grid"))
-            .args(["table", "t.jsonl"])
-            .args(extra)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
-    let refused = table(&[]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && stderr.contains("--rank test"),
-        "{stderr}"
-    );
-    assert!(ok(&table(&["--rank", "test"])).contains("ranked by test score"));
+    fails_with(&grid_at(dir.path(), &["table", "t.jsonl"]), "--rank test");
+    let ranked = grid_at(dir.path(), &["table", "t.jsonl", "--rank", "test"]);
+    assert!(ok(&ranked).contains("ranked by test score"));
 }
