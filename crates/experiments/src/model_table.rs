@@ -31,8 +31,10 @@ struct Plan {
     section: usize,
     /// The model's name, or the grid trial's parameters in words.
     label: String,
-    /// Its identity in trials.jsonl.
+    /// The trial it runs as (its parameters and, once resolved, its configuration).
     trial: Trial,
+    /// Its identity in trials.jsonl: `trial.key()`, computed once its configuration is set.
+    key: String,
     /// Its layers.
     spec: ModelSpec,
     /// How it trains.
@@ -99,11 +101,13 @@ struct Resolved {
     rows: Vec<Row>,
 }
 
+/// Every plan of the file (keyed by `data` and the seed, [`Plan::keyed`]) and every row.
 fn resolve(
     config: &ModelTableConfig,
     flags: &Flags,
     input: Shape,
     path: &Path,
+    data: &Value,
 ) -> Result<Resolved, String> {
     let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
     let file_training = json(&config.training);
@@ -139,20 +143,26 @@ fn resolve(
             let spec = model_spec(&model.name, input, &model.layers, training.init)
                 .map_err(|e| at(&where_, e))?;
             let published = json(&model.published);
-            let plan = wanted(&section.name, &model.name).then(|| {
+            let plan = if wanted(&section.name, &model.name) {
                 let mut params = Map::new();
                 params.insert("section".into(), Value::from(section.name.clone()));
                 params.insert("model".into(), Value::from(model.name.clone()));
-                plans.push(Plan {
+                let plan = Plan {
                     section: s,
                     label: model.name.clone(),
                     trial: Trial::new(plans.len(), params),
+                    key: String::new(),
                     spec,
                     training: adjust(training),
                     save: section.save.unwrap_or(true),
-                });
-                plans.len() - 1
-            });
+                }
+                .keyed(data, flags.seed)
+                .map_err(|e| at(&where_, e))?;
+                plans.push(plan);
+                Some(plans.len() - 1)
+            } else {
+                None
+            };
             rows.push(Row {
                 section: s,
                 label: model.name.clone(),
@@ -177,14 +187,16 @@ fn resolve(
             let spec = model_spec(&label, input, &layers, training.init)?;
             let mut keyed = params.clone();
             keyed.insert("section".into(), Value::from(section.name.clone()));
-            Ok(Plan {
+            Plan {
                 section: s,
                 label,
                 trial: Trial::new(index, keyed),
+                key: String::new(),
                 spec,
                 training: adjust(training),
                 save: section.save.unwrap_or(false),
-            })
+            }
+            .keyed(data, flags.seed)
         };
         let all = grid.trials();
         let mut chosen: Vec<Map<String, Value>> = Vec::new();
@@ -256,18 +268,26 @@ fn resolve(
 /// Everything beyond its parameters that determines a plan's result, in the canonical
 /// form of result keys: its layers, input and initialiser, its training settings, the data,
 /// the seed and the numerics version.
-fn plan_config(plan: &Plan, data: &Value, seed: u64) -> Result<Value, String> {
-    Ok(serde_json::json!({
-        "model": {
-            "layers": plan.spec.to_text(),
-            "input": serde_json::to_value(plan.spec.input).map_err(|e| e.to_string())?,
-            "init": serde_json::to_value(plan.spec.init).map_err(|e| e.to_string())?,
-        },
-        "training": plan.training.key_config()?,
-        "data": data,
-        "seed": seed,
-        "numerics": trainer::NUMERICS_VERSION,
-    }))
+impl Plan {
+    /// The plan with its trial's configuration set (everything beyond its parameters that
+    /// determines its result: layers, input and initialiser, training settings, `data`, the
+    /// seed, the numerics version) and its key computed once from it.
+    fn keyed(mut self, data: &Value, seed: u64) -> Result<Self, String> {
+        let config = serde_json::json!({
+            "model": {
+                "layers": self.spec.to_text(),
+                "input": serde_json::to_value(self.spec.input).map_err(|e| e.to_string())?,
+                "init": serde_json::to_value(self.spec.init).map_err(|e| e.to_string())?,
+            },
+            "training": self.training.key_config()?,
+            "data": data,
+            "seed": seed,
+            "numerics": trainer::NUMERICS_VERSION,
+        });
+        self.trial = self.trial.with_config(config);
+        self.key = self.trial.key();
+        Ok(self)
+    }
 }
 
 /// The training data of a plan: the items it fits on and the ones it validates on.
@@ -428,7 +448,9 @@ pub fn check_study(path: &Path, input: Shape) -> Result<usize, String> {
     use clap::Parser;
     let config: ModelTableConfig = config::read(path).map_err(|e| e.to_string())?;
     let flags = Flags::try_parse_from(["check"]).map_err(|e| e.to_string())?;
-    Ok(resolve(&config, &flags, input, path)?.plans.len())
+    Ok(resolve(&config, &flags, input, path, &Value::Null)?
+        .plans
+        .len())
 }
 
 /// Runs the model-table experiment `name` (the binary's name) with `flags`.
@@ -448,7 +470,6 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         ));
     }
     let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
-    let Resolved { mut plans, rows } = resolve(&config, flags, input, &path)?;
     let data = config::data_config(
         &config.dataset,
         &train,
@@ -457,11 +478,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         flags.quick.then_some(&config.quick),
     )
     .to_value();
-    for plan in &mut plans {
-        let key =
-            plan_config(plan, &data, flags.seed).map_err(|e| format!("{}: {e}", path.display()))?;
-        plan.trial = plan.trial.clone().with_config(key);
-    }
+    let Resolved { plans, rows } = resolve(&config, flags, input, &path, &data)?;
     if plans.is_empty() {
         return Err(format!(
             "{}: nothing to run{}",
@@ -591,7 +608,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     failures(&records, |r| {
         plans
             .iter()
-            .find(|p| p.trial.key() == r.key)
+            .find(|p| p.key == r.key)
             .map_or_else(|| r.index.to_string(), |p| p.label.clone())
     })
 }
@@ -709,9 +726,8 @@ fn write_report(
     test: &Samples,
     selected: &models::SelectedDevice,
 ) -> Result<String, String> {
-    let record_of = |plan: Option<usize>| {
-        plan.and_then(|p| records.iter().find(|r| r.key == plans[p].trial.key()))
-    };
+    let record_of =
+        |plan: Option<usize>| plan.and_then(|p| records.iter().find(|r| r.key == plans[p].key));
     let mut report = format!(
         "# {}{}\n\n{}{}; device {}; seed {}.\n\n",
         config.title,
@@ -818,7 +834,7 @@ fn write_report(
         // Every trial of the section, best first.
         let section_records: Vec<TrialRecord> = section_plans
             .iter()
-            .filter_map(|p| records.iter().find(|r| r.key == p.trial.key()).cloned())
+            .filter_map(|p| records.iter().find(|r| r.key == p.key).cloned())
             .collect();
         let dims: Vec<String> = section.grid.keys().cloned().collect();
         let dim_refs: Vec<&str> = dims.iter().map(String::as_str).collect();
@@ -870,7 +886,7 @@ fn write_report(
             .into_iter()
             .take(flags.top.max(1))
             .filter_map(|r| {
-                let plan = plans.iter().find(|p| p.trial.key() == r.key)?;
+                let plan = plans.iter().find(|p| p.key == r.key)?;
                 Some((plan.label.clone(), r.test_score?))
             })
             .collect();
@@ -891,10 +907,7 @@ fn write_report(
                     fold_accuracy(&dir, test, section.test_folds, flags.seed, &selected.device)?;
                 let theirs = rows
                     .iter()
-                    .find(|r| {
-                        r.plan
-                            .is_some_and(|p| plans[p].trial.key() == plan.trial.key())
-                    })
+                    .find(|r| r.plan.is_some_and(|p| plans[p].key == plan.key))
                     .and_then(|r| r.figures.get("test_accuracy_folds"))
                     .map_or("-".into(), format_value);
                 let _ = writeln!(
@@ -939,7 +952,7 @@ fn run_rows(rows: &[Row], plans: &[Plan], records: &[TrialRecord]) -> Vec<crate:
         .enumerate()
         .filter_map(|(index, row)| {
             let plan = &plans[row.plan?];
-            let record = records.iter().find(|r| r.key == plan.trial.key())?;
+            let record = records.iter().find(|r| r.key == plan.key)?;
             let ours = row
                 .figures
                 .keys()
@@ -973,7 +986,7 @@ fn validation_pick(records: &[TrialRecord], plans: &[Plan]) -> String {
     };
     let label = plans
         .iter()
-        .find(|p| p.trial.key() == pick.key)
+        .find(|p| p.key == pick.key)
         .map_or_else(|| pick.index.to_string(), |p| p.label.clone());
     let at_test = search::best(records, RankBy::Test).map(|b| b.key == pick.key);
     format!(
