@@ -47,6 +47,11 @@ pub struct Flags {
     /// Best trials listed beside the report's rows.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Least seconds between two checkpoints of a model in training (written at epoch
+    /// ends under `<out>/checkpoints/`; 0: every epoch). Running the same command again
+    /// continues a model from its checkpoint.
+    #[arg(long, default_value_t = 60)]
+    pub checkpoint_every: u64,
 }
 
 impl Flags {

@@ -5,16 +5,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use data::{HoldOut, Samples, Targets};
 use models::{ModelSpec, Network, Shape, select_device};
 use search::{
     Grid, RankBy, ResultsFile, SearchOptions, Status, Table, Trial, TrialOutcome, TrialRecord,
-    ranked, run_search,
+    ranked, run_search_recorded,
 };
 use serde_json::{Map, Value};
-use trainer::{Outcome, Preprocessing, TrainedModel, Verbosity, train_model};
+use trainer::{Checkpointing, Outcome, Preprocessing, TrainedModel, Verbosity, train_model};
 
 use crate::cli::Flags;
 use crate::config::{self, SplitKind};
@@ -317,20 +317,40 @@ fn validation_parts(
     Ok(parts)
 }
 
+/// Where a plan's training keeps its checkpoint: `<out>/checkpoints/<key>.ckpt`, so a
+/// changed configuration never continues another's model.
+fn checkpointing(plan: &Plan, flags: &Flags, out: &Output) -> Checkpointing {
+    Checkpointing {
+        path: out.path("checkpoints").join(format!("{}.ckpt", plan.key)),
+        interval: Duration::from_secs(flags.checkpoint_every),
+        identity: plan.key.clone(),
+    }
+}
+
+/// Removes the checkpoint of a trial whose result is stored; a failure is only reported.
+fn drop_checkpoint(plans: &[Plan], key: &str, flags: &Flags, out: &Output) {
+    if let Some(plan) = plans.iter().find(|p| p.key == key)
+        && let Err(e) = checkpointing(plan, flags, out).remove()
+    {
+        eprintln!("warning: {e}");
+    }
+}
+
 /// Trains one plan; saves it when asked; returns the figures.
-#[allow(clippy::too_many_arguments)]
 fn train_plan(
     plan: &Plan,
     parts: &Parts,
     test: &Samples,
-    seed: u64,
+    flags: &Flags,
     verbose: Verbosity,
     device: &burn::tensor::Device,
     out: &Output,
 ) -> Result<TrialOutcome, String> {
     let (fit_part, val_part) = parts;
+    let seed = flags.seed;
     let network = Network::new(&plan.spec, seed, device).map_err(|e| e.0)?;
     let mut config = plan.training.fit_config(seed, verbose)?;
+    config.checkpoint = Some(checkpointing(plan, flags, out));
     if val_part.is_none() {
         config.held_out = trainer::HeldOut::Test;
     }
@@ -534,7 +554,10 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         rank: config.rank,
     };
     let run_started = Instant::now();
-    let summary = run_search(&trials, &mut results, &options, |trial| {
+    for done in results.records_of(&trials) {
+        drop_checkpoint(&plans, &done.key, flags, &out);
+    }
+    let train_one = |trial: &Trial| {
         let plan = &plans[trial.index];
         let section = &config.sections[plan.section].name;
         if workers == 1 {
@@ -549,16 +572,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         }
         let t0 = Instant::now();
         let parts = &parts[&plan.training.validation.to_bits()];
-        let outcome = train_plan(
-            plan,
-            parts,
-            &test,
-            flags.seed,
-            verbose,
-            &selected.device,
-            &out,
-        )
-        .unwrap_or_else(TrialOutcome::failed);
+        let outcome = train_plan(plan, parts, &test, flags, verbose, &selected.device, &out)
+            .unwrap_or_else(TrialOutcome::failed);
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         println!(
             "[{n}/{pending}] {section} / {}: {} in {:.1} s{}",
@@ -583,6 +598,9 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             }
         );
         outcome
+    };
+    let summary = run_search_recorded(&trials, &mut results, &options, train_one, |record| {
+        drop_checkpoint(&plans, &record.key, flags, &out)
     })
     .map_err(|e| e.to_string())?;
     let records = results.records_of(&trials);

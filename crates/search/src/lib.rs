@@ -20,6 +20,9 @@ pub use grid::{Dimension, Grid, Shard, Trial};
 pub use halving::{Halving, Rung, successive_halving};
 pub use mlp::{MLP_COLUMNS, MLP_PARAMS, MlpSearch};
 pub use rank::{RankBy, best, ranked};
-pub use runner::{SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_search};
+pub use runner::{
+    SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_grouped_recorded, run_search,
+    run_search_recorded,
+};
 pub use store::{MergeSummary, ResultsFile, Status, TrialRecord, merge};
 pub use table::Table;

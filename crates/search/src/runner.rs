@@ -109,12 +109,29 @@ pub fn run_search<F>(
 where
     F: Fn(&Trial) -> TrialOutcome + Sync,
 {
-    run_grouped(
+    run_search_recorded(trials, results, options, run_trial, |_| {})
+}
+
+/// As [`run_search`], calling `recorded` with each record once it is safely in `results`
+/// (to drop what a finished trial no longer needs, such as its checkpoint).
+pub fn run_search_recorded<F, R>(
+    trials: &[Trial],
+    results: &mut ResultsFile,
+    options: &SearchOptions,
+    run_trial: F,
+    recorded: R,
+) -> Result<SearchSummary, SearchError>
+where
+    F: Fn(&Trial) -> TrialOutcome + Sync,
+    R: FnMut(&TrialRecord),
+{
+    run_grouped_recorded(
         trials,
         results,
         options,
         |t| t.index.to_string(),
         |group| group.iter().map(&run_trial).collect(),
+        recorded,
     )
 }
 
@@ -131,6 +148,23 @@ pub fn run_grouped<K, F>(
 where
     K: Fn(&Trial) -> String,
     F: Fn(&[Trial]) -> Vec<TrialOutcome> + Sync,
+{
+    run_grouped_recorded(trials, results, options, group_key, run_group, |_| {})
+}
+
+/// As [`run_grouped`], calling `recorded` with each record once it is in `results`.
+pub fn run_grouped_recorded<K, F, R>(
+    trials: &[Trial],
+    results: &mut ResultsFile,
+    options: &SearchOptions,
+    group_key: K,
+    run_group: F,
+    mut recorded: R,
+) -> Result<SearchSummary, SearchError>
+where
+    K: Fn(&Trial) -> String,
+    F: Fn(&[Trial]) -> Vec<TrialOutcome> + Sync,
+    R: FnMut(&TrialRecord),
 {
     let start = Instant::now();
     let pending: Vec<Trial> = trials
@@ -217,10 +251,18 @@ where
         drop(sender);
         for records in receiver {
             for record in records {
-                if let Err(e) = results.append(record) {
-                    write_error = Some(e);
-                    // Stop handing out work: what is not written must not be lost silently.
-                    next.store(usize::MAX / 2, Ordering::SeqCst);
+                match results.append(record) {
+                    Ok(()) => {
+                        if let Some(stored) = results.records.last() {
+                            recorded(stored);
+                        }
+                    }
+                    Err(e) => {
+                        write_error = Some(e);
+                        // Stop handing out work: what is not written must not be lost
+                        // silently.
+                        next.store(usize::MAX / 2, Ordering::SeqCst);
+                    }
                 }
                 bar.inc(1);
             }

@@ -80,7 +80,7 @@ fn plateau_min_delta() -> f64 {
 }
 
 /// The running state of [`EarlyStopping`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStoppingState {
     /// Best value so far.
     pub best: Option<f64>,
@@ -106,7 +106,7 @@ impl EarlyStoppingState {
 }
 
 /// The running state of [`ReduceLrOnPlateau`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlateauState {
     best: Option<f64>,
     wait: usize,

@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
+use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Bytes, Device, Int, Tensor};
 use data::{Batch, BatchTargets, ItemBatcher, Samples, Targets};
 use indicatif::{ProgressBar, ProgressStyle};
 use models::Network;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::callbacks::{
     EarlyStopping, EarlyStoppingState, Monitor, PlateauState, ReduceLrOnPlateau,
 };
+use crate::checkpoint::{self, Checkpointing, LoopState, Saved, Schedule};
 use crate::metrics::{argmax_rows, r2_from_sums, r2_score, total_sum_of_squares};
 use crate::optim::OptimizerSpec;
 
@@ -78,6 +80,10 @@ pub struct FitConfig {
     /// part, or the test set watched for curves (then printed `test_loss`, never `val_loss`).
     #[serde(default)]
     pub held_out: HeldOut,
+    /// Where to save checkpoints and resume from (not part of what the training computes,
+    /// so never serialised into a result's configuration).
+    #[serde(skip)]
+    pub checkpoint: Option<Checkpointing>,
 }
 
 impl FitConfig {
@@ -94,6 +100,7 @@ impl FitConfig {
             reduce_lr: None,
             verbose: Verbosity::Silent,
             held_out: HeldOut::Validation,
+            checkpoint: None,
         }
     }
 
@@ -430,7 +437,9 @@ fn epoch_line(r: &EpochRecord, epochs: usize, score_name: &str, held_out: HeldOu
 }
 
 /// Trains `network` on `train` (already preprocessed), validating on `validation` after
-/// each epoch. `device` is the plain device; training runs on its autodiff form.
+/// each epoch. `device` is the plain device; training runs on its autodiff form. With
+/// `config.checkpoint`, a checkpoint of the same identity continues where it was saved, and
+/// new ones are written as training goes.
 pub fn fit(
     network: Network,
     train: &Samples,
@@ -448,89 +457,324 @@ pub fn fit(
     if train.is_empty() {
         return Err(FitError::Data("no training items".into()));
     }
-    let train_device = device.clone().autodiff();
-    let mut model = network.to_device(&train_device).train();
-    let mut optimizer = config.optimizer.build();
-    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut dropout_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
-    let mut lr = config.optimizer.learning_rate();
-    let score_name = if train.num_classes().is_some() {
-        "accuracy"
-    } else {
-        "r2"
-    };
-
-    let mut records: Vec<EpochRecord> = Vec::new();
-    let mut stopping = EarlyStoppingState::default();
-    let mut plateau = PlateauState::default();
-    let mut best_model: Option<Network> = None;
+    let mut run = Run::start(train, validation, config, device);
+    let mut model = network.to_device(&run.train_device).train();
+    if let Some(ckpt) = &config.checkpoint {
+        model = run.resume(model, ckpt);
+    }
+    let mut schedule = config
+        .checkpoint
+        .as_ref()
+        .map(|c| Schedule::new(c.interval));
     let mut outcome = Outcome::Finished;
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let steps = train.len().div_ceil(config.batch_size);
-    // The training targets are the same every epoch, only shuffled: their spread is fixed.
-    let train_ss_tot = match &train.targets {
-        Targets::Values { values, width, .. } => total_sum_of_squares(values, *width),
-        Targets::Classes { .. } => Vec::new(),
-    };
-
-    for epoch in 1..=config.epochs {
-        let start = Instant::now();
-        order.shuffle(&mut shuffle_rng);
-        let bar = if config.verbose == Verbosity::Bar {
-            let bar = ProgressBar::new(steps as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+    for epoch in run.records.len() + 1..=config.epochs {
+        let record;
+        (model, record) = run.epoch(model, epoch);
+        if config.verbose != Verbosity::Silent {
+            println!(
+                "{}",
+                epoch_line(&record, config.epochs, run.score_name(), config.held_out)
             );
-            bar.set_prefix(format!("Epoch {epoch}/{}", config.epochs));
-            bar
-        } else {
-            ProgressBar::hidden()
+        }
+        if let Some(end) = run.end_epoch(&model, record) {
+            outcome = end;
+            break;
+        }
+        if let (Some(ckpt), Some(schedule)) = (&config.checkpoint, &mut schedule)
+            && schedule.due()
+        {
+            run.save(&model, ckpt);
+        }
+    }
+    Ok(run.finish(model, outcome))
+}
+
+/// A training in progress: everything the loop carries from one epoch to the next besides
+/// the network itself (which the loop owns and passes by value, so that an optimizer step
+/// holds its tensors' only reference and may update them in place).
+struct Run<'a> {
+    train: &'a Samples,
+    validation: Option<&'a Samples>,
+    config: &'a FitConfig,
+    device: Device,
+    train_device: Device,
+    optimizer: ModuleOptimizer,
+    shuffle_rng: ChaCha8Rng,
+    dropout_rng: ChaCha8Rng,
+    order: Vec<usize>,
+    lr: f64,
+    records: Vec<EpochRecord>,
+    stopping: EarlyStoppingState,
+    plateau: PlateauState,
+    best_model: Option<Network>,
+    /// The training targets' spread (regression): fixed, since only their order changes.
+    train_ss_tot: Vec<f64>,
+}
+
+impl<'a> Run<'a> {
+    fn start(
+        train: &'a Samples,
+        validation: Option<&'a Samples>,
+        config: &'a FitConfig,
+        device: &Device,
+    ) -> Self {
+        let train_device = device.clone().autodiff();
+        let train_ss_tot = match &train.targets {
+            Targets::Values { values, width, .. } => total_sum_of_squares(values, *width),
+            Targets::Classes { .. } => Vec::new(),
         };
+        Run {
+            train,
+            validation,
+            config,
+            device: device.clone(),
+            train_device,
+            optimizer: config.optimizer.build(),
+            shuffle_rng: ChaCha8Rng::seed_from_u64(config.seed),
+            dropout_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15),
+            order: (0..train.len()).collect(),
+            lr: config.optimizer.learning_rate(),
+            records: Vec::new(),
+            stopping: EarlyStoppingState::default(),
+            plateau: PlateauState::default(),
+            best_model: None,
+            train_ss_tot,
+        }
+    }
+
+    fn score_name(&self) -> &'static str {
+        if self.train.num_classes().is_some() {
+            "accuracy"
+        } else {
+            "r2"
+        }
+    }
+
+    fn say(&self, line: &str) {
+        if self.config.verbose != Verbosity::Silent {
+            println!("{line}");
+        }
+    }
+
+    /// Continues from the checkpoint, if there is one; one that cannot be used is reported
+    /// and training starts over (a checkpoint only saves time: the run stays correct).
+    fn resume(&mut self, model: Network, ckpt: &Checkpointing) -> Network {
+        let restored = ckpt
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|saved| saved.map(|s| self.restore(&model, s)).transpose());
+        match restored {
+            Ok(None) => model,
+            Ok(Some(resumed)) => {
+                self.say(&format!(
+                    "resuming from checkpoint {} after epoch {}/{}",
+                    ckpt.path.display(),
+                    self.records.len(),
+                    self.config.epochs
+                ));
+                resumed
+            }
+            Err(why) => {
+                eprintln!("warning: starting over: {why}");
+                *self = Run::start(self.train, self.validation, self.config, &self.device);
+                model
+            }
+        }
+    }
+
+    /// The loop's state from `saved`, and `model` with its weights.
+    fn restore(&mut self, model: &Network, saved: Saved) -> Result<Network, String> {
+        let state = saved.state;
+        if state.order.len() != self.train.len() || state.records.len() > self.config.epochs {
+            return Err("it was made for other data or more epochs".into());
+        }
+        let resumed = load_network(model.clone(), saved.model, "weights")?;
+        let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(saved.optimizer))
+            .map_err(|e| format!("unreadable optimizer state: {e}"))?;
+        self.optimizer = self.config.optimizer.build().load_record(record);
+        self.best_model = saved
+            .best
+            .map(|bytes| load_network(model.clone(), bytes, "best weights"))
+            .transpose()?
+            .map(|n| n.valid());
+        self.shuffle_rng
+            .set_word_pos(checkpoint::position_from(&state.shuffle_position)?);
+        self.dropout_rng
+            .set_word_pos(checkpoint::position_from(&state.dropout_position)?);
+        self.order = state.order;
+        self.lr = state.lr;
+        self.records = state.records;
+        self.stopping = state.stopping;
+        self.plateau = state.plateau;
+        Ok(resumed)
+    }
+
+    /// Writes a checkpoint; a failure is reported and training goes on without it.
+    fn save(&self, model: &Network, ckpt: &Checkpointing) {
+        let saved = self
+            .saved(model, ckpt)
+            .and_then(|s| ckpt.store(&s).map_err(|e| e.to_string()));
+        if let Err(why) = saved {
+            eprintln!("warning: no checkpoint written: {why}");
+        }
+    }
+
+    fn saved(&self, model: &Network, ckpt: &Checkpointing) -> Result<Saved, String> {
+        let optimizer = self
+            .optimizer
+            .into_bytes()
+            .map_err(|e| format!("optimizer state: {e}"))?;
+        Ok(Saved {
+            state: LoopState {
+                format: checkpoint::FORMAT,
+                identity: ckpt.identity.clone(),
+                records: self.records.clone(),
+                lr: self.lr,
+                shuffle_position: checkpoint::position_text(self.shuffle_rng.get_word_pos()),
+                dropout_position: checkpoint::position_text(self.dropout_rng.get_word_pos()),
+                order: self.order.clone(),
+                stopping: self.stopping.clone(),
+                plateau: self.plateau.clone(),
+            },
+            model: network_bytes(model)?,
+            optimizer: optimizer.to_vec(),
+            best: self.best_model.as_ref().map(network_bytes).transpose()?,
+        })
+    }
+
+    /// One pass over the shuffled training data, then the validation pass.
+    fn epoch(&mut self, model: Network, epoch: usize) -> (Network, EpochRecord) {
+        let start = Instant::now();
+        self.order.shuffle(&mut self.shuffle_rng);
+        let (model, loss, score) = self.train_pass(model, epoch);
+        let val = self
+            .validation
+            .map(|v| evaluate(&model.valid(), v, self.config.loss, &self.device));
+        let record = EpochRecord {
+            epoch,
+            loss,
+            score,
+            val_loss: val.map(|e| e.loss),
+            val_score: val.map(|e| e.score),
+            lr: self.lr,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        (model, record)
+    }
+
+    /// The gradient steps of one epoch; returns the network, the mean loss and the
+    /// accuracy (or R²).
+    fn train_pass(&mut self, mut model: Network, epoch: usize) -> (Network, f64, f64) {
+        let config = self.config;
+        let bar = progress_bar(config, epoch, self.train.len().div_ceil(config.batch_size));
         // Sums stay on the device until the epoch ends: no host round trip per step.
-        let mut loss_sum: Option<Tensor<1>> = None;
-        let mut correct_sum: Option<Tensor<1, Int>> = None;
-        let mut squared_error_sum: Option<Tensor<2>> = None;
+        let mut sums = EpochSums::default();
+        let order = std::mem::take(&mut self.order);
         for chunk in order.chunks(config.batch_size) {
-            let batch = batch_tensors(train, chunk, &train_device);
-            let outputs = model.forward(batch.inputs.clone(), Some(&mut dropout_rng));
+            let batch = batch_tensors(self.train, chunk, &self.train_device);
+            let outputs = model.forward(batch.inputs.clone(), Some(&mut self.dropout_rng));
             let mut loss = batch_loss(outputs.clone(), &batch.targets, config.loss);
             if config.l2 > 0.0
                 && let Some(penalty) = l2_penalty(&model)
             {
                 loss = loss + penalty.mul_scalar(config.l2);
             }
-            accumulate(
-                &mut loss_sum,
-                loss.clone().detach().mul_scalar(chunk.len() as f64),
-            );
-            match &batch.targets {
-                BatchTargets::Classes(targets) => {
-                    let hits = outputs
-                        .clone()
-                        .detach()
-                        .argmax(1)
-                        .squeeze_dim::<1>(1)
-                        .equal(targets.clone())
-                        .int()
-                        .sum();
-                    accumulate(&mut correct_sum, hits);
-                }
-                BatchTargets::Values(y) => {
-                    let residual = outputs.clone().detach() - y.clone();
-                    accumulate(&mut squared_error_sum, residual.square().sum_dim(0));
-                }
-            }
+            sums.add(&loss, outputs, &batch.targets, chunk.len());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
+            model = self.optimizer.step(self.lr, model, grads);
             bar.inc(1);
         }
+        self.order = order;
         bar.finish_and_clear();
+        let (loss, score) = sums.means(self.train.len(), &self.train_ss_tot);
+        (model, loss, score)
+    }
 
-        let n = train.len() as f64;
-        let mean_loss = loss_sum.map_or(f64::NAN, |t| t.into_scalar::<f32>() as f64) / n;
-        let score = match (correct_sum, squared_error_sum) {
+    /// Records the epoch and applies the callbacks; `Some` when training ends here.
+    fn end_epoch(&mut self, model: &Network, record: EpochRecord) -> Option<Outcome> {
+        let epoch = record.epoch;
+        let diverged = !record.loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite());
+        self.records.push(record);
+        let record = self.records.last().expect("just pushed");
+        if diverged {
+            self.say(&format!(
+                "training diverged in epoch {epoch}: the loss is not finite"
+            ));
+            return Some(Outcome::Diverged { epoch });
+        }
+        if let Some(rule) = &self.config.early_stopping {
+            let (improved, stop) =
+                self.stopping
+                    .update(rule, epoch - 1, monitored(record, rule.monitor));
+            if improved && rule.restore_best_weights {
+                self.best_model = Some(model.valid());
+            }
+            if stop {
+                return Some(Outcome::EarlyStopped {
+                    best_epoch: self.stopping.best_epoch + 1,
+                });
+            }
+        }
+        if let Some(rule) = &self.config.reduce_lr {
+            self.lr = self
+                .plateau
+                .update(rule, monitored(record, rule.monitor), self.lr);
+        }
+        None
+    }
+
+    fn finish(self, model: Network, outcome: Outcome) -> FitResult {
+        let network = match (self.best_model, &outcome) {
+            (Some(best), Outcome::EarlyStopped { .. } | Outcome::Finished) => best,
+            _ => model.valid(),
+        };
+        FitResult {
+            network,
+            history: History {
+                epochs: self.records,
+                outcome,
+            },
+        }
+    }
+}
+
+/// The running sums of an epoch's loss and accuracy (or squared errors), on the device.
+#[derive(Default)]
+struct EpochSums {
+    loss: Option<Tensor<1>>,
+    correct: Option<Tensor<1, Int>>,
+    squared_error: Option<Tensor<2>>,
+}
+
+impl EpochSums {
+    fn add(&mut self, loss: &Tensor<1>, outputs: Tensor<2>, targets: &BatchTargets, n: usize) {
+        accumulate(&mut self.loss, loss.clone().detach().mul_scalar(n as f64));
+        match targets {
+            BatchTargets::Classes(targets) => {
+                let hits = outputs
+                    .detach()
+                    .argmax(1)
+                    .squeeze_dim::<1>(1)
+                    .equal(targets.clone())
+                    .int()
+                    .sum();
+                accumulate(&mut self.correct, hits);
+            }
+            BatchTargets::Values(y) => {
+                let residual = outputs.detach() - y.clone();
+                accumulate(&mut self.squared_error, residual.square().sum_dim(0));
+            }
+        }
+    }
+
+    /// Mean loss and accuracy (or R² against `ss_tot`) over `n` items.
+    fn means(self, n: usize, ss_tot: &[f64]) -> (f64, f64) {
+        let n = n as f64;
+        let loss = self
+            .loss
+            .map_or(f64::NAN, |t| t.into_scalar::<f32>() as f64)
+            / n;
+        let score = match (self.correct, self.squared_error) {
             (Some(c), _) => c.into_scalar::<i64>() as f64 / n,
             (None, Some(ss_res)) => {
                 let ss_res: Vec<f64> = ss_res
@@ -540,63 +784,53 @@ pub fn fit(
                     .into_iter()
                     .map(f64::from)
                     .collect();
-                r2_from_sums(&ss_res, &train_ss_tot)
+                r2_from_sums(&ss_res, ss_tot)
             }
             (None, None) => f64::NAN,
         };
-        let inference = model.valid();
-        let val = validation.map(|v| evaluate(&inference, v, config.loss, device));
-        let record = EpochRecord {
-            epoch,
-            loss: mean_loss,
-            score,
-            val_loss: val.map(|e| e.loss),
-            val_score: val.map(|e| e.score),
-            lr,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        if config.verbose != Verbosity::Silent {
-            println!(
-                "{}",
-                epoch_line(&record, config.epochs, score_name, config.held_out)
-            );
-        }
-        let diverged = !record.loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite());
-        records.push(record);
-        let record = records.last().expect("just pushed");
-        if diverged {
-            outcome = Outcome::Diverged { epoch };
-            if config.verbose != Verbosity::Silent {
-                println!("training diverged in epoch {epoch}: the loss is not finite");
-            }
-            break;
-        }
-        if let Some(rule) = &config.early_stopping {
-            let (improved, stop) =
-                stopping.update(rule, epoch - 1, monitored(record, rule.monitor));
-            if improved && rule.restore_best_weights {
-                best_model = Some(inference.clone());
-            }
-            if stop {
-                outcome = Outcome::EarlyStopped {
-                    best_epoch: stopping.best_epoch + 1,
-                };
-                break;
-            }
-        }
-        if let Some(rule) = &config.reduce_lr {
-            lr = plateau.update(rule, monitored(record, rule.monitor), lr);
-        }
+        (loss, score)
     }
-    let network = match (best_model, &outcome) {
-        (Some(best), Outcome::EarlyStopped { .. } | Outcome::Finished) => best,
-        _ => model.valid(),
-    };
-    Ok(FitResult {
-        network,
-        history: History {
-            epochs: records,
-            outcome,
-        },
-    })
+}
+
+fn progress_bar(config: &FitConfig, epoch: usize, steps: usize) -> ProgressBar {
+    if config.verbose != Verbosity::Bar {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("Epoch {epoch}/{}", config.epochs));
+    bar
+}
+
+/// Burnpack bytes of a network (each parameter's id kept, so optimizer state still
+/// matches after loading).
+fn network_bytes(network: &Network) -> Result<Vec<u8>, String> {
+    let mut store = BurnpackStore::from_bytes(None);
+    network
+        .save_into(&mut store)
+        .map_err(|e| format!("cannot serialise the network: {e}"))?;
+    store
+        .get_bytes()
+        .map(|b| b.to_vec())
+        .map_err(|e| format!("cannot serialise the network: {e}"))
+}
+
+/// `network` with the weights (and parameter ids) of `bytes`.
+fn load_network(mut network: Network, bytes: Vec<u8>, what: &str) -> Result<Network, String> {
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
+    let result = network
+        .load_from(&mut store)
+        .map_err(|e| format!("unreadable {what}: {e}"))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(format!(
+            "{what} do not match the model ({} missing, {} errors)",
+            result.missing.len(),
+            result.errors.len()
+        ));
+    }
+    Ok(network)
 }

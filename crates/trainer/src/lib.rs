@@ -4,6 +4,7 @@
 //! model users keep: preprocessing, prediction on raw inputs, save and load.
 
 pub mod callbacks;
+pub mod checkpoint;
 pub mod estimator;
 pub mod fit;
 pub mod fused_adam;
@@ -18,6 +19,7 @@ pub mod stacked;
 pub const NUMERICS_VERSION: u32 = 1;
 
 pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
+pub use checkpoint::{CheckpointError, Checkpointing};
 pub use estimator::{
     InputScaling, ModelCard, ModelError, Predictions, Preprocessing, Task, TrainedModel,
     train_model,
