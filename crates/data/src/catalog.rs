@@ -171,6 +171,17 @@ impl DataFile {
     }
 }
 
+/// How big a dataset is: [`DatasetName::size`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatasetSize {
+    /// Items in the training split (the whole file where there is no official split).
+    pub train: usize,
+    /// Items in the official test split, if there is one.
+    pub test: Option<usize>,
+    /// The shape of one item (`[channels, height, width]` for images).
+    pub shape: &'static [usize],
+}
+
 /// A dataset's training and test parts (`test` is `None` where the dataset has no
 /// published test split: iris and diabetes).
 #[derive(Debug, Clone)]
@@ -243,6 +254,20 @@ impl DatasetName {
             DatasetName::Statlog => &STATLOG_FILES,
             DatasetName::Diabetes => &DIABETES_FILES,
         }
+    }
+
+    /// The number of training and test items and the shape of one item, as the official
+    /// files hold them: for estimates made without the files (a test checks them against
+    /// the loaded data).
+    pub fn size(self) -> DatasetSize {
+        let (train, test, shape): (usize, Option<usize>, &'static [usize]) = match self {
+            DatasetName::Mnist | DatasetName::FashionMnist => (60_000, Some(10_000), &[1, 28, 28]),
+            DatasetName::Cifar10 => (50_000, Some(10_000), &[3, 32, 32]),
+            DatasetName::Iris => (150, None, &[4]),
+            DatasetName::Statlog => (4_435, Some(2_000), &[36]),
+            DatasetName::Diabetes => (442, None, &[10]),
+        };
+        DatasetSize { train, test, shape }
     }
 
     /// Whether the dataset is small enough to be committed in the repository's `datasets/`.

@@ -12,6 +12,12 @@ fn check(
     shape: &[usize],
     classes: Option<usize>,
 ) {
+    let size = name.size();
+    assert_eq!(
+        (size.train, size.test, size.shape),
+        (train, test, shape),
+        "{name}: DatasetName::size"
+    );
     let dirs = DataDirs::new(None);
     let folder = match dirs.find(name) {
         Ok((folder, _)) => folder,

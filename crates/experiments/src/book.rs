@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::MlpTableConfig;
+use crate::estimate::{self, Kind, Rates};
 use crate::model_config::{ModelTableConfig, split_published};
 use crate::output::format_value;
 
@@ -81,8 +82,8 @@ pub fn partial_run(flags: &crate::cli::Flags) -> Option<String> {
     if let Some(e) = flags.epochs {
         why.push(format!("--epochs {e}"));
     }
-    // `--limit` and `--only` choose which rows run, not how: a row they ran is made with its
-    // full configuration, and one they skipped has no figure.
+    // `--limit`, `--rows` and `--only` choose which rows run, not how: a row they ran is made
+    // with its full configuration, and one they skipped has no figure.
     (!why.is_empty()).then(|| why.join(" "))
 }
 
@@ -224,13 +225,17 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
         .filter(|n| n != "bench")
         .collect();
     names.sort();
+    let rates = Rates::measure(results)?;
     let (mut current, mut total) = (0usize, 0usize);
+    let mut queued = Queued::default();
     let mut lines = String::new();
     for name in &names {
         let path = studies.join(format!("{name}.toml"));
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let rows = study_rows(&Study::parse(&text, &path)?);
+        let study = Study::parse(&text, &path)?;
+        let rows = study_rows(&study);
+        let estimates = row_estimates(&study, &path, &rates)?;
         let run = read_run(&results.join(name).join(RUN_ROWS))?;
         let _ = writeln!(
             lines,
@@ -272,7 +277,7 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
                     (RowStatus::Current, _) => "current".to_string(),
                     (RowStatus::Stale, Some((r, _))) =>
                         format!("stale ({})", stale_reason(r, &text)),
-                    _ => "queued".to_string(),
+                    _ => queued.add(estimates.get(i).copied().flatten()),
                 }
             );
         }
@@ -284,10 +289,91 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
          `experiments/results/`. Made by `cargo run --release -p experiments --bin book`, never \
          by hand; CI checks that it matches the committed results. A row is current when its \
          figure was made with the row's full configuration (no `--quick` or `--epochs`; seed 0; \
-         `--only` and `--limit` only choose rows) from the study file as it is now, under this build's result-key and numerics versions; stale when its figure \
-         comes from another study text, version or a partial run; queued when no run has one.\n\
-         {lines}"
+         `--only`, `--rows` and `--limit` only choose rows) from the study file as it is now, under this build's result-key and numerics versions; stale when its figure \
+         comes from another study text, version or a partial run; queued when no run has one.\n\n\
+         {}\n{lines}",
+        queued.summary(&rates)
     ))
+}
+
+/// Each row's estimated training time on this machine, where its model and a measured rate
+/// of its kind are known (tables of Keras-style models; report 001's MLP grids train
+/// stacked, at rates of their own, and are all run).
+fn row_estimates(study: &Study, path: &Path, rates: &Rates) -> Result<Vec<Option<f64>>, String> {
+    let Study::Models(config) = study else {
+        return Ok(Vec::new());
+    };
+    let Ok(dataset) = data::DatasetName::parse(&config.dataset) else {
+        return Ok(Vec::new());
+    };
+    let size = dataset.size();
+    let input = models::Shape::from_dims(size.shape).map_err(|e| e.0)?;
+    let trainings = crate::model_table::row_trainings(config, input, path)?;
+    Ok(trainings
+        .iter()
+        .map(|t| {
+            let (spec, training) = t.as_ref()?;
+            let flops =
+                estimate::training_flops(spec, size.train, training.validation, training.epochs)
+                    .ok()?;
+            rates.seconds(Kind::of(spec), flops)
+        })
+        .collect())
+}
+
+/// The queued rows and their estimated time.
+#[derive(Default)]
+struct Queued {
+    rows: usize,
+    seconds: f64,
+    unestimated: usize,
+}
+
+impl Queued {
+    /// Counts a queued row; its status cell.
+    fn add(&mut self, seconds: Option<f64>) -> String {
+        self.rows += 1;
+        match seconds {
+            Some(s) => {
+                self.seconds += s;
+                format!("queued, about {}", estimate::duration_text(s))
+            }
+            None => {
+                self.unestimated += 1;
+                "queued".into()
+            }
+        }
+    }
+
+    fn summary(&self, rates: &Rates) -> String {
+        let rate = |kind: Kind| {
+            rates
+                .rate(kind)
+                .map_or(format!("no {} run yet", kind.name()), |r| {
+                    format!(
+                        "{:.1} GFLOP/s for {} models (median of {} committed runs)",
+                        r.gflops,
+                        kind.name(),
+                        r.runs
+                    )
+                })
+        };
+        format!(
+            "Queued: {} row(s), about {} of training on the machine that made the committed \
+             runs ({}; {}){}. An estimate is the row's training FLOPs (3x the forward FLOPs per \
+             training item, 1x per validation item, times the configured epochs: an upper \
+             bound where early stopping ends sooner) over that rate.\n",
+            self.rows,
+            estimate::duration_text(self.seconds),
+            rate(Kind::Convolutional),
+            rate(Kind::Dense),
+            if self.unestimated > 0 {
+                format!(", {} of them without an estimate", self.unestimated)
+            } else {
+                String::new()
+            }
+        )
+    }
 }
 
 fn read_run(path: &Path) -> Result<Option<RunRows>, String> {

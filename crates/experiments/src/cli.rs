@@ -24,6 +24,10 @@ pub struct Flags {
     /// Run at most this many grid trials (the report's rows first).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
+    /// Train only the configurations the report's tables print (each grid's published
+    /// rows and every named model), not the rest of each grid.
+    #[arg(long)]
+    pub rows: bool,
     /// Seed of the split, the initial weights, the shuffle and dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -98,19 +102,19 @@ impl Flags {
         }
     }
 
-    /// The grid trials run after the report's rows: all of `rest`, or with `--quick` an
-    /// even spread of `extra_trials` of them (so every dimension is still visited), after
-    /// the `chosen` ones; the whole cut to at most `--limit` trials.
+    /// The grid trials run after the report's rows: all of `rest`, none with `--rows`, or
+    /// with `--quick` an even spread of `extra_trials` of them (so every dimension is still
+    /// visited), after the `chosen` ones; the whole cut to at most `--limit` trials.
     pub fn pick_rest<T: Clone>(
         &self,
         mut chosen: Vec<T>,
         rest: Vec<T>,
         extra_trials: usize,
     ) -> Vec<T> {
-        if self.quick {
+        if self.quick && !self.rows {
             let n = extra_trials.min(rest.len());
             chosen.extend((0..n).map(|i| rest[i * rest.len() / n.max(1)].clone()));
-        } else {
+        } else if !self.rows {
             chosen.extend(rest);
         }
         if let Some(limit) = self.limit {

@@ -101,6 +101,28 @@ struct Resolved {
     rows: Vec<Row>,
 }
 
+/// Each report row's layers and training as a full `--rows` run trains them, for inputs of
+/// shape `input` (`None` for a row no model answers).
+pub fn row_trainings(
+    config: &ModelTableConfig,
+    input: Shape,
+    path: &Path,
+) -> Result<Vec<Option<(ModelSpec, Training)>>, String> {
+    use clap::Parser;
+    let flags = Flags::try_parse_from(["book", "--rows"]).map_err(|e| e.to_string())?;
+    let resolved = resolve(config, &flags, input, path, &Value::Null)?;
+    Ok(resolved
+        .rows
+        .iter()
+        .map(|row| {
+            row.plan.map(|i| {
+                let plan = &resolved.plans[i];
+                (plan.spec.clone(), plan.training.clone())
+            })
+        })
+        .collect())
+}
+
 /// Every plan of the file (keyed by `data` and the seed, [`Plan::keyed`]) and every row.
 fn resolve(
     config: &ModelTableConfig,

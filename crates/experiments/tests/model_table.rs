@@ -150,6 +150,17 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
     assert!(only.status.success(), "{}", text(&only));
     let trials = std::fs::read_to_string(dir.path().join("only/trials.jsonl")).unwrap();
     assert_eq!(trials.lines().count(), 1);
+
+    // --rows: the two named models and the grid's one published row, not its other 7.
+    let rows = run(&config, &dir.path().join("rows"), &["--rows"]);
+    assert!(rows.status.success(), "{}", text(&rows));
+    let trials = std::fs::read_to_string(dir.path().join("rows/trials.jsonl")).unwrap();
+    assert_eq!(trials.lines().count(), 3, "{trials}");
+    let csv = std::fs::read_to_string(dir.path().join("rows/table.csv")).unwrap();
+    assert!(
+        !csv.contains("not run"),
+        "every printed row has a figure:\n{csv}"
+    );
 }
 
 #[test]

@@ -1,0 +1,230 @@
+//! Time estimates for report rows not yet run: a row's training FLOPs (its layers' forward
+//! FLOPs per item, three times that for a training step, once more for the validation pass,
+//! times items and epochs) divided by the rate this machine reached on the committed runs of
+//! the same kind of model (`experiments/results/*/trials.jsonl`: every record keeps its
+//! layers, data, epochs run and seconds). Epochs are the configured maximum, so a row that
+//! stops early takes less.
+
+use std::path::Path;
+
+use data::DatasetName;
+use models::{Layer, ModelSpec, Shape};
+use search::{ResultsFile, Status, TrialRecord};
+use serde_json::Value;
+
+/// Records shorter than this are mostly start-up and evaluation: not used for rates.
+const MIN_SECONDS: f64 = 5.0;
+
+/// The two kinds of model whose rates differ most on a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// With at least one convolution.
+    Convolutional,
+    /// Dense layers only.
+    Dense,
+}
+
+impl Kind {
+    /// The kind of `spec`.
+    pub fn of(spec: &ModelSpec) -> Kind {
+        if spec.layers.iter().any(|l| matches!(l, Layer::Conv { .. })) {
+            Kind::Convolutional
+        } else {
+            Kind::Dense
+        }
+    }
+
+    /// `convolutional` or `dense`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Convolutional => "convolutional",
+            Kind::Dense => "dense",
+        }
+    }
+}
+
+/// FLOPs of training `spec` for `epochs` on `train_items` items, `validation` of them held
+/// out and evaluated after every epoch.
+pub fn training_flops(
+    spec: &ModelSpec,
+    train_items: usize,
+    validation: f64,
+    epochs: usize,
+) -> Result<f64, String> {
+    let forward = spec.forward_flops().map_err(|e| e.0)? as f64;
+    let held_out = (train_items as f64 * validation).round();
+    let fit = train_items as f64 - held_out;
+    Ok(epochs as f64 * forward * (3.0 * fit + held_out))
+}
+
+/// Rates (GFLOP/s) measured on committed runs, per kind of model.
+#[derive(Debug, Clone, Default)]
+pub struct Rates {
+    convolutional: Vec<f64>,
+    dense: Vec<f64>,
+}
+
+/// A rate and the number of runs it is the median of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Median GFLOP/s.
+    pub gflops: f64,
+    /// Runs measured.
+    pub runs: usize,
+}
+
+impl Rates {
+    /// The rates of every Keras-style model in the `trials.jsonl` files under `results`
+    /// (one folder per table), full runs only (no `--quick` subset).
+    pub fn measure(results: &Path) -> Result<Rates, String> {
+        let mut rates = Rates::default();
+        let mut folders: Vec<_> = std::fs::read_dir(results)
+            .map_err(|e| format!("{}: {e}", results.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        folders.sort();
+        for folder in folders {
+            let path = folder.join("trials.jsonl");
+            if !path.is_file() {
+                continue;
+            }
+            let (records, _) = ResultsFile::read(&path).map_err(|e| e.to_string())?;
+            for record in &records {
+                if let Some((kind, gflops)) = record_rate(record) {
+                    rates.push(kind, gflops);
+                }
+            }
+        }
+        Ok(rates)
+    }
+
+    fn push(&mut self, kind: Kind, gflops: f64) {
+        match kind {
+            Kind::Convolutional => self.convolutional.push(gflops),
+            Kind::Dense => self.dense.push(gflops),
+        }
+    }
+
+    /// The median rate of `kind`, if any run of it was measured.
+    pub fn rate(&self, kind: Kind) -> Option<Rate> {
+        let values = match kind {
+            Kind::Convolutional => &self.convolutional,
+            Kind::Dense => &self.dense,
+        };
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        (n > 0).then(|| Rate {
+            gflops: if n % 2 == 1 {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            },
+            runs: n,
+        })
+    }
+
+    /// Seconds to train `flops` of a `kind` model at its measured rate.
+    pub fn seconds(&self, kind: Kind, flops: f64) -> Option<f64> {
+        self.rate(kind).map(|r| flops / (r.gflops * 1e9))
+    }
+}
+
+/// Training items of a run's data key: the dataset's training split, less the test part
+/// where the split cuts one from it.
+pub fn train_items(data: &Value) -> Option<usize> {
+    let dataset = DatasetName::parse(data.get("dataset")?.as_str()?).ok()?;
+    if data.get("subset").is_some_and(|s| !s.is_null()) {
+        return None; // a --quick subset: not a full run
+    }
+    let mut items = dataset.size().train as f64;
+    if let Some(fraction) = data
+        .get("split")
+        .and_then(|s| s.get("test_fraction"))
+        .and_then(Value::as_f64)
+    {
+        items -= (items * fraction).round();
+    }
+    Some(items as usize)
+}
+
+/// The kind and GFLOP/s of one finished record of a Keras-style model.
+fn record_rate(record: &TrialRecord) -> Option<(Kind, f64)> {
+    if !matches!(record.status, Status::Finished | Status::EarlyStopped) {
+        return None;
+    }
+    if record.seconds < MIN_SECONDS || record.epochs == 0 {
+        return None;
+    }
+    let config = &record.config;
+    let model = config.get("model")?;
+    let input: Shape = serde_json::from_value(model.get("input")?.clone()).ok()?;
+    let spec = ModelSpec::parse("rate", input, model.get("layers")?.as_str()?).ok()?;
+    let training = config.get("training")?;
+    let validation = training.get("validation")?.as_f64()?;
+    let items = train_items(config.get("data")?)?;
+    let flops = training_flops(&spec, items, validation, record.epochs).ok()?;
+    Some((Kind::of(&spec), flops / record.seconds / 1e9))
+}
+
+/// `45 s`, `12 min`, `3.4 h`.
+pub fn duration_text(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 90.0 * 60.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_flops_count_three_passes_for_fitting_and_one_for_validation() {
+        let spec =
+            ModelSpec::parse("m", Shape::Flat(10), "dense(5, relu); dense(2, softmax)").unwrap();
+        let forward = (2 * 10 * 5 + 2 * 5 * 2) as f64;
+        let flops = training_flops(&spec, 100, 0.2, 3).unwrap();
+        assert_eq!(flops, 3.0 * forward * (3.0 * 80.0 + 20.0));
+    }
+
+    #[test]
+    fn the_rate_is_the_median_of_its_kind() {
+        let mut rates = Rates::default();
+        for g in [10.0, 30.0, 20.0] {
+            rates.push(Kind::Convolutional, g);
+        }
+        rates.push(Kind::Dense, 4.0);
+        rates.push(Kind::Dense, 6.0);
+        assert_eq!(rates.rate(Kind::Convolutional).unwrap().gflops, 20.0);
+        assert_eq!(
+            rates.rate(Kind::Dense).unwrap(),
+            Rate {
+                gflops: 5.0,
+                runs: 2
+            }
+        );
+        assert_eq!(rates.seconds(Kind::Dense, 5e9), Some(1.0));
+        assert!(Rates::default().rate(Kind::Dense).is_none());
+    }
+
+    #[test]
+    fn train_items_follow_the_split_and_refuse_quick_subsets() {
+        let official = serde_json::json!({"dataset": "fashion-mnist", "split": {"kind": "official"}, "subset": null});
+        assert_eq!(train_items(&official), Some(60_000));
+        let cut = serde_json::json!({"dataset": "iris", "split": {"kind": "stratified", "test_fraction": 0.2}});
+        assert_eq!(train_items(&cut), Some(120));
+        let quick = serde_json::json!({"dataset": "mnist", "subset": {"train": 2000}});
+        assert_eq!(train_items(&quick), None);
+    }
+
+    #[test]
+    fn durations_read_in_their_unit() {
+        assert_eq!(duration_text(45.0), "45 s");
+        assert_eq!(duration_text(720.0), "12 min");
+        assert_eq!(duration_text(3.4 * 3600.0), "3.4 h");
+    }
+}
