@@ -7,9 +7,12 @@
 #
 #   scripts/queue.sh start [TABLE...]   # in the background; log in out/queue/queue.log
 #   scripts/queue.sh pause | resume     # SIGSTOP / SIGCONT the queue (benchmarks need an idle CPU)
+#   scripts/queue.sh stop               # end it (a model in training continues from its
+#                                       # checkpoint when its table is queued again)
 #   scripts/queue.sh status
 #
-# A TABLE is a binary name with optional flags after a colon: `cifar10:--only pooling`.
+# A TABLE is a binary name with optional flags after a colon, as shell words:
+# `cifar10:--only pooling`, "fashion-cnn:--rows --only 'Table 6'".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=out/queue
@@ -28,11 +31,12 @@ run_queue() {
   for table in "$@"; do
     local name="${table%%:*}" flags=""
     [[ "$table" == *:* ]] && flags="${table#*:}"
+    local -a args=()
+    eval "args=($flags)"  # shell words: --only 'Table 6' is one value
     echo "$(date -Is) start $name $flags"
     local t0=$SECONDS rc=0
-    # shellcheck disable=SC2086
     nice -n 19 "$bin/$name" --config "$bin/studies/$name.toml" \
-      --out "experiments/results/$name" $flags >"$dir/$name.log" 2>&1 || rc=$?
+      --out "experiments/results/$name" "${args[@]}" >>"$dir/$name.log" 2>&1 || rc=$?
     if [ "$rc" -eq 0 ]; then
       echo "$(date -Is) done $name in $((SECONDS - t0)) s"
     else
@@ -52,6 +56,9 @@ case "${1:-status}" in
     echo $! >"$dir/pid"
     echo "queue started (pid $(cat "$dir/pid")); log: $dir/queue.log"
     ;;
+  stop)
+    kill -TERM -- "-$(cat "$dir/pid")" 2>/dev/null && echo "queue stopped" || echo "no queue running"
+    ;;
   pause | resume)
     sig=STOP; [ "$1" = resume ] && sig=CONT
     kill -"$sig" -- "-$(cat "$dir/pid")"
@@ -61,7 +68,7 @@ case "${1:-status}" in
     tail -n 5 "$dir/queue.log" 2>/dev/null || echo "no queue has run"
     ;;
   *)
-    echo "usage: scripts/queue.sh start [TABLE...] | pause | resume | status" >&2
+    echo "usage: scripts/queue.sh start [TABLE...] | pause | resume | stop | status" >&2
     exit 2
     ;;
 esac
