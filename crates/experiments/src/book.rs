@@ -20,8 +20,18 @@ use crate::estimate::{self, Kind, Rates};
 use crate::model_config::{ModelTableConfig, split_published};
 use crate::output::format_value;
 
-/// The file a table run writes into its output folder.
+/// The file a table run with seed 0 writes into its output folder.
 pub const RUN_ROWS: &str = "rows.json";
+
+/// The rows file of a run with `seed`: `rows.json` for seed 0 (the rows the book's figures
+/// come from), `rows-seed-<seed>.json` for the others (the spread over seeds).
+pub fn rows_file(seed: u64) -> String {
+    if seed == 0 {
+        RUN_ROWS.to_string()
+    } else {
+        format!("rows-seed-{seed}.json")
+    }
+}
 
 /// One row of a report's table, as its study file lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,13 +247,14 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
         let rows = study_rows(&study);
         let estimates = row_estimates(&study, &path, &rates)?;
         let run = read_run(&results.join(name).join(RUN_ROWS))?;
+        let seeds = seed_runs(&results.join(name), &text)?;
         let _ = writeln!(
             lines,
             "\n## `{name}` ({} row(s)): `cargo run --release -p experiments --bin {name}`\n",
             rows.len()
         );
-        lines.push_str("| table | row | figure | report | ours | commit | status |\n");
-        lines.push_str("|---|---|---|---|---|---|---|\n");
+        lines.push_str("| table | row | figure | report | ours | seeds | commit | status |\n");
+        lines.push_str("|---|---|---|---|---|---|---|---|\n");
         for (i, row) in rows.iter().enumerate() {
             total += 1;
             let figure = main_figure(&row.report).unwrap_or("-");
@@ -259,13 +270,17 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
             if status == RowStatus::Current {
                 current += 1;
             }
+            let spread = (status == RowStatus::Current)
+                .then(|| seed_spread(&seeds, ours.map(|(_, o)| o), i, figure))
+                .flatten();
             let _ = writeln!(
                 lines,
-                "| {} | {} | {figure} | {} | {} | {} | {} |",
+                "| {} | {} | {figure} | {} | {} | {} | {} | {} |",
                 row.table.replace('|', "/"),
                 row.row.replace('|', "/"),
                 cell(row.report.get(figure)),
                 ours.map_or("-".into(), |(_, o)| cell(o.ours.get(figure))),
+                spread.map_or("-".into(), |s| s.text()),
                 ours.map_or("-".to_string(), |(r, o)| o
                     .commit
                     .as_ref()
@@ -290,7 +305,10 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
          by hand; CI checks that it matches the committed results. A row is current when its \
          figure was made with the row's full configuration (no `--quick` or `--epochs`; seed 0; \
          `--only`, `--rows` and `--limit` only choose rows) from the study file as it is now, under this build's result-key and numerics versions; stale when its figure \
-         comes from another study text, version or a partial run; queued when no run has one.\n\n\
+         comes from another study text, version or a partial run; queued when no run has one. \
+         Seeds: the mean and standard deviation of a current row's figure over seed 0 and \
+         every current run with another seed (`--seed N --out experiments/results/<table>/seed-N` \
+         writes its `rows-seed-N.json`).\n\n\
          {}\n{lines}",
         queued.summary(&rates)
     ))
@@ -376,6 +394,112 @@ impl Queued {
     }
 }
 
+/// The `rows-seed-*.json` files in `folder`, sorted.
+fn seed_files(folder: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("rows-seed-") && n.ends_with(".json"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The current runs of seeds other than 0 of a table: `rows-seed-*.json` in its folder and
+/// in its `seed-*` subfolders (where `--seed N --out <table>/seed-N` puts a run, so that
+/// its table, histories and models do not replace seed 0's).
+fn seed_runs(folder: &Path, study_text: &str) -> Result<Vec<RunRows>, String> {
+    let mut files = seed_files(folder);
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        let mut subfolders: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("seed-"))
+            })
+            .collect();
+        subfolders.sort();
+        for sub in subfolders {
+            files.extend(seed_files(&sub));
+        }
+    }
+    let mut runs = Vec::new();
+    for file in files {
+        // Current as seed 0's run is, apart from the seed itself.
+        if let Some(run) = read_run(&file)?
+            && run.seed != 0
+            && stale_reason(
+                &RunRows {
+                    seed: 0,
+                    ..run.clone()
+                },
+                study_text,
+            )
+            .is_empty()
+            && !runs.iter().any(|r: &RunRows| r.seed == run.seed)
+        {
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}
+
+/// A row's figure over seeds: seed 0's and every current other seed's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// Mean over the seeds.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1).
+    pub std: f64,
+    /// Seeds.
+    pub seeds: usize,
+}
+
+impl Spread {
+    /// The spread of `values` (at least two).
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let n = values.len();
+        if n < 2 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        Some(Spread {
+            mean,
+            std: var.sqrt(),
+            seeds: n,
+        })
+    }
+
+    fn text(&self) -> String {
+        format!("{:.4} ± {:.4} ({} seeds)", self.mean, self.std, self.seeds)
+    }
+}
+
+fn seed_spread(
+    seeds: &[RunRows],
+    seed0: Option<&RunRow>,
+    index: usize,
+    figure: &str,
+) -> Option<Spread> {
+    let value = |r: &RunRow| r.ours.get(figure).and_then(Value::as_f64);
+    let mut values: Vec<f64> = seed0.and_then(value).into_iter().collect();
+    for run in seeds {
+        if let Some(v) = run.rows.iter().find(|r| r.index == index).and_then(value) {
+            values.push(v);
+        }
+    }
+    Spread::of(&values)
+}
+
 fn read_run(path: &Path) -> Result<Option<RunRows>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
@@ -421,7 +545,8 @@ pub fn write_run_rows(
     mut rows: Vec<RunRow>,
 ) -> Result<(), String> {
     let text = std::fs::read_to_string(study).map_err(|e| format!("{}: {e}", study.display()))?;
-    if let Some(earlier) = read_run(&out.path(RUN_ROWS))?
+    let file = rows_file(flags.seed);
+    if let Some(earlier) = read_run(&out.path(&file))?
         && earlier.study_sha256 == study_hash(&text)
         && earlier.key_version == search::key::KEY_VERSION
         && earlier.numerics == trainer::NUMERICS_VERSION
@@ -447,7 +572,7 @@ pub fn write_run_rows(
         rows,
     };
     let json = serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?;
-    out.write(RUN_ROWS, &format!("{json}\n"))
+    out.write(&file, &format!("{json}\n"))
 }
 
 #[cfg(test)]
@@ -478,5 +603,64 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[1].table.as_str(), rows[1].row.as_str()), ("G", "f 2"));
         assert_eq!(main_figure(&rows[1].report), Some("val_accuracy"));
+    }
+
+    #[test]
+    fn the_spread_is_the_sample_standard_deviation() {
+        let s = Spread::of(&[0.90, 0.92, 0.94]).unwrap();
+        assert!((s.mean - 0.92).abs() < 1e-12);
+        assert!((s.std - 0.02).abs() < 1e-12);
+        assert_eq!(s.seeds, 3);
+        assert!(Spread::of(&[0.9]).is_none());
+    }
+
+    #[test]
+    fn the_book_spreads_a_current_row_over_current_seed_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (studies, results) = (dir.path().join("studies"), dir.path().join("results"));
+        std::fs::create_dir_all(&studies).unwrap();
+        let study = "dataset = \"iris\"\n[split]\nkind = \"stratified\"\n[[section]]\n\
+                     name = \"S\"\n[[section.model]]\nname = \"a\"\nlayers = \"dense(3, softmax)\"\n\
+                     published = { test_accuracy = 0.5 }\n";
+        std::fs::write(studies.join("t.toml"), study).unwrap();
+        let run = |seed: u64, accuracy: f64, text: &str| RunRows {
+            study_sha256: study_hash(text),
+            key_version: search::key::KEY_VERSION,
+            numerics: trainer::NUMERICS_VERSION,
+            commit: "abcdef0".into(),
+            partial: None,
+            seed,
+            rows: vec![RunRow {
+                index: 0,
+                row: "a".into(),
+                ours: serde_json::json!({ "test_accuracy": accuracy })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                commit: None,
+            }],
+        };
+        let write = |path: std::path::PathBuf, run: RunRows| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, serde_json::to_string(&run).unwrap()).unwrap();
+        };
+        let table = results.join("t");
+        write(table.join(RUN_ROWS), run(0, 0.90, study));
+        write(table.join("seed-1").join(rows_file(1)), run(1, 0.92, study));
+        write(table.join(rows_file(2)), run(2, 0.94, study));
+        // Another study text's seed: not counted.
+        write(
+            table.join("seed-3").join(rows_file(3)),
+            run(3, 0.10, "other"),
+        );
+        let text = book(&studies, &results).unwrap();
+        assert!(
+            text.starts_with("rows with a current figure of ours: 1 / 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 0.9000 | 0.9200 ± 0.0200 (3 seeds) |"),
+            "{text}"
+        );
     }
 }
