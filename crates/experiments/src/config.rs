@@ -118,6 +118,10 @@ pub struct MlpTableConfig {
     /// Figures of other tools on the same split (for example scikit-learn), shown beside.
     #[serde(default)]
     pub baselines: Vec<toml::Table>,
+    /// Give the report's rows a column from report 001's MLP class as its text writes it
+    /// (`trainer::as_written`) beside this project's sound implementation.
+    #[serde(default)]
+    pub as_written: bool,
     /// The `--quick` scale.
     #[serde(default)]
     pub quick: QuickConfig,

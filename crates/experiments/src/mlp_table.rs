@@ -13,6 +13,7 @@ use search::{
     TrialRecord, ranked,
 };
 use serde_json::{Map, Value};
+use trainer::as_written::{AsWrittenFit, fit_as_written};
 use trainer::{History, Mlp, MlpTask, TrainedModel};
 
 use crate::cli::Flags;
@@ -321,9 +322,17 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         header: MLP_COLUMNS.iter().map(|c| c.to_string()).collect(),
         rows: Vec::new(),
     };
+    let as_written = if config.as_written {
+        as_written_rows(&search, &row_trials, &train, &test, &selected.device)
+    } else {
+        Vec::new()
+    };
     for f in &figure_names {
         rows_table.header.push(format!("{f} (report)"));
         rows_table.header.push(format!("{f} (ours)"));
+        if config.as_written && AS_WRITTEN_FIGURES.contains(&f.as_str()) {
+            rows_table.header.push(format!("{f} (as written)"));
+        }
     }
     let mut run_rows: Vec<crate::book::RunRow> = Vec::new();
     for (index, (row, trial)) in config.published.iter().zip(&row_trials).enumerate() {
@@ -341,6 +350,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                 _ => row.get(*c).map_or("-".into(), format_value),
             })
             .collect();
+        let written = as_written.get(index).and_then(|r| r.as_ref().ok());
         for f in &figure_names {
             cells.push(row.get(f).map_or("-".into(), format_value));
             cells.push(match ours.map(|r| (our_figure(r, f), &r.status)) {
@@ -348,15 +358,31 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
                 Some((None, status)) => format!("{status:?}").to_lowercase(),
                 None => "not run (--limit)".into(),
             });
+            if config.as_written && AS_WRITTEN_FIGURES.contains(&f.as_str()) {
+                cells.push(match as_written.get(index) {
+                    Some(Ok(fit)) => format!("{:.4}", as_written_figure(fit, f)),
+                    Some(Err(e)) => format!("failed ({e})"),
+                    None => "-".into(),
+                });
+            }
         }
         if let Some(r) = ours {
+            let mut figures: Map<String, Value> = figure_names
+                .iter()
+                .filter_map(|f| our_figure(r, f).map(|v| (f.clone(), Value::from(v))))
+                .collect();
+            for f in AS_WRITTEN_FIGURES {
+                if let Some(fit) = written {
+                    figures.insert(
+                        format!("{f}_as_written"),
+                        Value::from(as_written_figure(fit, f)),
+                    );
+                }
+            }
             run_rows.push(crate::book::RunRow {
                 index,
                 row: cells[..MLP_COLUMNS.len()].join(", "),
-                ours: figure_names
-                    .iter()
-                    .filter_map(|f| our_figure(r, f).map(|v| (f.clone(), Value::from(v))))
-                    .collect(),
+                ours: figures,
                 commit: r.commit.clone(),
             });
         }
@@ -367,6 +393,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             report,
             "## The report's rows, with this project's figures\n\n{}",
             rows_table.to_markdown()
+        );
+    }
+    if config.as_written {
+        let _ = writeln!(
+            report,
+            "{}\n",
+            as_written_verdict(&config.published, &as_written)
         );
     }
 
@@ -563,6 +596,77 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     Ok(())
 }
 
+/// The figures the as-written column gives.
+const AS_WRITTEN_FIGURES: [&str; 3] = ["test_score", "train_score", "loss"];
+
+fn as_written_figure(fit: &AsWrittenFit, name: &str) -> f64 {
+    match name {
+        "test_score" => fit.test_score,
+        "train_score" => fit.train_score,
+        _ => fit.loss,
+    }
+}
+
+/// Report 001's class as its text writes it ([`trainer::as_written`]), trained on the
+/// training data with each published row's hyperparameters and scored on the test data.
+fn as_written_rows(
+    search: &MlpSearch,
+    row_trials: &[Trial],
+    train: &Samples,
+    test: &Samples,
+    device: &burn::tensor::Device,
+) -> Vec<Result<AsWrittenFit, String>> {
+    println!("report 001's class as written, on the report's rows:");
+    row_trials
+        .iter()
+        .map(|trial| {
+            let mlp = search.mlp(trial).map_err(|e| e.to_string())?;
+            let fit = fit_as_written(&mlp, train, test, device).map_err(|e| e.to_string())?;
+            println!(
+                "  {}: test {:.4}, train {:.4}, loss {:.2}",
+                trial_label_of(&trial.params),
+                fit.test_score,
+                fit.train_score,
+                fit.loss
+            );
+            Ok(fit)
+        })
+        .collect()
+}
+
+/// Whether the as-written column reproduces the table: at least half of its rows within
+/// 0.05 of the report's test score.
+fn as_written_verdict(
+    published: &[toml::Table],
+    as_written: &[Result<AsWrittenFit, String>],
+) -> String {
+    let mut close = 0;
+    let mut compared = 0;
+    for (row, fit) in published.iter().zip(as_written) {
+        let report = config::to_json(row)
+            .get("test_score")
+            .and_then(Value::as_f64);
+        if let (Some(report), Ok(fit)) = (report, fit) {
+            compared += 1;
+            if (fit.test_score - report).abs() <= 0.05 {
+                close += 1;
+            }
+        }
+    }
+    let verdict = if compared > 0 && 2 * close >= compared {
+        "reproduced (at least half of the rows within 0.05)"
+    } else {
+        "not reproduced (fewer than half of the rows within 0.05; see the notes for what still \
+         differs)"
+    };
+    format!(
+        "As written (report 001's MLP class as its text writes it: no bias, beta x N(0, 1) \
+         weights, the unsquared Frobenius-norm penalty, equation 8's element-wise output delta, \
+         and the loss column's saturated cross-entropy clipped at 1e-10; `trainer::as_written`): \
+         {close} of {compared} rows within 0.05 of the report's test score: {verdict}."
+    )
+}
+
 /// What a validation split would have picked in a study ranked by test score: the same
 /// trials trained again on the training part less a validation part (`validation_fraction`,
 /// stratified for classes), ranked on that part; its test figure only reported. Its trials
@@ -654,7 +758,12 @@ fn default_cell(m: &Mlp, column: &str) -> String {
 
 /// A short label of a trial's parameters for charts.
 fn trial_label(r: &TrialRecord) -> String {
-    r.params
+    trial_label_of(&r.params)
+}
+
+/// A trial's parameters in words, its epochs left out.
+fn trial_label_of(params: &Map<String, Value>) -> String {
+    params
         .iter()
         .filter(|(k, _)| k.as_str() != "epoch")
         .map(|(_, v)| format_value(v))

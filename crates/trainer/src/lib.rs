@@ -3,6 +3,7 @@
 //! callbacks; the per-epoch history; evaluation and scikit-learn's metrics; and the trained
 //! model users keep: preprocessing, prediction on raw inputs, save and load.
 
+pub mod as_written;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod estimator;
