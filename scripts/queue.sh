@@ -35,8 +35,10 @@ run_queue() {
     eval "args=($flags)"  # shell words: --only 'Table 6' is one value
     echo "$(date -Is) start $name $flags"
     local t0=$SECONDS rc=0
-    nice -n 19 "$bin/$name" --config "$bin/studies/$name.toml" \
-      --out "experiments/results/$name" "${args[@]}" >>"$dir/$name.log" 2>&1 || rc=$?
+    # The table's folder unless the flags name another (a seed's: --out <table>/seed-N).
+    [[ " ${args[*]} " == *" --out "* ]] || args+=(--out "experiments/results/$name")
+    nice -n 19 "$bin/$name" --config "$bin/studies/$name.toml" "${args[@]}" \
+      >>"$dir/$name.log" 2>&1 || rc=$?
     if [ "$rc" -eq 0 ]; then
       echo "$(date -Is) done $name in $((SECONDS - t0)) s"
     else
