@@ -56,6 +56,16 @@ pub struct Flags {
     /// continues a model from its checkpoint.
     #[arg(long, default_value_t = 60)]
     pub checkpoint_every: u64,
+    /// Train only this shard's share of the table's models, `I/N` (0-based): every N-th
+    /// from the I-th, into this run's own `--out` folder, then stop. N processes on N
+    /// machines (a Slurm array, a Kubernetes Indexed Job) run the table; `--merge` joins them.
+    #[arg(long)]
+    pub shard: Option<search::Shard>,
+    /// Join the trials, histories and saved models of these shard folders into `--out`
+    /// before the table is built: the run then trains nothing they trained and writes the
+    /// same table, charts and book rows as one unsharded run.
+    #[arg(long, num_args = 1..)]
+    pub merge: Vec<PathBuf>,
 }
 
 impl Flags {
@@ -123,6 +133,43 @@ impl Flags {
         chosen
     }
 
+    /// This run's share of `items` under `--shard` (all of them without it).
+    pub fn shard_of<T>(&self, items: Vec<T>) -> Vec<T> {
+        match self.shard {
+            None => items,
+            Some(shard) => items
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % shard.count == shard.index)
+                .map(|(_, item)| item)
+                .collect(),
+        }
+    }
+
+    /// Joins the `--merge` folders into `out`: their `trials.jsonl` merged into its own (a
+    /// conflict or a missing file is an error and changes nothing), their `histories/` and
+    /// `models/` copied in.
+    pub fn merge_shards(&self, out: &Path) -> Result<(), String> {
+        if self.merge.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<PathBuf> = self.merge.iter().map(|d| d.join("trials.jsonl")).collect();
+        let summary =
+            search::merge(&inputs, &out.join("trials.jsonl")).map_err(|e| e.to_string())?;
+        for dir in &self.merge {
+            for sub in ["histories", "models"] {
+                copy_tree(&dir.join(sub), &out.join(sub))?;
+            }
+        }
+        println!(
+            "merged {} shard folder(s) into {}: {} trial(s)",
+            self.merge.len(),
+            out.display(),
+            summary.records
+        );
+        Ok(())
+    }
+
     /// Worker threads.
     pub fn workers(&self) -> usize {
         self.jobs.map_or_else(
@@ -130,4 +177,23 @@ impl Flags {
             |j| j as usize,
         )
     }
+}
+
+/// Copies the files under `from` (if it exists) into `to`, keeping the layout.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    if !from.is_dir() {
+        return Ok(());
+    }
+    let at = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    std::fs::create_dir_all(to).map_err(|e| at(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| at(from, e))? {
+        let path = entry.map_err(|e| at(from, e))?.path();
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_tree(&path, &target)?;
+        } else {
+            std::fs::copy(&path, &target).map_err(|e| at(&path, e))?;
+        }
+    }
+    Ok(())
 }

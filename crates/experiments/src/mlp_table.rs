@@ -250,6 +250,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         let json = serde_json::json!({ "train": split.train, "test": split.held_out });
         out.write("split.json", &json.to_string())?;
     }
+    flags.merge_shards(&out.dir)?;
     let mut results = ResultsFile::open(&out.path("trials.jsonl")).map_err(|e| e.to_string())?;
     let options = SearchOptions {
         workers: flags.workers(),
@@ -257,8 +258,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         rank: config.rank,
     };
     let summary = search
-        .run(&trials, &mut results, &options)
+        .run(&flags.shard_of(trials.clone()), &mut results, &options)
         .map_err(|e| e.to_string())?;
+    if let Some(shard) = flags.shard {
+        return crate::model_table::shard_done(shard, &summary, &out);
+    }
     if summary.skipped > 0 {
         println!(
             "{} trial(s) were already in {} (delete it to rerun them)",

@@ -550,8 +550,9 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         selected.description
     );
     let parts = validation_parts(&train, &plans, flags.seed)?;
+    flags.merge_shards(&out.dir)?;
     let mut results = ResultsFile::open(&out.path("trials.jsonl")).map_err(|e| e.to_string())?;
-    let trials: Vec<Trial> = plans.iter().map(|p| p.trial.clone()).collect();
+    let trials: Vec<Trial> = flags.shard_of(plans.iter().map(|p| p.trial.clone()).collect());
     let pending = trials
         .iter()
         .filter(|t| !results.contains(&t.key()))
@@ -625,6 +626,9 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         drop_checkpoint(&plans, &record.key, flags, &out)
     })
     .map_err(|e| e.to_string())?;
+    if let Some(shard) = flags.shard {
+        return shard_done(shard, &summary, &out);
+    }
     let records = results.records_of(&trials);
     crate::book::write_run_rows(&out, &path, flags, run_rows(&rows, &plans, &records))?;
     let mut report = write_report(
@@ -651,6 +655,24 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             .find(|p| p.key == r.key)
             .map_or_else(|| r.index.to_string(), |p| p.label.clone())
     })
+}
+
+/// The end of a shard's run: what it trained, and how to join it.
+pub(crate) fn shard_done(
+    shard: search::Shard,
+    summary: &search::SearchSummary,
+    out: &Output,
+) -> Result<(), String> {
+    println!(
+        "shard {}/{}: {} trained now, {} already in {}; join the shards with the same command \
+         and --merge <their folders>, without --shard",
+        shard.index,
+        shard.count,
+        summary.ran,
+        summary.skipped,
+        out.path("trials.jsonl").display()
+    );
+    Ok(())
 }
 
 /// An error listing the models whose training failed with an error (the table marks them
