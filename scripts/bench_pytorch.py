@@ -5,7 +5,9 @@ Builds the same models from experiments/bench.toml (the project's layer text), t
 the same way (Adam 0.001, cross-entropy, the report's batch size, random data of the same
 shape, a shuffled pass per run) and runs inference one batch at a time, timing the median
 samples/s of several runs after a warm-up. Prints a table and writes JSON lines that the
-Rust benchmark reads with --pytorch, so both can be run side by side on one machine:
+Rust benchmark reads with --pytorch, so both can be run side by side on one machine
+(`bench --peer` runs it itself, model by model and phase by phase, interleaved with its own
+runs, in a virtual environment it creates when PyTorch is missing):
 
     pip install torch            # a benchmark peer, never a dependency of the project
     python3 scripts/bench_pytorch.py --out out/bench/pytorch.jsonl
@@ -18,6 +20,7 @@ import argparse
 import json
 import math
 import re
+import resource
 import statistics
 import sys
 import time
@@ -171,7 +174,7 @@ def train_run(model, optimizer, x, y, batch, device):
 def infer_runs(model, x, steps, runs, device):
     model.eval()
     out = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for _ in range(runs):
             sync(device)
             start = time.perf_counter()
@@ -187,7 +190,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=root / "experiments" / "bench.toml")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--only", default=None)
+    p.add_argument("--only", default=None, help="models whose name contains this text")
+    p.add_argument("--model", default=None, help="the model of exactly this name")
+    p.add_argument("--phase", choices=["train", "inference", "both"], default="both")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
@@ -202,6 +207,8 @@ def main():
     for m in models:
         if a.only and a.only.lower() not in m["name"].lower():
             continue
+        if a.model and a.model != m["name"]:
+            continue
         shape, batch = tuple(m["input"]), m["batch_size"]
         model = build(m["layers"], shape).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
@@ -212,13 +219,17 @@ def main():
         steps = max(2, min(500, round(a.seconds / per_step)))
         x = torch.rand(steps * batch, *shape)
         y = torch.randint(0, 10, (steps * batch,))
-        train = [steps * batch / train_run(model, opt, x, y, batch, device) for _ in range(a.runs)]
-        xb = torch.rand(batch, *shape)
-        infer_runs(model, xb, 2, 1, device)
-        t = infer_runs(model, xb, 1, 1, device)[0]
-        steps = max(2, min(5000, round(a.seconds * t / batch)))
-        infer = infer_runs(model, xb, steps, a.runs, device)
-        for phase, runs in (("train", train), ("inference", infer)):
+        phases = []
+        if a.phase in ("train", "both"):
+            train = [steps * batch / train_run(model, opt, x, y, batch, device) for _ in range(a.runs)]
+            phases.append(("train", train))
+        if a.phase in ("inference", "both"):
+            xb = torch.rand(batch, *shape)
+            infer_runs(model, xb, 2, 1, device)
+            t = infer_runs(model, xb, 1, 1, device)[0]
+            steps = max(2, min(5000, round(a.seconds * t / batch)))
+            phases.append(("inference", infer_runs(model, xb, steps, a.runs, device)))
+        for phase, runs in phases:
             line = {
                 "backend": f"pytorch {torch.__version__} ({device}, {torch.get_num_threads()} threads)",
                 "model": m["name"],
@@ -226,6 +237,8 @@ def main():
                 "batch_size": batch,
                 "samples_per_s": statistics.median(runs),
                 "runs": runs,
+                # The process's peak resident memory so far (Linux reports KiB).
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
             lines.append(line)
             print(f"{line['backend']} | {m['name']} | {phase} | {batch} | {line['samples_per_s']:.1f} samples/s", flush=True)

@@ -45,6 +45,18 @@ pub struct BenchFlags {
     /// Output folder for bench.md and bench.csv.
     #[arg(long, default_value = "out/bench")]
     pub out: PathBuf,
+    /// Run PyTorch (scripts/bench_pytorch.py, CPU, 2 threads) beside this project on the
+    /// CPU, interleaved model by model for --rounds rounds, and print ratio lines and peak
+    /// memory (writes peer.md).
+    #[arg(long)]
+    pub peer: bool,
+    /// Rounds of the --peer comparison.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// The Python with PyTorch for --peer (default: out/torch-venv/bin/python, made with
+    /// `python3 -m venv` and `pip install torch numpy` when it cannot import torch).
+    #[arg(long)]
+    pub peer_python: Option<PathBuf>,
 }
 
 /// A model to time.
@@ -77,7 +89,8 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn name(self) -> &'static str {
+    /// `train` or `inference`.
+    pub fn name(self) -> &'static str {
         match self {
             Phase::Train => "train",
             Phase::Inference => "inference",
@@ -153,12 +166,12 @@ fn synthetic(shape: &[usize], items: usize, seed: u64) -> Result<Samples, String
 }
 
 /// Resets the process's peak resident memory (Linux), so the next reading is this phase's.
-fn reset_peak_memory() {
+pub(crate) fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Peak resident memory since the last reset, MiB (Linux).
-fn peak_memory_mib() -> Option<f64> {
+pub(crate) fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -223,7 +236,7 @@ fn time_training(
 
 /// Samples per second of `runs` timed training runs, each long enough to last about
 /// `seconds`, after a warm-up run.
-fn bench_training(
+pub(crate) fn bench_training(
     model: &BenchModel,
     spec: &ModelSpec,
     device: &Device,
@@ -243,7 +256,7 @@ fn bench_training(
 
 /// Samples per second of `runs` timed inference runs (one batch at a time, copied to the
 /// device and the probabilities read back), after a warm-up.
-fn bench_inference(
+pub(crate) fn bench_inference(
     model: &BenchModel,
     spec: &ModelSpec,
     device: &Device,
@@ -300,6 +313,26 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
     let file: BenchFile = crate::config::read(&path).map_err(|e| e.to_string())?;
     if !(flags.seconds > 0.0 && flags.seconds.is_finite()) {
         return Err(format!("--seconds {} must be positive", flags.seconds));
+    }
+    if flags.peer {
+        let models: Vec<BenchModel> = file
+            .model
+            .iter()
+            .filter(|m| {
+                flags
+                    .only
+                    .as_ref()
+                    .is_none_or(|o| m.name.to_lowercase().contains(&o.to_lowercase()))
+            })
+            .cloned()
+            .collect();
+        let report = crate::peer::run(flags, &models, &path)?;
+        println!("\n{report}");
+        std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+        let md = flags.out.join("peer.md");
+        std::fs::write(&md, &report).map_err(|e| format!("{}: {e}", md.display()))?;
+        println!("written to {}", md.display());
+        return Ok(());
     }
     let choices = match flags.device.to_ascii_lowercase().as_str() {
         "all" => {

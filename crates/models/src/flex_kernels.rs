@@ -20,12 +20,14 @@
 
 use std::mem::MaybeUninit;
 
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
@@ -110,9 +112,31 @@ pub fn conv2d_relu_max_pool2d(
     ))
 }
 
+/// `relu?(x · weight + bias)` for inference on flex: `x` is `[batch, inputs]`, `weight`
+/// `[inputs, units]`, `bias` `[units]`. One gemm accumulates into rows that already hold
+/// the bias, and the ReLU runs over the output while it is in cache: no separate pass or
+/// tensor for either. Call only where [`runs_on_flex`] and not on the autodiff device (it
+/// records no gradient; there Burn's operations are used).
+pub fn dense(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>, relu: bool) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FlexKernels>::dense_fused(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        relu,
+    ))
+}
+
 /// The operations, as a Burn backend extension for flex with and without autodiff.
 #[backend_extension(Flex, Autodiff)]
 pub trait FlexKernels: Backend {
+    /// `relu?(x · weight + bias)` (inference).
+    fn dense_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
     /// `relu?(conv2d(x, weight) + bias)`.
     fn conv2d_fused(
         x: FloatTensor<Self>,
@@ -136,6 +160,10 @@ pub trait FlexKernels: Backend {
 }
 
 impl FlexKernels for Flex {
+    fn dense_fused(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, relu: bool) -> FlexTensor {
+        dense_forward(&x, &weight, &bias, relu)
+    }
+
     fn conv2d_fused(
         x: FlexTensor,
         weight: FlexTensor,
@@ -162,6 +190,19 @@ impl FlexKernels for Flex {
 }
 
 impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
+    /// Burn's own operations (tracked for gradients): the fused kernel is for inference.
+    fn dense_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let units = bias.shape().dims::<1>()[0];
+        let y = Self::float_matmul(x, weight);
+        let y = Self::float_add(y, Self::float_reshape(bias, [1, units].into()));
+        if relu { Self::relu(y) } else { y }
+    }
+
     fn conv2d_fused(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -862,6 +903,38 @@ fn per_image_parallelism(batch: usize) -> Parallelism {
     }
 }
 
+fn dense_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, relu: bool) -> FlexTensor {
+    let [m, k] = x.layout().shape().dims::<2>();
+    let n = weight.layout().shape().dims::<2>()[1];
+    let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        out.extend_from_slice(&bias);
+    }
+    let parallelism = if m * n * k >= 1 << 16 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    matmul(
+        [m, n, k],
+        as_uninit(&mut out),
+        [n, 1],
+        true,
+        &x,
+        [k, 1],
+        &weight,
+        [n, 1],
+        parallelism,
+    );
+    if relu {
+        for v in &mut out {
+            *v = v.max(0.0);
+        }
+    }
+    flex_tensor(out, [m, n])
+}
+
 fn conv_forward(
     x: &FlexTensor,
     weight: &FlexTensor,
@@ -1254,6 +1327,26 @@ mod tests {
     use burn::tensor::module::{conv2d as burn_conv2d, max_pool2d as burn_max_pool2d};
     use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
     use burn::tensor::{Device, Tensor};
+
+    #[test]
+    fn dense_matches_burns_linear_with_and_without_relu() {
+        let device = Device::flex();
+        for (m, k, n) in [(1, 3, 2), (7, 33, 5), (128, 784, 96)] {
+            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 0.2), &device);
+            let b = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+            let linear = burn::tensor::module::linear(x.clone(), w.clone(), Some(b.clone()));
+            for relu_on in [false, true] {
+                let burns = if relu_on {
+                    relu(linear.clone())
+                } else {
+                    linear.clone()
+                };
+                let ours = dense(x.clone(), w.clone(), b.clone(), relu_on);
+                assert_close(&format!("dense {m}x{k}x{n}"), values(ours), values(burns));
+            }
+        }
+    }
 
     /// Burn's options for the same max pool as `window`.
     fn pool_options(window: Window) -> MaxPoolOptions<2> {

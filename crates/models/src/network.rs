@@ -224,8 +224,7 @@ impl Network {
                 (Layer::Dense { activation, .. }, Value::Flat(x)) => {
                     let p = &self.dense[dense];
                     dense += 1;
-                    let y = linear(x, p.weight.val(), Some(p.bias.val()));
-                    Value::Flat(activate(y, skip_softmax(*activation), 1))
+                    Value::Flat(dense_layer(x, p, skip_softmax(*activation)))
                 }
                 (
                     Layer::Conv {
@@ -326,6 +325,25 @@ impl Network {
             out
         }
     }
+}
+
+/// `activation(x · weight + bias)`: for inference on flex with a linear or ReLU activation
+/// through the project's fused kernel, elsewhere through Burn's operations.
+fn dense_layer(x: Tensor<2>, p: &DenseParams, activation: Activation) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if matches!(activation, Activation::Linear | Activation::Relu)
+        && flex_kernels::runs_on_flex(&x)
+        && !x.device().is_autodiff()
+    {
+        return flex_kernels::dense(
+            x,
+            p.weight.val(),
+            p.bias.val(),
+            activation == Activation::Relu,
+        );
+    }
+    let y = linear(x, p.weight.val(), Some(p.bias.val()));
+    activate(y, activation, 1)
 }
 
 /// `activation(conv2d(x, weight) + bias)`: on flex through the project's own kernel (with
