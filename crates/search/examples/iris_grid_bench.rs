@@ -1,23 +1,37 @@
-//! Benchmark: report 001's iris grid (540 MLPs, 300 epochs each, `experiments/iris.toml`)
-//! against scikit-learn's 172 s on this 2-core machine (MLPClassifier with joblib on both
-//! cores, measured once, see the README).
+//! Benchmark: report 001's iris grid (540 MLPs, 300 epochs each, `experiments/iris.toml`),
+//! and with `--peer` against scikit-learn on the same grid in the same session
+//! (`scripts/sklearn_iris.py`, MLPClassifier with joblib on the same cores), interleaved for
+//! `--rounds` rounds.
 //!
 //! ```text
 //! cargo run --release -p search --example iris_grid_bench -- [--jobs N] [--one-by-one] [--limit N]
+//!     [--peer [--rounds N] [--peer-python PATH]]
 //! ```
 //!
-//! Prints the wall time, trials per second, the ratio to scikit-learn, and the five best
-//! trials. `--one-by-one` trains every trial alone (no stacking), for comparison.
+//! Prints the wall time, trials per second and the five best trials; with `--peer`, each
+//! round's times and `ratio iris-grid <median ours/scikit-learn time>` with the spread (the
+//! Python defaults to `out/torch-venv/bin/python`, made with scikit-learn on first use).
 
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
 use burn::tensor::Device;
 use data::{DataDirs, DatasetName, HoldOut, stratified_split};
-use search::{Grid, MLP_COLUMNS, MlpSearch, RankBy, ResultsFile, SearchOptions, Table, best};
+use search::{
+    Grid, MLP_COLUMNS, MlpSearch, RankBy, ResultsFile, SearchOptions, SearchSummary, Table, Trial,
+    best,
+};
 use trainer::{Mlp, MlpTask};
 
-/// scikit-learn's time for the same grid on this machine (seconds).
-const SKLEARN_SECONDS: f64 = 172.0;
+/// What the command line asked for.
+struct Args {
+    jobs: usize,
+    stacked: bool,
+    limit: usize,
+    peer: bool,
+    rounds: usize,
+    peer_python: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
     match run() {
@@ -29,24 +43,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut stacked = true;
-    let mut limit = usize::MAX;
+fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
+    let mut a = Args {
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        stacked: true,
+        limit: usize::MAX,
+        peer: false,
+        rounds: 3,
+        peer_python: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--jobs" => jobs = args.next().ok_or("--jobs needs a number")?.parse()?,
-            "--limit" => limit = args.next().ok_or("--limit needs a number")?.parse()?,
-            "--one-by-one" => stacked = false,
+            "--jobs" => a.jobs = value("--jobs")?.parse()?,
+            "--limit" => a.limit = value("--limit")?.parse()?,
+            "--rounds" => a.rounds = value("--rounds")?.parse()?,
+            "--peer-python" => a.peer_python = Some(value("--peer-python")?.into()),
+            "--one-by-one" => a.stacked = false,
+            "--peer" => a.peer = true,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
-    if jobs == 0 {
-        return Err("--jobs must be at least 1".into());
+    if a.jobs == 0 || a.rounds == 0 {
+        return Err("--jobs and --rounds must be at least 1".into());
     }
+    Ok(a)
+}
 
-    let config_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../experiments/iris.toml");
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let config_path = repository().join("experiments/iris.toml");
     let config: toml::Table = toml::from_str(&std::fs::read_to_string(config_path)?)?;
     let grid = Grid::from_value(serde_json::to_value(
         config
@@ -54,8 +85,109 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("experiments/iris.toml has no [grid]")?,
     )?)?;
     let mut trials = grid.trials();
-    trials.truncate(limit);
+    trials.truncate(args.limit);
+    if !args.peer {
+        return ours(&args, &trials, true).map(|_| ());
+    }
+    let python = peer_python(&args)?;
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        let t = ours(&args, &trials, round == args.rounds)?.seconds;
+        let p = sklearn_seconds(&python, &args, trials.len())?;
+        println!(
+            "round {round}/{}: ours {t:.1} s, scikit-learn {p:.1} s ({:.3})",
+            args.rounds,
+            t / p
+        );
+        mine.push(t);
+        theirs.push(p);
+    }
+    let mut ratios: Vec<f64> = mine.iter().zip(&theirs).map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "ratio iris-grid time {:.3} ({:.3}-{:.3} over {} rounds; ours/scikit-learn, lower is \
+         faster; {} trials, {} worker(s) each side)",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        args.rounds,
+        trials.len(),
+        args.jobs
+    );
+    Ok(())
+}
 
+/// The Python with scikit-learn: `--peer-python`, else `out/torch-venv/bin/python`, made
+/// (and given scikit-learn) when it cannot import it.
+fn peer_python(args: &Args) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    if let Some(p) = &args.peer_python {
+        return Ok(p.clone());
+    }
+    let venv = repository().join("out/torch-venv");
+    let python = venv.join("bin/python");
+    let has = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import sklearn, joblib"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has(&python) {
+        return Ok(python);
+    }
+    eprintln!(
+        "scikit-learn is missing: installing it into {}",
+        venv.display()
+    );
+    if !python.exists() {
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?;
+    }
+    Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "scikit-learn"])
+        .status()?;
+    if has(&python) {
+        Ok(python)
+    } else {
+        Err(format!("{} cannot import scikit-learn", python.display()).into())
+    }
+}
+
+/// scikit-learn's wall seconds for the grid's first `trials` trials.
+fn sklearn_seconds(
+    python: &Path,
+    args: &Args,
+    trials: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let output = Command::new(python)
+        .arg(repository().join("scripts/sklearn_iris.py"))
+        .args([
+            "--jobs",
+            &args.jobs.to_string(),
+            "--limit",
+            &trials.to_string(),
+        ])
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "scripts/sklearn_iris.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    line.get("seconds")
+        .and_then(serde_json::Value::as_f64)
+        .ok_or_else(|| "scripts/sklearn_iris.py printed no seconds".into())
+}
+
+/// One run of the grid; prints its summary, and the best trials when `report`.
+fn ours(
+    args: &Args,
+    trials: &[Trial],
+    report: bool,
+) -> Result<SearchSummary, Box<dyn std::error::Error>> {
     let all = DataDirs::new(None).load(DatasetName::Iris)?.train;
     let split = stratified_split(
         all.targets.labels().unwrap_or(&[]),
@@ -66,23 +198,28 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let defaults = Mlp::new(MlpTask::Classification, 0);
     let mut search = MlpSearch::new(&train, defaults, Device::flex());
     search.test = Some(&test);
-    search.stacked = stacked;
+    search.stacked = args.stacked;
 
     let dir = tempfile::tempdir()?;
     let mut results = ResultsFile::open(&dir.path().join("iris.jsonl"))?;
     let options = SearchOptions {
-        workers: jobs,
-        progress: true,
+        workers: args.jobs,
+        progress: !args.peer,
         rank: RankBy::Test,
     };
     println!(
-        "report 001 iris grid: {} trials, {} train / {} test, {jobs} worker(s), {}",
+        "report 001 iris grid: {} trials, {} train / {} test, {} worker(s), {}",
         trials.len(),
         train.len(),
         test.len(),
-        if stacked { "stacked" } else { "one by one" }
+        args.jobs,
+        if args.stacked {
+            "stacked"
+        } else {
+            "one by one"
+        }
     );
-    let summary = search.run(&trials, &mut results, &options)?;
+    let summary = search.run(trials, &mut results, &options)?;
     let failed = results
         .records
         .iter()
@@ -99,30 +236,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         summary.seconds,
         summary.ran as f64 / summary.seconds
     );
-    if trials.len() == grid.len() {
-        println!(
-            "scikit-learn: {SKLEARN_SECONDS:.0} s for the same grid; this run took {:.3} of it \
-             ({:.1}x faster; target: at most 0.25)",
-            summary.seconds / SKLEARN_SECONDS,
-            SKLEARN_SECONDS / summary.seconds
+    if report {
+        let top = Table::top(
+            &results.records,
+            5,
+            &[
+                MLP_COLUMNS,
+                &["test_score", "train_score", "train_loss", "test_loss"],
+            ]
+            .concat(),
+            RankBy::Test,
         );
+        print!("{}", top.to_markdown());
+        if let Some(b) = best(&results.records, RankBy::Test) {
+            println!(
+                "best test accuracy {:.4} (report Table 1: 1.00)",
+                b.test_score.unwrap_or(f64::NAN)
+            );
+        }
     }
-    let top = Table::top(
-        &results.records,
-        5,
-        &[
-            MLP_COLUMNS,
-            &["test_score", "train_score", "train_loss", "test_loss"],
-        ]
-        .concat(),
-        RankBy::Test,
-    );
-    print!("{}", top.to_markdown());
-    if let Some(b) = best(&results.records, RankBy::Test) {
-        println!(
-            "best test accuracy {:.4} (report Table 1: 1.00)",
-            b.test_score.unwrap_or(f64::NAN)
-        );
-    }
-    Ok(())
+    Ok(summary)
 }
