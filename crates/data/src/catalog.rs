@@ -182,6 +182,39 @@ pub struct DatasetSize {
     pub shape: &'static [usize],
 }
 
+/// Which form of a dataset was read, for a dataset that has more than one (CIFAR-10: the
+/// official binary batches, or the JPEG re-encoding offline mirrors hold, whose pixels differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataForm {
+    /// The official files.
+    Official,
+    /// CIFAR-10's JPEG re-encoding (`cifar10-jpeg`): lossy, so not the official pixels.
+    JpegMirror,
+}
+
+impl DataForm {
+    /// The form's part of a result key: `official` for the official CIFAR-10 batches, and
+    /// nothing for the JPEG mirror, the form every stored CIFAR-10 result so far was made
+    /// from (so their keys stay as they were), so that results of the two never mix.
+    pub fn key(self) -> Option<&'static str> {
+        match self {
+            DataForm::Official => Some("official"),
+            DataForm::JpegMirror => None,
+        }
+    }
+
+    /// The form in words, for tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DataForm::Official => "the official binary batches",
+            DataForm::JpegMirror => {
+                "the JPEG re-encoding of the mirror (cifar10-jpeg; lossy, so its pixels are not \
+                 the official ones)"
+            }
+        }
+    }
+}
+
 /// A dataset's training and test parts (`test` is `None` where the dataset has no
 /// published test split: iris and diabetes).
 #[derive(Debug, Clone)]
@@ -190,6 +223,8 @@ pub struct Splits {
     pub train: Samples,
     /// Test items, when the dataset defines them.
     pub test: Option<Samples>,
+    /// Which form was read, for a dataset that has more than one (CIFAR-10).
+    pub form: Option<DataForm>,
 }
 
 impl DatasetName {
@@ -332,6 +367,7 @@ impl DatasetName {
                 Ok(Splits {
                     train,
                     test: Some(test),
+                    form: None,
                 })
             }
             DatasetName::Cifar10 => {
@@ -341,6 +377,7 @@ impl DatasetName {
                     return Ok(Splits {
                         train,
                         test: Some(test),
+                        form: Some(DataForm::Official),
                     });
                 }
                 let jpeg = folder.join(CIFAR10_MIRROR.unpacks_to);
@@ -350,6 +387,7 @@ impl DatasetName {
                 Ok(Splits {
                     train,
                     test: Some(test),
+                    form: Some(DataForm::JpegMirror),
                 })
             }
             // The documented classes: a label outside them (a typo such as
@@ -365,6 +403,7 @@ impl DatasetName {
                     ])),
                 )?,
                 test: None,
+                form: None,
             }),
             DatasetName::Statlog => {
                 let format = DelimitedFormat {
@@ -378,6 +417,7 @@ impl DatasetName {
                 Ok(Splits {
                     train,
                     test: Some(test),
+                    form: None,
                 })
             }
             DatasetName::Diabetes => {
@@ -390,6 +430,7 @@ impl DatasetName {
                 Ok(Splits {
                     train: load_delimited(&file("diabetes.tab.txt")?, &format, None)?,
                     test: None,
+                    form: None,
                 })
             }
         }

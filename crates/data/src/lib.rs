@@ -22,7 +22,7 @@ pub mod samples;
 pub mod split;
 
 pub use batcher::{Batch, BatchTargets, Item, ItemBatcher, ItemTarget, SamplesDataset};
-pub use catalog::{DatasetName, DatasetSize, Splits};
+pub use catalog::{DataForm, DatasetName, DatasetSize, Splits};
 pub use error::{DataError, Result};
 pub use fetch::{FetchOutcome, FetchSource, fetch_dataset, verify_dataset};
 pub use locate::{DATA_DIR_ENV, DataDirs, Origin};

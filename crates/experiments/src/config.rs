@@ -200,6 +200,8 @@ pub struct LoadedSplit {
     /// For a hold-out split of the full data: the items (0-based rows of the dataset's file)
     /// in each part, so that other tools can be run on exactly the same split.
     pub indices: Option<data::Split>,
+    /// Which form of the dataset was read, where it has more than one (CIFAR-10).
+    pub form: Option<data::DataForm>,
 }
 
 /// Training and test data for a split, each shrunk to at most `train_items` /
@@ -212,6 +214,7 @@ pub fn load_split(
     limits: Option<(usize, usize)>,
 ) -> Result<LoadedSplit, ConfigError> {
     let splits = dirs.load(dataset).map_err(|e| ConfigError(e.to_string()))?;
+    let form = splits.form;
     let mut indices = None;
     let (train, test) = match (split.kind, splits.test) {
         (SplitKind::Official, Some(test)) => (splits.train, test),
@@ -240,6 +243,7 @@ pub fn load_split(
             train,
             test,
             indices,
+            form,
         });
     };
     let (keep_train, keep_test) = (
@@ -255,6 +259,7 @@ pub fn load_split(
         train: train.subset(&keep_train),
         test: test.subset(&keep_test),
         indices,
+        form,
     })
 }
 
@@ -280,6 +285,7 @@ pub fn load_run_data(
 pub fn data_config<'a>(
     dataset: &'a str,
     train: &Samples,
+    form: Option<data::DataForm>,
     split: &SplitConfig,
     seed: u64,
     quick: Option<&QuickConfig>,
@@ -296,6 +302,7 @@ pub fn data_config<'a>(
         split_seed: seed,
         subset: quick.map(|q| (q.train_items, q.test_items)),
         validation_fraction: None,
+        form: form.and_then(data::DataForm::key),
     }
 }
 

@@ -103,6 +103,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         &config.split,
         &config.quick,
     )?;
+    let form = loaded.form;
     let (train, test) = (loaded.train, loaded.test);
     let task = match train.targets {
         Targets::Classes { .. } => MlpTask::Classification,
@@ -132,6 +133,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         ..config::data_config(
             &config.dataset,
             &train,
+            form,
             &config.split,
             flags.seed,
             flags.quick.then_some(&config.quick),

@@ -503,6 +503,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     config.title = config::title_or_file_name(&config.title, &path);
     let loaded =
         config::load_run_data(flags, &path, &config.dataset, &config.split, &config.quick)?;
+    let form = loaded.form;
     let (train, test) = (loaded.train, loaded.test);
     if train.num_classes().is_none() {
         return Err(format!(
@@ -515,6 +516,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let data = config::data_config(
         &config.dataset,
         &train,
+        form,
         &config.split,
         flags.seed,
         flags.quick.then_some(&config.quick),
@@ -634,6 +636,14 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let mut report = write_report(
         &config, flags, &plans, &rows, &records, &out, &test, &selected,
     )?;
+    if let Some(form) = form {
+        let _ = writeln!(
+            report,
+            "Data: {} read from {}.\n",
+            config.dataset,
+            form.describe()
+        );
+    }
     let _ = writeln!(
         report,
         "Run time {:.1} s ({} model(s) trained now, {} from trials.jsonl); training every model \

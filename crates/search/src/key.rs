@@ -77,6 +77,9 @@ pub struct DataKey<'a> {
     pub subset: Option<(usize, usize)>,
     /// The validation part's fraction of the training data, where the run states one.
     pub validation_fraction: Option<f64>,
+    /// Which form of the dataset was read, where it has more than one and the form has a
+    /// key (`data::DataForm::key`).
+    pub form: Option<&'a str>,
 }
 
 impl DataKey<'_> {
@@ -99,6 +102,9 @@ impl DataKey<'_> {
         });
         if let Some(f) = self.validation_fraction {
             value["validation_fraction"] = Value::from(f);
+        }
+        if let Some(form) = self.form {
+            value["form"] = Value::from(form);
         }
         value
     }
@@ -148,6 +154,7 @@ mod tests {
             split_seed: 0,
             subset: Some((100, 30)),
             validation_fraction: Some(0.2),
+            form: None,
         };
         assert_eq!(
             key.to_value(),
@@ -163,6 +170,12 @@ mod tests {
         };
         assert_eq!(plain.to_value()["subset"], Value::Null);
         assert!(plain.to_value().get("validation_fraction").is_none());
+        assert!(plain.to_value().get("form").is_none());
+        let official = DataKey {
+            form: Some("official"),
+            ..plain.clone()
+        };
+        assert_eq!(official.to_value()["form"], "official");
     }
 
     /// The pinned key of a fixed configuration: if this fails, the canonical form or the

@@ -292,10 +292,14 @@ fn hold_out(
 /// Training and test data, and the split in the canonical form of result keys: the
 /// dataset's own test set, else the study file's `[split]`, else a stratified hold-out of
 /// `--test-fraction`.
-fn split_data(args: &RunArgs, file: &GridFile) -> Result<(Samples, Samples, SplitKey), String> {
+fn split_data(
+    args: &RunArgs,
+    file: &GridFile,
+) -> Result<(Samples, Samples, SplitKey, Option<&'static str>), String> {
     let splits = DataDirs::new(args.data_dir.as_deref())
         .load(args.dataset)
         .map_err(|e| e.to_string())?;
+    let form = splits.form.and_then(data::DataForm::key);
     let (kind, fraction) = match &file.split {
         Some(s) => (s.kind.as_str(), s.test_fraction.unwrap_or(0.2)),
         None => ("stratified", args.test_fraction),
@@ -312,7 +316,7 @@ fn split_data(args: &RunArgs, file: &GridFile) -> Result<(Samples, Samples, Spli
         _ => kind,
     };
     match (kind, splits.test) {
-        ("official", Some(test)) => Ok((splits.train, test, SplitKey::Official)),
+        ("official", Some(test)) => Ok((splits.train, test, SplitKey::Official, form)),
         ("official", None) => Err(format!(
             "{}: [split] kind \"official\": {} has no official test split",
             args.grid.display(),
@@ -325,7 +329,7 @@ fn split_data(args: &RunArgs, file: &GridFile) -> Result<(Samples, Samples, Spli
             } else {
                 SplitKey::Random(fraction)
             };
-            Ok((train, test, split))
+            Ok((train, test, split, form))
         }
         (other, _) => Err(format!(
             "{}: [split] kind {other:?}: use official, stratified or random",
@@ -344,7 +348,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(shard) = &args.shard {
         trials = shard.select(trials);
     }
-    let (train, test, split) = split_data(args, &file)?;
+    let (train, test, split, form) = split_data(args, &file)?;
     let validation_fraction = args.validation_fraction;
     if !(0.0..1.0).contains(&validation_fraction) {
         return Err(format!(
@@ -384,6 +388,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         split_seed: args.seed,
         subset: None,
         validation_fraction: Some(validation_fraction),
+        form,
     }
     .to_value();
     search
