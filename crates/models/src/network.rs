@@ -46,17 +46,23 @@ pub struct ConvParams {
 }
 
 /// A network: the parameters of its layers, in layer order per kind, and its description.
+///
+/// The fields are private: `forward` walks the description and takes each kind's next
+/// parameters in turn, and fuses a layer with the one after it by looking ahead, which is
+/// right only while the parameter lists are the ones [`Network::new`] built for the
+/// description. Callers read them, and may change their values (not their number) through
+/// [`Network::dense_layers_mut`].
 #[derive(Module, Debug)]
 pub struct Network {
     /// Dense layers, in order.
-    pub dense: Vec<DenseParams>,
+    dense: Vec<DenseParams>,
     /// Convolutions, in order.
-    pub conv: Vec<ConvParams>,
+    conv: Vec<ConvParams>,
     /// Batch normalisations, in order.
-    pub norm: Vec<BatchNorm>,
+    norm: Vec<BatchNorm>,
     /// The description the network was built from.
     #[module(skip)]
-    pub spec: ModelSpec,
+    spec: ModelSpec,
 }
 
 /// Activations between layers: flat or image-shaped.
@@ -113,6 +119,26 @@ pub fn activate<const D: usize>(
 }
 
 impl Network {
+    /// The description the network was built from.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The dense layers' parameters, in layer order.
+    pub fn dense_layers(&self) -> &[DenseParams] {
+        &self.dense
+    }
+
+    /// The dense layers' parameters, to set their values (the layers stay as they are).
+    pub fn dense_layers_mut(&mut self) -> &mut [DenseParams] {
+        &mut self.dense
+    }
+
+    /// The convolutions' parameters, in layer order.
+    pub fn conv_layers(&self) -> &[ConvParams] {
+        &self.conv
+    }
+
     /// Builds the network for `spec` on `device`, weights drawn from a generator seeded by
     /// `seed`; an impossible architecture is an error naming the layer.
     pub fn new(spec: &ModelSpec, seed: u64, device: &Device) -> Result<Self, SpecError> {

@@ -154,7 +154,7 @@ pub fn train_model(
     config: &FitConfig,
     device: &Device,
 ) -> Result<(TrainedModel, History), ModelError> {
-    let card = ModelCard::fit(network.spec.clone(), train, preprocessing)?;
+    let card = ModelCard::fit(network.spec().clone(), train, preprocessing)?;
     let train_ready = card.prepare(train, true)?;
     let val_ready = validation.map(|v| card.prepare(v, true)).transpose()?;
     let FitResult { network, history } =

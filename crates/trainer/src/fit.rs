@@ -273,7 +273,7 @@ pub struct Evaluation {
 }
 
 fn check_data(network: &Network, samples: &Samples, loss: Loss) -> Result<(), FitError> {
-    let input = network.spec.input.len();
+    let input = network.spec().input.len();
     if samples.item_len() != input {
         return Err(FitError::Data(format!(
             "items have {} values, the model's input has {input}",
@@ -281,7 +281,7 @@ fn check_data(network: &Network, samples: &Samples, loss: Loss) -> Result<(), Fi
         )));
     }
     let outputs = network
-        .spec
+        .spec()
         .output_shape()
         .map_err(|e| FitError::Data(e.0))?
         .len();
@@ -337,10 +337,10 @@ pub(crate) fn accumulate<T: std::ops::Add<Output = T>>(total: &mut Option<T>, va
 
 fn l2_penalty(network: &Network) -> Option<Tensor<1>> {
     let mut total = None;
-    for d in &network.dense {
+    for d in network.dense_layers() {
         accumulate(&mut total, d.weight.val().square().sum());
     }
-    for c in &network.conv {
+    for c in network.conv_layers() {
         accumulate(&mut total, c.weight.val().square().sum());
     }
     total

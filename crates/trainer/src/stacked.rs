@@ -310,14 +310,14 @@ impl Mlp {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ModelError::Input(e.0))?;
         let train_device = device.clone().autodiff();
-        let mut layers: Vec<StackedLayer> = (0..networks[0].dense.len())
+        let mut layers: Vec<StackedLayer> = (0..networks[0].dense_layers().len())
             .map(|j| {
                 let weight = Tensor::stack::<3>(
-                    networks.iter().map(|n| n.dense[j].weight.val()).collect(),
+                    networks.iter().map(|n| n.dense_layers()[j].weight.val()).collect(),
                     0,
                 );
                 let bias =
-                    Tensor::stack::<2>(networks.iter().map(|n| n.dense[j].bias.val()).collect(), 0)
+                    Tensor::stack::<2>(networks.iter().map(|n| n.dense_layers()[j].bias.val()).collect(), 0)
                         .unsqueeze_dim::<3>(1);
                 StackedLayer {
                     weight_velocity: weight.zeros_like(),
@@ -491,7 +491,7 @@ impl Mlp {
             let weights = snapshots[i]
                 .take()
                 .unwrap_or_else(|| member_weights(&inner_layers, i));
-            for (dense, (w, b)) in network.dense.iter_mut().zip(weights) {
+            for (dense, (w, b)) in network.dense_layers_mut().iter_mut().zip(weights) {
                 dense.weight = Param::from_tensor(w);
                 dense.bias = Param::from_tensor(b);
             }
