@@ -122,7 +122,7 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// From an item shape as [`data::Samples`] gives it (`[n]` or `[c, h, w]`).
+    /// From an item shape as the `data` crate's `Samples` gives it (`[n]` or `[c, h, w]`).
     pub fn from_dims(dims: &[usize]) -> Result<Self> {
         match dims {
             [n] => Ok(Shape::Flat(*n)),
