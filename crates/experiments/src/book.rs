@@ -42,6 +42,8 @@ pub struct StudyRow {
     pub row: String,
     /// The report's figures for it.
     pub report: Map<String, Value>,
+    /// The study's reason why the report's figure is above ours over seeds, if it gives one.
+    pub below_report: Option<String>,
 }
 
 /// What a table run says about one row.
@@ -145,6 +147,7 @@ pub fn study_rows(study: &Study) -> Vec<StudyRow> {
                         table: section.name.clone(),
                         row: model.name.clone(),
                         report,
+                        below_report: model.below_report.clone(),
                     });
                 }
                 let dims: Vec<String> = section.grid.keys().cloned().collect();
@@ -155,6 +158,7 @@ pub fn study_rows(study: &Study) -> Vec<StudyRow> {
                         table: section.name.clone(),
                         row: params_text(&params),
                         report: figures,
+                        below_report: None,
                     });
                 }
             }
@@ -168,6 +172,7 @@ pub fn study_rows(study: &Study) -> Vec<StudyRow> {
                     table: config.title.clone(),
                     row: params_text(&params),
                     report: figures,
+                    below_report: None,
                 });
             }
             let final_figures = config.final_model.as_ref().map(|f| json(&f.published));
@@ -176,6 +181,7 @@ pub fn study_rows(study: &Study) -> Vec<StudyRow> {
                     table: config.title.clone(),
                     row: "final model".into(),
                     report: figures,
+                    below_report: None,
                 });
             }
         }
@@ -289,7 +295,7 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
                     .take(7)
                     .collect::<String>()),
                 match (status, ours) {
-                    (RowStatus::Current, _) => "current".to_string(),
+                    (RowStatus::Current, _) => current_status(row, figure, spread),
                     (RowStatus::Stale, Some((r, _))) =>
                         format!("stale ({})", stale_reason(r, &text)),
                     _ => queued.add(estimates.get(i).copied().flatten()),
@@ -391,6 +397,22 @@ impl Queued {
                 String::new()
             }
         )
+    }
+}
+
+/// `current`, and where the report's figure lies above our mean over seeds by more than two
+/// standard deviations, that and the study's reason.
+fn current_status(row: &StudyRow, figure: &str, spread: Option<Spread>) -> String {
+    let report = row.report.get(figure).and_then(Value::as_f64);
+    match (report, spread) {
+        (Some(r), Some(s)) if r > s.mean + 2.0 * s.std => format!(
+            "current; the report is above our mean + 2σ: {}",
+            row.below_report
+                .as_deref()
+                .unwrap_or("no reason stated yet")
+                .replace('|', "/")
+        ),
+        _ => "current".into(),
     }
 }
 
@@ -662,5 +684,29 @@ mod tests {
             text.contains("| 0.9000 | 0.9200 ± 0.0200 (3 seeds) |"),
             "{text}"
         );
+        assert!(text.contains("| current |"), "{text}");
+    }
+
+    #[test]
+    fn a_report_above_our_mean_by_two_sigma_is_marked_with_its_reason() {
+        let mut row = StudyRow {
+            table: "T".into(),
+            row: "a".into(),
+            report: serde_json::json!({ "test_accuracy": 0.95 })
+                .as_object()
+                .unwrap()
+                .clone(),
+            below_report: None,
+        };
+        let spread = Spread::of(&[0.90, 0.92, 0.94]);
+        let status = current_status(&row, "test_accuracy", spread);
+        assert_eq!(status, "current");
+        row.report["test_accuracy"] = Value::from(0.97);
+        let status = current_status(&row, "test_accuracy", spread);
+        assert!(status.ends_with("no reason stated yet"), "{status}");
+        row.below_report = Some("its validation part differs".into());
+        let status = current_status(&row, "test_accuracy", spread);
+        assert!(status.ends_with("its validation part differs"), "{status}");
+        assert_eq!(current_status(&row, "test_accuracy", None), "current");
     }
 }

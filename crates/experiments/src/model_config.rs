@@ -139,6 +139,10 @@ pub struct ModelEntry {
     /// The report's classification report of it, printed beside this project's.
     #[serde(default)]
     pub published_report: Option<String>,
+    /// Why the report's figure lies above this project's mean over seeds by more than two
+    /// standard deviations, where it does (the results book prints it beside the row).
+    #[serde(default)]
+    pub below_report: Option<String>,
 }
 
 /// The optimizer of a run: a name with `learning_rate` (and `momentum`, `nesterov`), or a

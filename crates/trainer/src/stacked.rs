@@ -313,12 +313,20 @@ impl Mlp {
         let mut layers: Vec<StackedLayer> = (0..networks[0].dense_layers().len())
             .map(|j| {
                 let weight = Tensor::stack::<3>(
-                    networks.iter().map(|n| n.dense_layers()[j].weight.val()).collect(),
+                    networks
+                        .iter()
+                        .map(|n| n.dense_layers()[j].weight.val())
+                        .collect(),
                     0,
                 );
-                let bias =
-                    Tensor::stack::<2>(networks.iter().map(|n| n.dense_layers()[j].bias.val()).collect(), 0)
-                        .unsqueeze_dim::<3>(1);
+                let bias = Tensor::stack::<2>(
+                    networks
+                        .iter()
+                        .map(|n| n.dense_layers()[j].bias.val())
+                        .collect(),
+                    0,
+                )
+                .unsqueeze_dim::<3>(1);
                 StackedLayer {
                     weight_velocity: weight.zeros_like(),
                     bias_velocity: bias.zeros_like(),
