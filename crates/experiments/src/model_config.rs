@@ -156,6 +156,10 @@ pub enum OptimizerChoice {
     Spec(OptimizerSpec),
 }
 
+fn pixels() -> InputScaling {
+    InputScaling::Pixels
+}
+
 /// Training settings after merging (Keras' defaults where nothing is said).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,8 +186,10 @@ pub struct Training {
     /// 0 validates on nothing.
     #[serde(default)]
     pub validation: f64,
-    /// Input scaling: `pixels` (divide by 255), `standard`, `min_max` or `none`.
-    #[serde(default)]
+    /// Input scaling: `pixels` (divide by 255), `standard`, `min_max` or `none`. A study
+    /// that says nothing gets `pixels`, the reports' image scaling (the library's own default
+    /// is `standard`).
+    #[serde(default = "pixels")]
     pub inputs: InputScaling,
     /// Initial weights of dense and convolution layers.
     #[serde(default)]

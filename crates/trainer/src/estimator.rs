@@ -50,22 +50,56 @@ pub enum Task {
 pub enum InputScaling {
     /// As they are.
     None,
-    /// Divided by 255 (pixels to [0, 1]).
-    #[default]
+    /// Divided by 255 (8-bit pixels to [0, 1]); wrong for anything but 8-bit images.
     Pixels,
-    /// Per-feature standardisation fitted on the training data.
+    /// Per-feature standardisation fitted on the training data (the default: right for
+    /// tables, and harmless for images).
+    #[default]
     Standard,
     /// Per-feature min-max scaling fitted on the training data.
     MinMax,
 }
 
-/// Preprocessing to fit on the training data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Preprocessing to fit on the training data. The default standardises the features and
+/// regression targets (as scikit-learn users do with `StandardScaler`); predictions come
+/// back in the target's units. [`Preprocessing::for_data`] picks pixel scaling for 8-bit
+/// images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preprocessing {
     /// Input scaling.
     pub inputs: InputScaling,
     /// Standardise regression targets (predictions come back in the target's units).
     pub scale_targets: bool,
+}
+
+impl Default for Preprocessing {
+    fn default() -> Self {
+        Preprocessing {
+            inputs: InputScaling::Standard,
+            scale_targets: true,
+        }
+    }
+}
+
+impl Preprocessing {
+    /// What suits `train`: 8-bit images (items of shape `[channels, height, width]` whose
+    /// every value is a whole number in 0..=255) divided by 255, anything else standardised;
+    /// regression targets standardised.
+    pub fn for_data(train: &Samples) -> Self {
+        let eight_bit = train.shape.len() == 3
+            && train
+                .features
+                .iter()
+                .all(|v| (0.0..=255.0).contains(v) && v.fract() == 0.0);
+        Preprocessing {
+            inputs: if eight_bit {
+                InputScaling::Pixels
+            } else {
+                InputScaling::Standard
+            },
+            scale_targets: true,
+        }
+    }
 }
 
 /// Everything about a trained model except its weights.

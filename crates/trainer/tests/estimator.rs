@@ -108,6 +108,58 @@ fn regression_predicts_in_target_units() {
 }
 
 #[test]
+fn the_default_preprocessing_suits_a_table_and_for_data_finds_8_bit_images() {
+    // The default standardises features and regression targets (the trap it replaces
+    // divided every table by 255): a regression on targets in the hundreds learns with it.
+    assert_eq!(
+        Preprocessing::default(),
+        Preprocessing {
+            inputs: InputScaling::Standard,
+            scale_targets: true,
+        }
+    );
+    let device = Device::flex();
+    let spec = ModelSpec::parse("r", Shape::Flat(1), "dense(8, tanh); dense(1)").unwrap();
+    let network = Network::new(&spec, 2, &device).unwrap();
+    let config = FitConfig::new(60, 10, OptimizerSpec::adam(0.02), Loss::Mse);
+    let data = regression_data();
+    let (model, _) = train_model(
+        network,
+        &data,
+        None,
+        Preprocessing::default(),
+        &config,
+        &device,
+    )
+    .unwrap();
+    assert!(model.score(&data).unwrap() > 0.98);
+    assert_eq!(Preprocessing::for_data(&data), Preprocessing::default());
+
+    let image = |values: Vec<f32>| {
+        data::Samples::new(
+            values,
+            vec![1, 2, 2],
+            vec![],
+            data::Targets::Classes {
+                labels: vec![0],
+                classes: data::ClassNames::numbered(1),
+            },
+        )
+        .unwrap()
+    };
+    let eight_bit = image(vec![0.0, 17.0, 255.0, 128.0]);
+    assert_eq!(
+        Preprocessing::for_data(&eight_bit).inputs,
+        InputScaling::Pixels
+    );
+    let scaled = image(vec![0.0, 0.5, 1.0, 0.25]);
+    assert_eq!(
+        Preprocessing::for_data(&scaled).inputs,
+        InputScaling::Standard
+    );
+}
+
+#[test]
 fn save_and_load_give_bit_identical_predictions() {
     let model = trained_classifier();
     let dir = tempfile::tempdir().unwrap();
