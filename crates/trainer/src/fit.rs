@@ -433,7 +433,22 @@ fn epoch_line(r: &EpochRecord, epochs: usize, score_name: &str, held_out: HeldOu
         ));
     }
     line.push_str(&format!(" - lr: {:.2e}", r.lr));
+    if r.epoch < epochs {
+        // The time left at this epoch's pace (early stopping may end sooner).
+        let left = r.seconds * (epochs - r.epoch) as f64;
+        line.push_str(&format!(" - eta: {}", clock(left)));
+    }
     line
+}
+
+/// `42s`, `7m05s`, `2h03m`.
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// Trains `network` on `train` (already preprocessed), validating on `validation` after
@@ -833,4 +848,32 @@ fn load_network(mut network: Network, bytes: Vec<u8>, what: &str) -> Result<Netw
         ));
     }
     Ok(network)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_lines_give_the_time_left_at_the_epochs_pace() {
+        let record = |epoch| EpochRecord {
+            epoch,
+            loss: 0.5,
+            score: 0.8,
+            val_loss: Some(0.6),
+            val_score: Some(0.75),
+            lr: 0.001,
+            seconds: 90.0,
+        };
+        let line = epoch_line(&record(2), 10, "accuracy", HeldOut::Validation);
+        assert!(line.contains("val_accuracy: 0.7500"), "{line}");
+        assert!(line.ends_with(" - eta: 12m00s"), "{line}");
+        let last = epoch_line(&record(10), 10, "accuracy", HeldOut::Test);
+        assert!(
+            last.contains("test_loss") && !last.contains("eta"),
+            "{last}"
+        );
+        assert_eq!(clock(42.4), "42s");
+        assert_eq!(clock(7385.0), "2h03m");
+    }
 }
