@@ -458,14 +458,7 @@ fn seed_runs(folder: &Path, study_text: &str) -> Result<Vec<RunRows>, String> {
         // Current as seed 0's run is, apart from the seed itself.
         if let Some(run) = read_run(&file)?
             && run.seed != 0
-            && stale_reason(
-                &RunRows {
-                    seed: 0,
-                    ..run.clone()
-                },
-                study_text,
-            )
-            .is_empty()
+            && departures_from_study(&run, study_text).is_empty()
             && !runs.iter().any(|r: &RunRows| r.seed == run.seed)
         {
             runs.push(run);
@@ -536,8 +529,18 @@ fn is_current(run: &RunRows, study_text: &str) -> bool {
     stale_reason(run, study_text).is_empty()
 }
 
-/// Why a run's figures are not current ("" when they are).
+/// Why a run's figures are not current ("" when they are): [`departures_from_study`], and seed 0.
 fn stale_reason(run: &RunRows, study_text: &str) -> String {
+    let mut why = departures_from_study(run, study_text);
+    if run.seed != 0 {
+        why.push(format!("seed {}", run.seed));
+    }
+    why.join(", ")
+}
+
+/// Why a run was not made from the study as it is now, whatever its seed: another study
+/// text, key or numerics version, or a partial run (empty when it was).
+fn departures_from_study(run: &RunRows, study_text: &str) -> Vec<String> {
     let mut why = Vec::new();
     if run.study_sha256 != study_hash(study_text) {
         why.push("study file changed since".to_string());
@@ -551,10 +554,7 @@ fn stale_reason(run: &RunRows, study_text: &str) -> String {
     if let Some(p) = &run.partial {
         why.push(p.clone());
     }
-    if run.seed != 0 {
-        why.push(format!("seed {}", run.seed));
-    }
-    why.join(", ")
+    why
 }
 
 /// Writes `rows.json` for a run of the study at `study` with `flags`. The rows of an earlier

@@ -56,8 +56,8 @@ pub struct Flags {
     /// continues a model from its checkpoint.
     #[arg(long, default_value_t = 60)]
     pub checkpoint_every: u64,
-    /// Train only this shard's share of the table's models, `I/N` (0-based): every N-th
-    /// from the I-th, into this run's own `--out` folder, then stop. N processes on N
+    /// Train only this shard's share of the table's models, `I/N` (0-based): the trials
+    /// whose index is I modulo N, into this run's own `--out` folder, then stop. N processes on N
     /// machines (a Slurm array, a Kubernetes Indexed Job) run the table; `--merge` joins them.
     #[arg(long)]
     pub shard: Option<search::Shard>,
@@ -133,16 +133,11 @@ impl Flags {
         chosen
     }
 
-    /// This run's share of `items` under `--shard` (all of them without it).
-    pub fn shard_of<T>(&self, items: Vec<T>) -> Vec<T> {
+    /// This run's share of `trials` under `--shard` (all of them without it).
+    pub fn shard_of(&self, trials: Vec<search::Trial>) -> Vec<search::Trial> {
         match self.shard {
-            None => items,
-            Some(shard) => items
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| i % shard.count == shard.index)
-                .map(|(_, item)| item)
-                .collect(),
+            None => trials,
+            Some(shard) => shard.select(trials),
         }
     }
 

@@ -72,7 +72,7 @@ enum Value {
 }
 
 /// A standard normal sample (Box-Muller), for initialisers.
-fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random();
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32

@@ -26,12 +26,13 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use data::{Samples, Targets};
 use models::Activation;
+use models::network::standard_normal;
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::estimator::{ModelCard, ModelError};
-use crate::metrics::r2_score;
+use crate::metrics::{accuracy, argmax_rows, r2_score};
 use crate::mlp::{Mlp, MlpTask};
 
 /// The probability floor the report's loss column implies.
@@ -254,22 +255,11 @@ fn score(a: Tensor<2>, samples: &Samples) -> f64 {
     let width = a.dims()[1];
     let values: Vec<f32> = a.into_data().try_into_vec_as::<f32>().unwrap_or_default();
     match &samples.targets {
-        Targets::Classes { labels, .. } => {
-            let predicted = crate::metrics::argmax_rows(&values, width);
-            let right = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
-            right as f64 / labels.len().max(1) as f64
-        }
+        Targets::Classes { labels, .. } => accuracy(&argmax_rows(&values, width), labels),
         Targets::Values {
             values: y, width, ..
         } => r2_score(&values, y, *width),
     }
-}
-
-/// A standard normal sample (Box-Muller).
-fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 #[cfg(test)]

@@ -239,12 +239,7 @@ impl Schedule {
     }
 }
 
-/// Decimal text of a generator position (JSON numbers stop at 64 bits).
-pub(crate) fn position_text(position: u128) -> String {
-    position.to_string()
-}
-
-/// The generator position written by [`position_text`].
+/// A generator position, stored as decimal text (JSON numbers stop at 64 bits).
 pub(crate) fn position_from(text: &str) -> Result<u128, String> {
     text.parse()
         .map_err(|e| format!("bad generator position {text:?}: {e}"))
@@ -261,8 +256,8 @@ mod tests {
                 identity: "abc".into(),
                 records: Vec::new(),
                 lr: 0.001,
-                shuffle_position: position_text(u128::MAX),
-                dropout_position: position_text(7),
+                shuffle_position: u128::MAX.to_string(),
+                dropout_position: 7u128.to_string(),
                 order: vec![2, 0, 1],
                 stopping: EarlyStoppingState::default(),
                 plateau: PlateauState::default(),

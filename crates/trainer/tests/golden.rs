@@ -7,46 +7,18 @@
 //! picks AVX-512 or AVX2 at run time) and nothing larger.
 #![cfg(feature = "flex")]
 
+mod common;
+
 use burn::tensor::Device;
-use data::{ClassNames, Samples, Targets};
+use data::Samples;
 use models::{ModelSpec, Network, Shape};
 use trainer::{FitConfig, Loss, NUMERICS_VERSION, OptimizerSpec, fit};
 
 /// Noisy 6x6 pictures of three shapes (horizontal bar, vertical bar, diagonal).
 fn pictures(n: usize) -> Samples {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 1000) as f32 / 1000.0 - 0.5
-    };
-    let (mut features, mut labels) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let class = i % 3;
-        let at = (i / 3) % 4 + 1;
-        for row in 0..6 {
-            for col in 0..6 {
-                let on = match class {
-                    0 => row == at,
-                    1 => col == at,
-                    _ => row == col,
-                };
-                features.push(if on { 1.0 } else { 0.0 } + noise());
-            }
-        }
-        labels.push(class);
-    }
-    Samples::new(
-        features,
-        vec![1, 6, 6],
-        vec![],
-        Targets::Classes {
-            labels,
-            classes: ClassNames::numbered(3),
-        },
-    )
-    .unwrap()
+    common::pictures(n, 0x2545_f491_4f6c_dd1d, |s| {
+        (s % 1000) as f32 / 1000.0 - 0.5
+    })
 }
 
 fn losses(layers: &str, optimizer: OptimizerSpec) -> Vec<f64> {
