@@ -65,6 +65,30 @@ pub fn decode_image_resized(
     Ok(planes_of(image, channels).2)
 }
 
+/// Grey for an image file with one (or grey and alpha) channel, RGB otherwise.
+pub fn channels_of(path: &Path) -> Result<Channels> {
+    let image = image::open(path)
+        .map_err(|e| DataError::format(path, format!("cannot decode image: {e}")))?;
+    Ok(if image.color().has_color() {
+        Channels::Rgb
+    } else {
+        Channels::Grey
+    })
+}
+
+/// The first image file under `dir/<class>/` (sorted), to learn a folder's size and colour.
+pub fn first_image(dir: &Path) -> Result<PathBuf> {
+    for class in sorted_entries(dir, true)? {
+        if let Some(file) = sorted_entries(&class, false)?.into_iter().next() {
+            return Ok(file);
+        }
+    }
+    Err(DataError::format(
+        dir,
+        "no image files: expected <folder>/<class>/<image files>",
+    ))
+}
+
 fn planes_of(image: image::DynamicImage, channels: Channels) -> (u32, u32, Vec<f32>) {
     let (w, h) = (image.width(), image.height());
     let plane = (w * h) as usize;
@@ -113,6 +137,18 @@ pub fn load_image_folder(
     split_dir: &Path,
     classes: Option<&ClassNames>,
     channels: Channels,
+) -> Result<Samples> {
+    load_image_folder_sized(split_dir, classes, channels, None)
+}
+
+/// As [`load_image_folder`], with `size`: `None` requires every image to have the first
+/// one's size (an error naming both sizes otherwise); `Some((width, height))` resizes every
+/// image of another size to it (bilinear, aspect ratio not kept).
+pub fn load_image_folder_sized(
+    split_dir: &Path,
+    classes: Option<&ClassNames>,
+    channels: Channels,
+    size: Option<(u32, u32)>,
 ) -> Result<Samples> {
     let class_dirs = sorted_entries(split_dir, true)?;
     if class_dirs.is_empty() {
@@ -163,22 +199,33 @@ pub fn load_image_folder(
         ));
     }
 
-    let decoded: Vec<(u32, u32, Vec<f32>)> = files
-        .par_iter()
-        .map(|(path, _)| decode_image(path, channels))
-        .collect::<Result<_>>()?;
-    let (w0, h0) = (decoded[0].0, decoded[0].1);
-    let mut features = Vec::with_capacity(decoded.len() * decoded[0].2.len());
-    for ((w, h, planes), (path, _)) in decoded.into_iter().zip(&files) {
-        if (w, h) != (w0, h0) {
-            return Err(DataError::format(
-                path,
-                format!(
-                    "image is {w}x{h}, but {} is {w0}x{h0}: all images must have one size",
-                    files[0].0.display()
-                ),
-            ));
+    let (w0, h0) = match size {
+        Some(size) => size,
+        None => {
+            let (w, h, _) = decode_image(&files[0].0, channels)?;
+            (w, h)
         }
+    };
+    let decoded: Vec<Vec<f32>> = files
+        .par_iter()
+        .map(|(path, _)| decode_image_resized(path, channels, w0, h0, size.is_some()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| match e {
+            DataError::Format { path, message } if message.contains("--resize") => {
+                let (w, h) = image::image_dimensions(&path).unwrap_or_default();
+                DataError::format(
+                    &path,
+                    format!(
+                        "image is {w}x{h}, but {} is {w0}x{h0}: all images must have one size \
+                         (pass --resize to resize them to the first one's)",
+                        files[0].0.display()
+                    ),
+                )
+            }
+            other => other,
+        })?;
+    let mut features = Vec::with_capacity(decoded.len() * decoded[0].len());
+    for planes in decoded {
         features.extend(planes);
     }
     Samples::new(
@@ -229,7 +276,15 @@ mod tests {
         let err = load_image_folder(&root, None, Channels::Rgb)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("odd.png") && err.contains("5x4"), "{err}");
+        assert!(
+            err.contains("odd.png") && err.contains("5x4") && err.contains("4x4"),
+            "{err}"
+        );
+        let resized = load_image_folder_sized(&root, None, Channels::Grey, Some((4, 4))).unwrap();
+        assert_eq!(resized.shape, [1, 4, 4]);
+        assert_eq!(resized.len(), 2);
+        assert_eq!(first_image(&root).unwrap(), root.join("a/1.png"));
+        assert_eq!(channels_of(&root.join("a/1.png")).unwrap(), Channels::Rgb);
     }
 
     #[test]

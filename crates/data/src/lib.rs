@@ -20,6 +20,7 @@ pub mod locate;
 pub mod preprocess;
 pub mod samples;
 pub mod split;
+pub mod tabular;
 
 pub use batcher::{Batch, BatchTargets, Item, ItemBatcher, ItemTarget, SamplesDataset};
 pub use catalog::{DataForm, DatasetName, DatasetSize, Splits};

@@ -861,22 +861,36 @@ impl FromStr for Layer {
     }
 }
 
-/// Splits a model text into layers at newlines, `;` and `->` outside parentheses, and at
-/// commas outside parentheses.
+/// Splits a model text into layers at newlines, `;`, `->`, commas and spaces outside
+/// parentheses (`conv(32, 3) relu maxpool(2) flatten dense(10)` is five layers; a space
+/// before a `(` belongs to its layer). A line starting with `#` is a comment.
 pub fn parse_layers(text: &str) -> Result<Vec<Layer>> {
     let text = text.replace("->", ";");
+    let lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut parts = Vec::new();
     let mut depth = 0i32;
     let mut current = String::new();
-    for c in text.chars() {
+    let mut chars = lines.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '(' => depth += 1,
             ')' => depth -= 1,
             _ => {}
         }
-        if depth == 0 && matches!(c, '\n' | ';' | ',') {
+        let space_before_call = c.is_whitespace() && {
+            while chars.peek().is_some_and(|n| *n == ' ' || *n == '\t') {
+                chars.next();
+            }
+            chars.peek() == Some(&'(')
+        };
+        if depth == 0 && (matches!(c, ';' | ',') || (c.is_whitespace() && !space_before_call)) {
             parts.push(std::mem::take(&mut current));
-        } else {
+        } else if !space_before_call {
             current.push(c);
         }
     }
@@ -884,7 +898,7 @@ pub fn parse_layers(text: &str) -> Result<Vec<Layer>> {
     parts
         .iter()
         .map(|p| p.trim())
-        .filter(|p| !p.is_empty() && !p.starts_with('#'))
+        .filter(|p| !p.is_empty())
         .map(str::parse)
         .collect()
 }
@@ -1086,6 +1100,19 @@ mod tests {
         let layers = parse_layers(text).unwrap();
         let again: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
         assert_eq!(again.join("\n"), text);
+        let spaced =
+            parse_layers("conv(32, 3) relu  maxpool (2)\n# a comment\nflatten dense(10)").unwrap();
+        let spaced: Vec<String> = spaced.iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            spaced,
+            [
+                "conv(32, 3x3, stride 1, valid, linear)",
+                "relu",
+                "maxpool(2, stride 2, valid)",
+                "flatten",
+                "dense(10, linear)"
+            ]
+        );
         assert!(
             parse_layers("dense(ten)")
                 .unwrap_err()

@@ -113,6 +113,11 @@ pub struct ModelCard {
     pub task: Task,
     /// Input scaling fitted on the training data.
     pub input_scaler: Option<FeatureScaler>,
+    /// How the columns of a user's table became the inputs (one-hot, imputed and dropped
+    /// columns), for a model trained from a CSV by the `train` binary: prediction reads new
+    /// rows of the same table through it. Absent for the reports' datasets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<data::tabular::TableEncoder>,
 }
 
 /// Errors of saving, loading and using a trained model.
@@ -229,6 +234,7 @@ impl ModelCard {
             spec,
             task,
             input_scaler,
+            table: None,
         })
     }
 

@@ -70,6 +70,19 @@ pub fn mean_squared_error(predicted: &[f32], truth: &[f32]) -> f64 {
         / truth.len() as f64
 }
 
+/// Mean absolute error.
+pub fn mean_absolute_error(predicted: &[f32], truth: &[f32]) -> f64 {
+    if truth.is_empty() {
+        return 0.0;
+    }
+    predicted
+        .iter()
+        .zip(truth)
+        .map(|(p, t)| (p - t).abs() as f64)
+        .sum::<f64>()
+        / truth.len() as f64
+}
+
 /// Mean cross-entropy of class probabilities (`rows x classes`, row-major) against the true
 /// classes, with probabilities clipped to [1e-15, 1 - 1e-15] as scikit-learn's `log_loss`.
 pub fn log_loss(probabilities: &[f32], classes: usize, truth: &[usize]) -> f64 {

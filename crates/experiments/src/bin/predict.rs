@@ -1,10 +1,12 @@
-//! `predict`: loads a saved model (a folder with model.json and weights.safetensors, as the
-//! experiment binaries write under `final/`) and classifies a user's own images or the rows
-//! of a CSV file, printing the most likely classes with their probabilities.
+//! `predict`: loads a saved model (a folder with model.json and weights.safetensors, as
+//! `train` and the experiment binaries write) and predicts for a user's own images or the
+//! rows of a CSV file: the most likely classes with their probabilities, or values in the
+//! target's units. A model trained by `train` on a table reads new rows through the same
+//! column encoding (columns found by header name; the target column, if present, ignored).
 //!
 //! ```text
 //! cargo run --release -p experiments --bin predict -- --model out/mnist/final --image my-digit.png
-//! cargo run --release -p experiments --bin predict -- --model out/iris/final --csv flowers.csv
+//! cargo run --release -p experiments --bin predict -- --model out/houses --data new.csv --out predictions.csv
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,12 +30,18 @@ struct Args {
     model: PathBuf,
     /// Image files (PNG or JPEG) of the model's input size (see --resize), converted to
     /// its channels.
-    #[arg(long, num_args = 1.., conflicts_with = "csv")]
+    #[arg(long, num_args = 1.., conflicts_with = "data")]
     image: Vec<PathBuf>,
-    /// A CSV file of feature rows (an optional header line; as many numbers per row as the
-    /// model has inputs).
+    /// A CSV/TSV file (`.gz` too) of rows to predict: for a model trained by `train` on a
+    /// table, rows of that table (the target column may be left out); otherwise as many
+    /// numbers per row as the model has inputs (an optional header line).
+    #[arg(long, alias = "csv")]
+    data: Option<PathBuf>,
+    /// Write one prediction per row to this CSV file (the row's line, the predicted class
+    /// and each class's probability, or the predicted value) instead of printing the top
+    /// classes.
     #[arg(long)]
-    csv: Option<PathBuf>,
+    out: Option<PathBuf>,
     /// Invert grey images (dark strokes on white paper to the datasets' light on black).
     #[arg(long)]
     invert: bool,
@@ -63,12 +71,16 @@ fn run(args: &Args) -> Result<(), String> {
     let selected = select_device(args.device).map_err(|e| e.to_string())?;
     let model = TrainedModel::load(&args.model, &selected.device).map_err(|e| e.to_string())?;
     let input = model.card.spec.input;
-    let (names, samples) = match (&args.csv, args.image.is_empty()) {
-        (Some(csv), _) => read_csv(csv, input.len())?,
-        (None, false) => read_images(&args.image, input, args.invert, args.resize)?,
-        (None, true) => return Err("give --image FILE... or --csv FILE".into()),
+    let (names, samples) = match (&args.data, args.image.is_empty(), &model.card.table) {
+        (Some(path), _, Some(encoder)) => read_table(path, encoder)?,
+        (Some(csv), _, None) => read_csv(csv, input.len())?,
+        (None, false, _) => read_images(&args.image, input, args.invert, args.resize)?,
+        (None, true, _) => return Err("give --image FILE... or --data FILE".into()),
     };
     let predictions = model.predict(&samples).map_err(|e| e.to_string())?;
+    if let Some(out) = &args.out {
+        return write_predictions(out, &names, &predictions, &model);
+    }
     match predictions {
         Predictions::Classes {
             probabilities,
@@ -95,6 +107,85 @@ fn run(args: &Args) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+/// Rows of a table, encoded as the model's training table was.
+fn read_table(
+    path: &Path,
+    encoder: &data::tabular::TableEncoder,
+) -> Result<(Vec<String>, Samples), String> {
+    let table = data::tabular::Table::read(path, &Default::default()).map_err(|e| e.to_string())?;
+    let rows: Vec<usize> = (0..table.len()).collect();
+    let samples = encoder.inputs(&table, &rows).map_err(|e| e.to_string())?;
+    let names = table.lines.iter().map(|l| format!("line {l}")).collect();
+    Ok((names, samples))
+}
+
+/// One CSV row per item: its name, the predicted class and each class's probability, or
+/// the predicted values; written atomically (a temporary file renamed over `out`).
+fn write_predictions(
+    out: &Path,
+    names: &[String],
+    predictions: &Predictions,
+    model: &TrainedModel,
+) -> Result<(), String> {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut text = String::new();
+    match predictions {
+        Predictions::Classes {
+            probabilities,
+            labels,
+            classes,
+        } => {
+            let target = model
+                .card
+                .table
+                .as_ref()
+                .map_or("class", |t| t.target.0.as_str());
+            let header: Vec<String> = std::iter::once("item".to_string())
+                .chain(std::iter::once(quote(target)))
+                .chain(classes.0.iter().map(|c| quote(&format!("p({c})"))))
+                .collect();
+            text.push_str(&header.join(","));
+            text.push('\n');
+            let n = classes.len();
+            for ((name, label), p) in names.iter().zip(labels).zip(probabilities.chunks(n)) {
+                let p: Vec<String> = p.iter().map(|v| format!("{v:.6}")).collect();
+                text.push_str(&format!(
+                    "{},{},{}\n",
+                    quote(name),
+                    quote(classes.name(*label)),
+                    p.join(",")
+                ));
+            }
+        }
+        Predictions::Values(values) => {
+            let targets = match &model.card.task {
+                trainer::Task::Regression { names, .. } => names.clone(),
+                trainer::Task::Classification { .. } => vec!["value".into()],
+            };
+            let header: Vec<String> = std::iter::once("item".to_string())
+                .chain(targets.iter().map(|t| quote(t)))
+                .collect();
+            text.push_str(&header.join(","));
+            text.push('\n');
+            for (name, v) in names.iter().zip(values.chunks(targets.len().max(1))) {
+                let v: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+                text.push_str(&format!("{},{}\n", quote(name), v.join(",")));
+            }
+        }
+    }
+    let tmp = out.with_extension("csv.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("{} predictions written to {}", names.len(), out.display());
     Ok(())
 }
 
