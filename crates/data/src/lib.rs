@@ -21,6 +21,7 @@ pub mod preprocess;
 pub mod samples;
 pub mod split;
 pub mod tabular;
+pub mod user_data;
 
 pub use batcher::{Batch, BatchTargets, Item, ItemBatcher, ItemTarget, SamplesDataset};
 pub use catalog::{DataForm, DatasetName, DatasetSize, Splits};

@@ -327,7 +327,7 @@ fn row_estimates(study: &Study, path: &Path, rates: &Rates) -> Result<Vec<Option
     let Study::Models(config) = study else {
         return Ok(Vec::new());
     };
-    let Ok(dataset) = data::DatasetName::parse(&config.dataset) else {
+    let Some(Ok(dataset)) = config.dataset.named().map(data::DatasetName::parse) else {
         return Ok(Vec::new());
     };
     let size = dataset.size();

@@ -90,8 +90,9 @@ pub struct MlpTableConfig {
     /// Which report it comes from (default: none).
     #[serde(default)]
     pub report: String,
-    /// The dataset's name (iris, statlog, mnist, fashion-mnist, cifar10, diabetes).
-    pub dataset: String,
+    /// The dataset: a name (iris, statlog, mnist, fashion-mnist, cifar10, diabetes), or a
+    /// `[dataset]` table of your own data.
+    pub dataset: DatasetConfig,
     /// Choices made where the report is silent, printed under the table.
     #[serde(default)]
     pub notes: Vec<String>,
@@ -184,6 +185,62 @@ pub fn to_json(table: &toml::Table) -> Map<String, Value> {
     }
 }
 
+/// Where a study's data comes from: one of the six datasets by name (`dataset = "iris"`),
+/// or a file or folder of the user's own (a `[dataset]` table), read as the `train` binary
+/// reads it, so a study of your own data needs no code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DatasetConfig {
+    /// iris, statlog, mnist, fashion-mnist, cifar10 or diabetes.
+    Named(String),
+    /// Your own data.
+    File(FileDataset),
+}
+
+/// A study's own data: `[dataset]` with `path` and, optionally, how to read it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDataset {
+    /// A CSV/TSV file (`.gz` too), a folder of `<class>/<image>`, or an IDX images file;
+    /// relative to the study file's folder.
+    pub path: std::path::PathBuf,
+    /// The target column: a header name or a 0-based index (default: the last column).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// `classification` or `regression` (default: inferred, as `train --task auto`).
+    #[serde(default)]
+    pub task: Option<data::tabular::Task>,
+    /// Missing feature values: `none` (an error naming row and column), `mean` or `median`.
+    #[serde(default)]
+    pub impute: data::tabular::Impute,
+    /// Whether the first row names the columns (default: detected).
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// A separate test file or folder (then `[split] kind = "official"`), relative to the
+    /// study file's folder.
+    #[serde(default)]
+    pub test: Option<std::path::PathBuf>,
+}
+
+impl DatasetConfig {
+    /// The dataset's name when it is one of the six.
+    pub fn named(&self) -> Option<&str> {
+        match self {
+            DatasetConfig::Named(name) => Some(name),
+            DatasetConfig::File(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatasetConfig::Named(name) => f.write_str(name),
+            DatasetConfig::File(file) => write!(f, "{}", file.path.display()),
+        }
+    }
+}
+
 /// The dataset name, checked.
 pub fn dataset(name: &str) -> Result<DatasetName, ConfigError> {
     name.parse()
@@ -202,6 +259,18 @@ pub struct LoadedSplit {
     pub indices: Option<data::Split>,
     /// Which form of the dataset was read, where it has more than one (CIFAR-10).
     pub form: Option<data::DataForm>,
+    /// For a study's own data: its name and fingerprint (`houses.csv@1f2e...`), the
+    /// dataset part of result keys.
+    pub key: Option<String>,
+    /// For a study's own table: how its columns became inputs (saved with its models).
+    pub encoder: Option<data::tabular::TableEncoder>,
+}
+
+impl LoadedSplit {
+    /// The name result keys give the data: the dataset's, or the own data's fingerprint.
+    pub fn data_name(&self, dataset: &DatasetConfig) -> String {
+        self.key.clone().unwrap_or_else(|| dataset.to_string())
+    }
 }
 
 /// Training and test data for a split, each shrunk to at most `train_items` /
@@ -244,6 +313,8 @@ pub fn load_split(
             test,
             indices,
             form,
+            key: None,
+            encoder: None,
         });
     };
     let (keep_train, keep_test) = (
@@ -260,6 +331,8 @@ pub fn load_split(
         test: test.subset(&keep_test),
         indices,
         form,
+        key: None,
+        encoder: None,
     })
 }
 
@@ -268,15 +341,90 @@ pub fn load_split(
 pub fn load_run_data(
     flags: &crate::cli::Flags,
     path: &Path,
-    dataset_name: &str,
+    dataset_config: &DatasetConfig,
     split: &SplitConfig,
     quick: &QuickConfig,
 ) -> Result<LoadedSplit, String> {
+    let dataset_name = match dataset_config {
+        DatasetConfig::Named(name) => name,
+        DatasetConfig::File(file) => return load_own_data(flags, path, file, split, quick),
+    };
     let name = dataset(dataset_name).map_err(|e| format!("{}: {e}", path.display()))?;
     let dirs = DataDirs::new(flags.data_dir.as_deref());
     let limits = flags.quick.then_some((quick.train_items, quick.test_items));
     load_split(&dirs, name, split, flags.seed, limits)
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A study's own data, split as its `[split]` says (a class-stratified hold-out for
+/// classes, a shuffled one for values, or `[dataset] test`), shrunk with `--quick`.
+fn load_own_data(
+    flags: &crate::cli::Flags,
+    path: &Path,
+    file: &FileDataset,
+    split: &SplitConfig,
+    quick: &QuickConfig,
+) -> Result<LoadedSplit, String> {
+    use data::user_data::{LoadOptions, Source, load};
+    let at = |e: String| format!("{}: [dataset]: {e}", path.display());
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let test = file.test.as_ref().map(|t| folder.join(t));
+    match (split.kind, &test) {
+        (SplitKind::Official, None) => {
+            return Err(at(
+                "[split] kind \"official\" needs a test file: give `test` in [dataset], or use \
+                 kind = \"stratified\" or \"random\""
+                    .into(),
+            ));
+        }
+        (SplitKind::Stratified | SplitKind::Random, Some(_)) => {
+            return Err(at(
+                "a `test` file is the official split: set [split] kind = \"official\"".into(),
+            ));
+        }
+        _ => {}
+    }
+    let options = LoadOptions {
+        target: file.target.as_deref().map_or(
+            data::tabular::TargetSpec::Last,
+            data::tabular::TargetSpec::parse,
+        ),
+        task: file.task,
+        header: file.header,
+        impute: file.impute,
+        test,
+        test_fraction: split.test_fraction,
+        resize: false,
+        seed: flags.seed,
+        data_dir: flags.data_dir.clone(),
+    };
+    let source =
+        Source::of(&folder.join(&file.path).to_string_lossy()).map_err(|e| at(e.to_string()))?;
+    let loaded = load(&source, &options).map_err(|e| at(e.to_string()))?;
+    for note in &loaded.notes {
+        println!("{note}");
+    }
+    let (train, test) = match flags.quick {
+        true => {
+            let keep_train = subset_indices(&loaded.train, quick.train_items, flags.seed)
+                .map_err(|e| at(e.to_string()))?;
+            let keep_test = subset_indices(&loaded.test, quick.test_items, flags.seed)
+                .map_err(|e| at(e.to_string()))?;
+            (
+                loaded.train.subset(&keep_train),
+                loaded.test.subset(&keep_test),
+            )
+        }
+        false => (loaded.train, loaded.test),
+    };
+    Ok(LoadedSplit {
+        train,
+        test,
+        indices: None,
+        form: None,
+        key: Some(loaded.key),
+        encoder: loaded.encoder,
+    })
 }
 
 /// What a run's data is, in the canonical form of result keys: dataset, task, split and

@@ -14,7 +14,6 @@ pub mod model_table;
 pub mod output;
 pub mod peer;
 pub mod plot;
-pub mod user_data;
 
 pub use cli::Flags;
 

@@ -104,6 +104,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         &config.quick,
     )?;
     let form = loaded.form;
+    let data_name = loaded.data_name(&config.dataset);
+    let encoder = loaded.encoder.clone();
     let (train, test) = (loaded.train, loaded.test);
     let task = match train.targets {
         Targets::Classes { .. } => MlpTask::Classification,
@@ -131,7 +133,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     search.data = config::DataKey {
         validation_fraction: validation.as_ref().map(|_| config.validation_fraction),
         ..config::data_config(
-            &config.dataset,
+            &data_name,
             &train,
             form,
             &config.split,
@@ -521,8 +523,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         train_final(
             mlp,
             heading,
-            &train,
-            &test,
+            FinalData {
+                train: &train,
+                test: &test,
+                encoder: encoder.as_ref(),
+            },
             &selected.device,
             &out,
             &published,
@@ -777,14 +782,21 @@ fn trial_label_of(params: &Map<String, Value>) -> String {
         .join(" ")
 }
 
+/// The data of the final model: training and test parts, and for a study's own table the
+/// encoding of its columns (saved with the model).
+struct FinalData<'a> {
+    train: &'a Samples,
+    test: &'a Samples,
+    encoder: Option<&'a data::tabular::TableEncoder>,
+}
+
 /// Trains the report's final model, validating on the test set each epoch for the curves
 /// the report draws, saves it with its history and pictures, and returns its section of
 /// the report.
 fn train_final(
     mlp: &Mlp,
     heading: &str,
-    train: &Samples,
-    test: &Samples,
+    data: FinalData,
     device: &burn::tensor::Device,
     out: &Output,
     published: &Map<String, Value>,
@@ -803,9 +815,15 @@ fn train_final(
     let mut verbose = mlp.clone();
     verbose.verbose = true;
     let started = Instant::now();
-    let (model, history): (TrainedModel, History) = verbose
+    let FinalData {
+        train,
+        test,
+        encoder,
+    } = data;
+    let (mut model, history): (TrainedModel, History) = verbose
         .fit_watching(train, Some(test), trainer::HeldOut::Test, device)
         .map_err(|e| e.to_string())?;
+    model.card.table = encoder.cloned();
     if let trainer::Outcome::Diverged { epoch } = history.outcome {
         return Err(format!(
             "{heading} diverged (loss NaN or infinite at epoch {epoch}): no model saved; lower \

@@ -50,8 +50,8 @@ pub struct ModelTableConfig {
     /// Which report it comes from (default: none).
     #[serde(default)]
     pub report: String,
-    /// The dataset's name.
-    pub dataset: String,
+    /// The dataset: a name, or a `[dataset]` table of your own data.
+    pub dataset: crate::config::DatasetConfig,
     /// Choices made where the report is silent, printed under the tables.
     #[serde(default)]
     pub notes: Vec<String>,

@@ -358,16 +358,27 @@ fn drop_checkpoint(plans: &[Plan], key: &str, flags: &Flags, out: &Output) {
     }
 }
 
-/// Trains one plan; saves it when asked; returns the figures.
-fn train_plan(
-    plan: &Plan,
-    parts: &Parts,
-    test: &Samples,
-    flags: &Flags,
+/// What every plan of a run shares: the test data, the flags, where to train and write,
+/// and for a study's own table the encoding of its columns (saved with its models).
+struct PlanContext<'a> {
+    test: &'a Samples,
+    flags: &'a Flags,
     verbose: Verbosity,
-    device: &burn::tensor::Device,
-    out: &Output,
-) -> Result<TrialOutcome, String> {
+    device: &'a burn::tensor::Device,
+    out: &'a Output,
+    encoder: Option<&'a data::tabular::TableEncoder>,
+}
+
+/// Trains one plan; saves it when asked; returns the figures.
+fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<TrialOutcome, String> {
+    let PlanContext {
+        test,
+        flags,
+        verbose,
+        device,
+        out,
+        encoder,
+    } = *context;
     let (fit_part, val_part) = parts;
     let seed = flags.seed;
     let network = Network::new(&plan.spec, seed, device).map_err(|e| e.0)?;
@@ -383,7 +394,7 @@ fn train_plan(
     // Without a validation part the test set is the validation data of the curves, as
     // report 001 passes it to Keras (`fit_config` has refused callbacks that would watch
     // it, so it decides nothing).
-    let (model, history) = train_model(
+    let (mut model, history) = train_model(
         network,
         fit_part,
         Some(val_part.as_ref().unwrap_or(test)),
@@ -392,6 +403,7 @@ fn train_plan(
         device,
     )
     .map_err(|e| e.to_string())?;
+    model.card.table = encoder.cloned();
     let histories = out.subdir("histories")?;
     let held_out = if val_part.is_some() {
         trainer::HeldOut::Validation
@@ -504,6 +516,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let loaded =
         config::load_run_data(flags, &path, &config.dataset, &config.split, &config.quick)?;
     let form = loaded.form;
+    let data_name = loaded.data_name(&config.dataset);
+    let encoder = loaded.encoder.clone();
     let (train, test) = (loaded.train, loaded.test);
     if train.num_classes().is_none() {
         return Err(format!(
@@ -514,7 +528,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     }
     let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
     let data = config::data_config(
-        &config.dataset,
+        &data_name,
         &train,
         form,
         &config.split,
@@ -582,6 +596,14 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     for done in results.records_of(&trials) {
         drop_checkpoint(&plans, &done.key, flags, &out);
     }
+    let context = PlanContext {
+        test: &test,
+        flags,
+        verbose,
+        device: &selected.device,
+        out: &out,
+        encoder: encoder.as_ref(),
+    };
     let train_one = |trial: &Trial| {
         let plan = &plans[trial.index];
         let section = &config.sections[plan.section].name;
@@ -597,8 +619,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         }
         let t0 = Instant::now();
         let parts = &parts[&plan.training.validation.to_bits()];
-        let outcome = train_plan(plan, parts, &test, flags, verbose, &selected.device, &out)
-            .unwrap_or_else(TrialOutcome::failed);
+        let outcome = train_plan(plan, parts, &context).unwrap_or_else(TrialOutcome::failed);
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         println!(
             "[{n}/{pending}] {section} / {}: {} in {:.1} s{}",

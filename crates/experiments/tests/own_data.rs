@@ -324,3 +324,91 @@ fn bad_inputs_are_named_errors() {
         stderr(&run)
     );
 }
+
+/// A study file of your own: `[dataset]` names a CSV beside it; the table binary trains its
+/// models on it with no code, keys results by the data's fingerprint and saves models that
+/// `predict` reads rows of the same table with.
+#[test]
+fn a_study_file_trains_on_a_users_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flowers.csv"), flowers(100)).unwrap();
+    let study = r#"
+title = "My flowers"
+
+[dataset]
+path = "flowers.csv"
+target = "kind"
+
+[split]
+kind = "stratified"
+test_fraction = 0.2
+
+[training]
+optimizer = "adam"
+learning_rate = 0.01
+batch_size = 16
+epochs = 20
+inputs = "standard"
+validation = 0.2
+
+[[section]]
+name = "Models"
+
+[[section.model]]
+name = "one hidden layer"
+layers = "dense(16, relu); dense(2, softmax)"
+published = { test_accuracy = 0.9 }
+"#;
+    let config = dir.path().join("study.toml");
+    std::fs::write(&config, study).unwrap();
+    let out = dir.path().join("out");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_fashion-baselines"))
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .env("BURN_DEVICE", "cpu")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let text = stdout(&first);
+    assert!(first.status.success(), "{text}{}", stderr(&first));
+    assert!(
+        text.contains("soil: text, one-hot over 3 categories"),
+        "{text}"
+    );
+    let trials = std::fs::read_to_string(out.join("trials.jsonl")).unwrap();
+    assert!(trials.contains("flowers.csv@"), "{trials}");
+    let table = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert!(table.contains("one hidden layer"), "{table}");
+    let model = std::fs::read_dir(out.join("models"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let new = dir.path().join("new.csv");
+    std::fs::write(&new, "petal,\"width, cm\",soil\n3.2,2.6,clay\n").unwrap();
+    let predicted = predict(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        new.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&predicted).contains("line 2: tulip"),
+        "{}{}",
+        stdout(&predicted),
+        stderr(&predicted)
+    );
+    let again = run();
+    assert!(
+        stdout(&again).contains("1 model(s) already in"),
+        "{}",
+        stdout(&again)
+    );
+}

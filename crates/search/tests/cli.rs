@@ -410,3 +410,58 @@ fn the_best_trial_is_picked_on_validation_unless_test_is_asked_for() {
     let ranked = grid_at(dir.path(), &["table", "t.jsonl", "--rank", "test"]);
     assert!(ok(&ranked).contains("ranked by test score"));
 }
+
+/// A user's own CSV (a text column, a missing value) searched like a named dataset: the
+/// saved best model carries the table's encoding, results are keyed by the data's
+/// fingerprint (the same file resumes, an edited one trains again).
+#[test]
+fn a_grid_runs_on_a_users_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
+    let mut csv = String::from("size,colour,label\n");
+    for i in 0..60 {
+        let colour = if i == 7 { "" } else { ["red", "blue"][i % 2] };
+        csv.push_str(&format!(
+            "{},{colour},{}\n",
+            i % 10,
+            ["small", "big"][usize::from(i % 10 >= 5)]
+        ));
+    }
+    std::fs::write(dir.path().join("own.csv"), &csv).unwrap();
+    let args = [
+        "run",
+        "--data",
+        "own.csv",
+        "--target",
+        "label",
+        "--grid",
+        "g.toml",
+        "--results",
+        "own.jsonl",
+        "--save-best",
+        "best",
+        "--quiet",
+    ];
+    fails_with(
+        &grid_at(dir.path(), &args),
+        "column \"colour\" has a missing value",
+    );
+    let mut with_impute = args.to_vec();
+    with_impute.extend(["--impute", "median"]);
+    let stdout = ok(&grid_at(dir.path(), &with_impute));
+    assert!(stdout.contains("8 trials on own.csv@"), "{stdout}");
+    assert!(stdout.contains("8 trials run"), "{stdout}");
+    let card = std::fs::read_to_string(dir.path().join("best/model.json")).unwrap();
+    assert!(
+        card.contains("\"one_hot\"") && card.contains("\"blue\""),
+        "{card}"
+    );
+    let again = ok(&grid_at(dir.path(), &with_impute));
+    assert!(
+        again.contains("0 trials run") && again.contains("8 already"),
+        "{again}"
+    );
+    std::fs::write(dir.path().join("own.csv"), csv.replace("3,blue", "4,blue")).unwrap();
+    let edited = ok(&grid_at(dir.path(), &with_impute));
+    assert!(edited.contains("8 trials run"), "{edited}");
+}

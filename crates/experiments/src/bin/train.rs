@@ -15,10 +15,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use data::tabular::{Impute, TargetSpec, Task};
+use data::user_data::{LoadOptions, Loaded, Source, load};
 use data::{HoldOut, Samples, Targets, split_samples};
 use experiments::output::Output;
 use experiments::plot;
-use experiments::user_data::{LoadOptions, Loaded, Source, load};
 use models::{Activation, DeviceChoice, Layer, ModelSpec, Network, Shape, select_device};
 use trainer::metrics::{confusion_matrix, mean_absolute_error, mean_squared_error, r2_score};
 use trainer::{
@@ -153,7 +153,8 @@ fn run(args: &Args) -> Result<(), String> {
     check_numbers(args)?;
     let selected = select_device(args.device).map_err(|e| e.to_string())?;
     println!("{}", selected.description);
-    let loaded = load(&Source::of(&args.data)?, &load_options(args))?;
+    let source = Source::of(&args.data).map_err(|e| e.to_string())?;
+    let loaded = load(&source, &load_options(args)).map_err(|e| e.to_string())?;
     for note in &loaded.notes {
         println!("{note}");
     }

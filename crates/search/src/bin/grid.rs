@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! grid run --dataset iris --grid experiments/iris.toml --results out/iris.jsonl
+//! grid run --data houses.csv --target price_k --impute median --grid g.toml --results out/houses.jsonl
 //! grid run ... --shard 2/8             # the third eighth of the trials (a Slurm array task)
 //! grid merge out/shard-*.jsonl --out out/all.jsonl
 //! grid table out/all.jsonl --top 10
@@ -32,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run (or resume) a search; finished trials in the results file are skipped.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Join results files (for example from shards) into one, dropping duplicates.
     Merge {
         /// Results files to join.
@@ -77,8 +78,27 @@ impl From<Rank> for RankBy {
 #[derive(Args)]
 struct RunArgs {
     /// Dataset (iris, statlog, mnist, fashion-mnist, cifar10, diabetes).
+    #[arg(long, required_unless_present = "data", conflicts_with = "data")]
+    dataset: Option<DatasetName>,
+    /// Your own data instead: a CSV/TSV file (`.gz` too), a folder of `<class>/<image>`, or
+    /// an IDX images file, read as the `train` binary reads it (text columns one-hot,
+    /// the test part held out by --test-fraction, stratified for classes, or --test).
     #[arg(long)]
-    dataset: DatasetName,
+    data: Option<PathBuf>,
+    /// Target column of --data: a header name or a 0-based index (default: the last).
+    #[arg(long, default_value = "last", requires = "data")]
+    target: String,
+    /// Task of --data: auto (classification for text labels or a few distinct whole
+    /// numbers), classification or regression.
+    #[arg(long, default_value = "auto", requires = "data")]
+    task: String,
+    /// Missing values in --data's features: none (an error naming row and column), mean or
+    /// median.
+    #[arg(long, default_value = "none", requires = "data")]
+    impute: String,
+    /// A separate test file or folder for --data.
+    #[arg(long, requires = "data")]
+    test: Option<PathBuf>,
     /// Grid file: TOML or JSON named lists, or an experiment file with a `[grid]` table.
     #[arg(long)]
     grid: PathBuf,
@@ -294,10 +314,11 @@ fn hold_out(
 /// `--test-fraction`.
 fn split_data(
     args: &RunArgs,
+    dataset: DatasetName,
     file: &GridFile,
 ) -> Result<(Samples, Samples, SplitKey, Option<&'static str>), String> {
     let splits = DataDirs::new(args.data_dir.as_deref())
-        .load(args.dataset)
+        .load(dataset)
         .map_err(|e| e.to_string())?;
     let form = splits.form.and_then(data::DataForm::key);
     let (kind, fraction) = match &file.split {
@@ -320,7 +341,7 @@ fn split_data(
         ("official", None) => Err(format!(
             "{}: [split] kind \"official\": {} has no official test split",
             args.grid.display(),
-            args.dataset
+            dataset
         )),
         ("stratified" | "random", _) => {
             let (train, test) = hold_out(&splits.train, fraction, kind == "stratified", args.seed)?;
@@ -338,6 +359,81 @@ fn split_data(
     }
 }
 
+/// A run's training and test data, and how result keys name it.
+struct RunData {
+    train: Samples,
+    test: Samples,
+    split: SplitKey,
+    form: Option<&'static str>,
+    /// The dataset's name, or for --data its name and fingerprint (`houses.csv@1f2e...`).
+    name: String,
+    /// How --data's table columns became inputs (saved with the best model).
+    encoder: Option<data::tabular::TableEncoder>,
+}
+
+/// The named dataset split as its study says, or --data read as `train` reads it.
+fn run_data(args: &RunArgs, file: &GridFile) -> Result<RunData, String> {
+    let Some(path) = &args.data else {
+        let dataset = args.dataset.ok_or("give --dataset NAME or --data FILE")?;
+        let (train, test, split, form) = split_data(args, dataset, file)?;
+        return Ok(RunData {
+            train,
+            test,
+            split,
+            form,
+            name: dataset.id().to_string(),
+            encoder: None,
+        });
+    };
+    use data::tabular::{Impute, TargetSpec, Task};
+    use data::user_data::{LoadOptions, Source, load};
+    let task = match args.task.as_str() {
+        "auto" => None,
+        "classification" => Some(Task::Classification),
+        "regression" => Some(Task::Regression),
+        other => {
+            return Err(format!(
+                "--task {other:?}: use auto, classification or regression"
+            ));
+        }
+    };
+    let impute = match args.impute.as_str() {
+        "none" => Impute::None,
+        "mean" => Impute::Mean,
+        "median" => Impute::Median,
+        other => return Err(format!("--impute {other:?}: use none, mean or median")),
+    };
+    let options = LoadOptions {
+        target: TargetSpec::parse(&args.target),
+        task,
+        header: None,
+        impute,
+        test: args.test.clone(),
+        test_fraction: args.test_fraction,
+        resize: false,
+        seed: args.seed,
+        data_dir: args.data_dir.clone(),
+    };
+    let source = Source::of(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+    let loaded = load(&source, &options).map_err(|e| e.to_string())?;
+    for note in &loaded.notes {
+        println!("{note}");
+    }
+    let split = match (&args.test, loaded.train.targets.classes()) {
+        (Some(_), _) => SplitKey::Official,
+        (None, Some(_)) => SplitKey::Stratified(args.test_fraction),
+        (None, None) => SplitKey::Random(args.test_fraction),
+    };
+    Ok(RunData {
+        train: loaded.train,
+        test: loaded.test,
+        split,
+        form: None,
+        name: loaded.key,
+        encoder: loaded.encoder,
+    })
+}
+
 fn run(args: &RunArgs) -> Result<(), String> {
     let file = read_grid(&args.grid)?;
     let grid = &file.grid;
@@ -348,7 +444,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(shard) = &args.shard {
         trials = shard.select(trials);
     }
-    let (train, test, split, form) = split_data(args, &file)?;
+    let data = run_data(args, &file)?;
+    let (train, test, split, form) = (data.train, data.test, data.split, data.form);
     let validation_fraction = args.validation_fraction;
     if !(0.0..1.0).contains(&validation_fraction) {
         return Err(format!(
@@ -382,7 +479,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     search.test = Some(&test);
     search.stacked = !args.one_by_one;
     search.data = DataKey {
-        dataset: args.dataset.id(),
+        dataset: &data.name,
         classification: task == MlpTask::Classification,
         split,
         split_seed: args.seed,
@@ -416,7 +513,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         "{}: {} trials on {} ({} train, {}{} test), {} worker(s), device {}",
         args.grid.display(),
         trials.len(),
-        args.dataset,
+        data.name,
         train.len(),
         validation
             .as_ref()
@@ -491,7 +588,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
         let Some(record) = best(&records, rank) else {
             return Err("no finished trial to save".into());
         };
-        let (model, history) = search.refit(record).map_err(|e| e.to_string())?;
+        let (mut model, history) = search.refit(record).map_err(|e| e.to_string())?;
+        model.card.table = data.encoder.clone();
         model.save(dir).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("history.csv"), history.to_csv())
             .map_err(|e| format!("{}: {e}", dir.join("history.csv").display()))?;

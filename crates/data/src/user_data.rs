@@ -1,12 +1,15 @@
-//! A user's own data for the `train` and `predict` binaries: a CSV or TSV file (gzip or
+//! A user's own data for the `train`, `predict` and `grid` binaries: a CSV or TSV file (gzip or
 //! not), a folder of class subfolders of images, an IDX pair, or one of the six named
 //! datasets, split into training and test parts and turned into [`Samples`].
 
 use std::path::{Path, PathBuf};
 
-use data::image_folder::{Channels, channels_of, first_image, load_image_folder_sized};
-use data::tabular::{Impute, Table, TableEncoder, TableOptions, TargetSpec, Task};
-use data::{ClassNames, DataDirs, DatasetName, HoldOut, Samples, split_samples};
+use sha2::{Digest, Sha256};
+
+use crate::error::{DataError, Result};
+use crate::image_folder::{Channels, channels_of, first_image, load_image_folder_sized};
+use crate::tabular::{Impute, Table, TableEncoder, TableOptions, TargetSpec, Task};
+use crate::{ClassNames, DataDirs, DatasetName, HoldOut, Samples, split_samples};
 
 /// Where the data comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +33,7 @@ impl Source {
     /// What `--data` names: an existing folder, an IDX images file (its labels file found
     /// beside it: `images-idx3` becomes `labels-idx1`), another existing file (a table), or
     /// a dataset name.
-    pub fn of(data: &str) -> Result<Source, String> {
+    pub fn of(data: &str) -> Result<Source> {
         let path = PathBuf::from(data);
         if path.is_dir() {
             return Ok(Source::Images(path));
@@ -44,10 +47,12 @@ impl Source {
                 let labels =
                     path.with_file_name(name.replace("images", "labels").replace("idx3", "idx1"));
                 if !labels.is_file() {
-                    return Err(format!(
-                        "{}: an IDX images file needs its labels beside it, {} is missing",
-                        path.display(),
-                        labels.display()
+                    return Err(DataError::format(
+                        &path,
+                        format!(
+                            "an IDX images file needs its labels beside it, {} is missing",
+                            labels.display()
+                        ),
                     ));
                 }
                 return Ok(Source::Idx {
@@ -59,10 +64,10 @@ impl Source {
         }
         match DatasetName::parse(data) {
             Ok(name) => Ok(Source::Named(name)),
-            Err(_) => Err(format!(
+            Err(_) => Err(DataError::Missing(format!(
                 "{data}: no such file or folder, and not a dataset name (iris, statlog, \
                  diabetes, mnist, fashion-mnist, cifar10)"
-            )),
+            ))),
         }
     }
 }
@@ -102,23 +107,70 @@ pub struct Loaded {
     pub encoder: Option<TableEncoder>,
     /// What was read and applied, one line each.
     pub notes: Vec<String>,
+    /// The data's identity for result keys: the source's name and a SHA-256 of the
+    /// training and test samples exactly as a model sees them (so the file's content, the
+    /// target, the task, the encoding and the split are all in it).
+    pub key: String,
+}
+
+/// SHA-256 (first 16 hex digits) of samples: shape, features, targets and class names.
+pub fn fingerprint(parts: &[&Samples]) -> String {
+    let mut hash = Sha256::new();
+    for samples in parts {
+        hash.update(format!("{:?}", samples.shape));
+        for v in &samples.features {
+            hash.update(v.to_le_bytes());
+        }
+        match &samples.targets {
+            crate::Targets::Classes { labels, classes } => {
+                hash.update(classes.0.join("\n"));
+                for l in labels {
+                    hash.update((*l as u64).to_le_bytes());
+                }
+            }
+            crate::Targets::Values { values, names, .. } => {
+                hash.update(names.join("\n"));
+                for v in values {
+                    hash.update(v.to_le_bytes());
+                }
+            }
+        }
+    }
+    let digest = hash.finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+impl Source {
+    /// A short name: the file or folder name, or the dataset's.
+    pub fn name(&self) -> String {
+        let file = |p: &Path| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        };
+        match self {
+            Source::Table(p) | Source::Images(p) => file(p),
+            Source::Idx { images, .. } => file(images),
+            Source::Named(name) => name.id().to_string(),
+        }
+    }
 }
 
 /// Reads `source` and splits it as `options` say.
-pub fn load(source: &Source, options: &LoadOptions) -> Result<Loaded, String> {
-    let loaded = match source {
+pub fn load(source: &Source, options: &LoadOptions) -> Result<Loaded> {
+    let mut loaded = match source {
         Source::Table(path) => load_table(path, options)?,
         Source::Images(dir) => load_images(dir, options)?,
         Source::Idx { images, labels } => {
             let read = |images: &Path, labels: &Path| {
-                data::idx::load_idx_images(images, labels, ClassNames::numbered(10))
-                    .map_err(|e| e.to_string())
+                crate::idx::load_idx_images(images, labels, ClassNames::numbered(10))
             };
             let all = read(images, labels)?;
             let test = match &options.test {
                 Some(test) => match Source::of(&test.to_string_lossy())? {
                     Source::Idx { images, labels } => Some(read(&images, &labels)?),
-                    _ => return Err(format!("{}: expected an IDX images file", test.display())),
+                    _ => return Err(DataError::format(test, "expected an IDX images file")),
                 },
                 None => None,
             };
@@ -130,14 +182,17 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Loaded, String> {
             )?
         }
         Source::Named(name) => {
-            let splits = DataDirs::new(options.data_dir.as_deref())
-                .load(*name)
-                .map_err(|e| e.to_string())?;
+            let splits = DataDirs::new(options.data_dir.as_deref()).load(*name)?;
             let note = format!("dataset {}", name.id());
             split_or(splits.train, splits.test, options, vec![note])?
         }
     };
     check_sizes(&loaded)?;
+    loaded.key = format!(
+        "{}@{}",
+        source.name(),
+        fingerprint(&[&loaded.train, &loaded.test])
+    );
     Ok(loaded)
 }
 
@@ -147,7 +202,7 @@ fn split_or(
     test: Option<Samples>,
     options: &LoadOptions,
     mut notes: Vec<String>,
-) -> Result<Loaded, String> {
+) -> Result<Loaded> {
     if let Some(test) = test {
         notes.push(format!(
             "{} training and {} test items (the given test set)",
@@ -159,6 +214,7 @@ fn split_or(
             test,
             encoder: None,
             notes,
+            key: String::new(),
         });
     }
     let split = split_samples(
@@ -167,7 +223,7 @@ fn split_or(
         true,
         options.seed,
     )
-    .map_err(|e| format!("test split: {e}"))?;
+    .map_err(|e| DataError::Invalid(format!("test split: {e}")))?;
     notes.push(format!(
         "{} training and {} test items ({:.0} % held out{}, seed {})",
         split.train.len(),
@@ -185,20 +241,20 @@ fn split_or(
         test: all.subset(&split.held_out),
         encoder: None,
         notes,
+        key: String::new(),
     })
 }
 
-fn load_table(path: &Path, options: &LoadOptions) -> Result<Loaded, String> {
+fn load_table(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let table_options = TableOptions {
         header: options.header,
         separator: None,
     };
-    let e = |e: data::DataError| e.to_string();
-    let table = Table::read(path, &table_options).map_err(e)?;
-    let target = table.target_column(&options.target).map_err(e)?;
+    let table = Table::read(path, &table_options)?;
+    let target = table.target_column(&options.target)?;
     let (task, why) = match options.task {
         Some(task) => (task, format!("{task:?} (given)").to_lowercase()),
-        None => table.infer_task(target).map_err(e)?,
+        None => table.infer_task(target)?,
     };
     let mut notes = vec![
         format!(
@@ -213,19 +269,16 @@ fn load_table(path: &Path, options: &LoadOptions) -> Result<Loaded, String> {
     let test_table = options
         .test
         .as_ref()
-        .map(|t| Table::read(t, &table_options).map_err(e))
+        .map(|t| Table::read(t, &table_options))
         .transpose()?;
     let (train_rows, test_rows) = match &test_table {
         Some(t) => ((0..table.len()).collect(), (0..t.len()).collect()),
         None => held_out_rows(&table, target, task, options)?,
     };
-    let encoder =
-        TableEncoder::fit(&table, target, task, &train_rows, options.impute).map_err(e)?;
+    let encoder = TableEncoder::fit(&table, target, task, &train_rows, options.impute)?;
     notes.extend(encoder.describe());
-    let train = encoder.samples(&table, &train_rows).map_err(e)?;
-    let test = encoder
-        .samples(test_table.as_ref().unwrap_or(&table), &test_rows)
-        .map_err(e)?;
+    let train = encoder.samples(&table, &train_rows)?;
+    let test = encoder.samples(test_table.as_ref().unwrap_or(&table), &test_rows)?;
     notes.push(format!(
         "{} training and {} test rows{}",
         train.len(),
@@ -249,6 +302,7 @@ fn load_table(path: &Path, options: &LoadOptions) -> Result<Loaded, String> {
         test,
         encoder: Some(encoder),
         notes,
+        key: String::new(),
     })
 }
 
@@ -259,7 +313,7 @@ fn held_out_rows(
     target: usize,
     task: Task,
     options: &LoadOptions,
-) -> Result<(Vec<usize>, Vec<usize>), String> {
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let hold_out = HoldOut::Fraction(options.test_fraction);
     let split = match task {
         Task::Classification => {
@@ -269,29 +323,38 @@ fn held_out_rows(
                 .iter()
                 .map(|r| classes.index_of(&r[target]).unwrap_or_default())
                 .collect();
-            data::stratified_split(&labels, hold_out, options.seed)
+            crate::stratified_split(&labels, hold_out, options.seed)
         }
-        Task::Regression => data::shuffle_split(table.len(), hold_out, options.seed),
+        Task::Regression => crate::shuffle_split(table.len(), hold_out, options.seed),
     }
-    .map_err(|e| format!("{}: test split: {e}", table.path.display()))?;
+    .map_err(|e| DataError::format(&table.path, format!("test split: {e}")))?;
+    if split.train.len() < 2 {
+        return Err(DataError::format(
+            &table.path,
+            format!(
+                "test split: {} rows leave {} for training, too few to learn from",
+                table.len(),
+                split.train.len()
+            ),
+        ));
+    }
     Ok((split.train, split.held_out))
 }
 
-fn load_images(dir: &Path, options: &LoadOptions) -> Result<Loaded, String> {
-    let e = |e: data::DataError| e.to_string();
+fn load_images(dir: &Path, options: &LoadOptions) -> Result<Loaded> {
     let (train_dir, test_dir) = match (&options.test, dir.join("train"), dir.join("test")) {
         (Some(test), _, _) => (dir.to_path_buf(), Some(test.clone())),
         (None, train, test) if train.is_dir() && test.is_dir() => (train, Some(test)),
         _ => (dir.to_path_buf(), None),
     };
-    let first = first_image(&train_dir).map_err(e)?;
-    let channels = channels_of(&first).map_err(e)?;
+    let first = first_image(&train_dir)?;
+    let channels = channels_of(&first)?;
     let size = if options.resize {
         Some(image_size(&first)?)
     } else {
         None
     };
-    let train = load_image_folder_sized(&train_dir, None, channels, size).map_err(e)?;
+    let train = load_image_folder_sized(&train_dir, None, channels, size)?;
     let notes = vec![format!(
         "{}: {} images of {}x{} {} in {} classes ({}), scaled to 0-1",
         train_dir.display(),
@@ -313,16 +376,14 @@ fn load_images(dir: &Path, options: &LoadOptions) -> Result<Loaded, String> {
         Some(t) => {
             let size = Some((train.shape[2] as u32, train.shape[1] as u32));
             let resize = if options.resize { size } else { None };
-            let test = load_image_folder_sized(&t, train.targets.classes(), channels, resize)
-                .map_err(e)?;
+            let test = load_image_folder_sized(&t, train.targets.classes(), channels, resize)?;
             if test.shape != train.shape {
-                return Err(format!(
-                    "{}: test images are {}x{}, training images {}x{}: pass --resize",
-                    t.display(),
-                    test.shape[2],
-                    test.shape[1],
-                    train.shape[2],
-                    train.shape[1]
+                return Err(DataError::format(
+                    &t,
+                    format!(
+                        "test images are {}x{}, training images {}x{}: pass --resize",
+                        test.shape[2], test.shape[1], train.shape[2], train.shape[1]
+                    ),
                 ));
             }
             Some(test)
@@ -332,18 +393,19 @@ fn load_images(dir: &Path, options: &LoadOptions) -> Result<Loaded, String> {
     split_or(train, test, options, notes)
 }
 
-fn image_size(path: &Path) -> Result<(u32, u32), String> {
-    image::image_dimensions(path).map_err(|e| format!("{}: cannot read image: {e}", path.display()))
+fn image_size(path: &Path) -> Result<(u32, u32)> {
+    image::image_dimensions(path)
+        .map_err(|e| DataError::format(path, format!("cannot read image: {e}")))
 }
 
 /// Enough rows on each side for training and a score.
-fn check_sizes(loaded: &Loaded) -> Result<(), String> {
+fn check_sizes(loaded: &Loaded) -> Result<()> {
     if loaded.train.len() < 2 || loaded.test.is_empty() {
-        return Err(format!(
+        return Err(DataError::Invalid(format!(
             "{} training and {} test items are too few: the split needs at least 2 and 1",
             loaded.train.len(),
             loaded.test.len()
-        ));
+        )));
     }
     Ok(())
 }
@@ -392,9 +454,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
         std::fs::write(&path, "n,label\n1,a\n2,b\n").unwrap();
-        let err = load(&Source::Table(path), &options()).unwrap_err();
+        let err = load(&Source::Table(path), &options())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("test split"), "{err}");
-        let err = Source::of("no-such-file.csv").unwrap_err();
+        let err = Source::of("no-such-file.csv").unwrap_err().to_string();
         assert!(err.contains("no such file"), "{err}");
         assert_eq!(
             Source::of("iris").unwrap(),
