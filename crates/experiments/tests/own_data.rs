@@ -412,3 +412,55 @@ published = { test_accuracy = 0.9 }
         stdout(&again)
     );
 }
+
+/// An IDX pair (the labels file found beside the images) trains like the named datasets.
+#[test]
+fn an_idx_pair_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (items, side) = (60usize, 4usize);
+    let labels: Vec<u8> = (0..items).map(|i| (i % 2) as u8).collect();
+    let pixels: Vec<u8> = labels
+        .iter()
+        .flat_map(|&l| std::iter::repeat_n(if l == 1 { 220 } else { 30 }, side * side))
+        .collect();
+    let images = dir.path().join("my-images-idx3-ubyte");
+    std::fs::write(
+        &images,
+        data::idx::encode_idx(&[items, side, side], &pixels),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("my-labels-idx1-ubyte"),
+        data::idx::encode_idx(&[items], &labels),
+    )
+    .unwrap();
+    let out = dir.path().join("model");
+    let run = train(&[
+        "--data",
+        images.to_str().unwrap(),
+        "--layers",
+        "8",
+        "--epochs",
+        "40",
+        "--learning-rate",
+        "0.01",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = stdout(&run);
+    assert!(run.status.success(), "{text}{}", stderr(&run));
+    assert!(text.contains("48 training and 12 test items"), "{text}");
+    assert!(figure(&text, "test accuracy") == 1.0, "{text}");
+    std::fs::remove_file(dir.path().join("my-labels-idx1-ubyte")).unwrap();
+    let run = train(&[
+        "--data",
+        images.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&run).contains("my-labels-idx1-ubyte is missing"),
+        "{}",
+        stderr(&run)
+    );
+}
