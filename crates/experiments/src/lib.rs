@@ -12,6 +12,7 @@ pub mod mlp_table;
 pub mod model_config;
 pub mod model_table;
 pub mod output;
+pub mod page;
 pub mod peer;
 pub mod plot;
 

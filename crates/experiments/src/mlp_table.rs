@@ -488,13 +488,24 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         .take(flags.top)
         .filter_map(|r| r.test_score.map(|s| (trial_label(r), s)))
         .collect();
-    out.write(
-        "best-trials.svg",
-        &plot::bars(
-            &format!("{}: best trials", config.dataset),
-            &format!("test {score_name}"),
-            &chart,
-        ),
+    let bars: Vec<(String, Vec<Option<f64>>)> = chart
+        .into_iter()
+        .map(|(label, v)| (label, vec![Some(v)]))
+        .collect();
+    plot::render(
+        &out,
+        "best-trials",
+        &plot::Bars {
+            title: format!(
+                "{}: the {} best trials ({})",
+                config.dataset,
+                bars.len(),
+                config.rank.describe()
+            ),
+            axis: format!("test {score_name}"),
+            series: &["this project"],
+            rows: &bars,
+        },
     )?;
 
     // The report's final model, or, where the report has none, the best trial's model.
@@ -574,17 +585,20 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let _ = writeln!(
         report,
         "Run time {:.1} s ({} trial(s) trained now, {} from trials.jsonl).\n\nFiles: table.md, table.csv \
-         (the report's rows), best.csv, trials.jsonl (every trial), best-trials.svg{}.",
+         (the report's rows), best.csv, trials.jsonl (every trial), best-trials.svg and .png{}, \
+         index.html (this report with every chart).",
         started.elapsed().as_secs_f64(),
         summary.ran,
         summary.skipped,
         if chosen.is_some() {
-            ", final/ (model, history.csv, curves.svg, and for classifiers confusion.svg)"
+            ", final/ (model, history.csv, curves, and a confusion matrix or predicted against \
+             true values, as SVG and PNG)"
         } else {
             ""
         }
     );
     out.write("table.md", &report)?;
+    crate::page::write_index(&out, &config.title, &report)?;
     out.write("table.csv", &rows_table.to_csv())?;
     out.write("best.csv", &best_table.to_csv())?;
     println!("\n{report}");
@@ -837,9 +851,18 @@ fn train_final(
     dir.write("history.csv", &history.to_csv_as(trainer::HeldOut::Test))?;
     let classification = matches!(mlp.task, MlpTask::Classification);
     let score_name = if classification { "accuracy" } else { "R²" };
-    dir.write(
-        "curves.svg",
-        &plot::curves("final model", &history, score_name, trainer::HeldOut::Test),
+    plot::model_charts(
+        &dir,
+        &plot::ModelCharts {
+            title: &format!(
+                "final model MLP{}",
+                format_value(&Value::from(mlp.hidden_layer.clone()))
+            ),
+            model: &model,
+            history: &history,
+            held_out: trainer::HeldOut::Test,
+            test,
+        },
     )?;
     let train_score = model.score(train).map_err(|e| e.to_string())?;
     let test_score = model.score(test).map_err(|e| e.to_string())?;
@@ -860,18 +883,6 @@ fn train_final(
         let (report, log_loss) = model
             .classification_report(test)
             .map_err(|e| e.to_string())?;
-        let (labels, truth) = match (model.predict(test), &test.targets) {
-            (
-                Ok(trainer::Predictions::Classes { labels, .. }),
-                Targets::Classes { labels: t, .. },
-            ) => (labels, t.clone()),
-            _ => (Vec::new(), Vec::new()),
-        };
-        let matrix = trainer::confusion_matrix(&labels, &truth, report.names.len());
-        dir.write(
-            "confusion.svg",
-            &plot::confusion("final model, test set", &matrix, &report.names),
-        )?;
         let text = report.to_text();
         dir.write("classification_report.txt", &text)?;
         let _ = writeln!(

@@ -7,17 +7,18 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use data::{HoldOut, Samples, Targets};
+use data::{HoldOut, Samples};
 use models::{ModelSpec, Network, Shape, select_device};
 use search::{
     Grid, RankBy, ResultsFile, SearchOptions, Status, Table, Trial, TrialOutcome, TrialRecord,
-    ranked, run_search_recorded,
+    run_search_recorded,
 };
 use serde_json::{Map, Value};
 use trainer::{Checkpointing, Outcome, Preprocessing, TrainedModel, Verbosity, train_model};
 
 use crate::cli::Flags;
 use crate::config::{self, SplitKind};
+use crate::model_config::Section;
 use crate::model_config::{
     FIGURES, Layout, ModelTableConfig, Training, fill_template, model_spec, split_published,
 };
@@ -473,26 +474,27 @@ fn save_model(
     let dir = out.subdir("models")?.subdir(&trial_file(plan))?;
     model.save(&dir.dir).map_err(|e| e.to_string())?;
     dir.write("history.csv", &history.to_csv_as(held_out))?;
-    dir.write(
-        "curves.svg",
-        &plot::curves(&plan.label, history, "accuracy", held_out),
+    let title = format!("{}, {}", plan.label, test_description(test));
+    plot::model_charts(
+        &dir,
+        &plot::ModelCharts {
+            title: &title,
+            model,
+            history,
+            held_out,
+            test,
+        },
     )?;
     let (report, _) = model
         .classification_report(test)
         .map_err(|e| e.to_string())?;
-    let labels = match model.predict(test) {
-        Ok(trainer::Predictions::Classes { labels, .. }) => labels,
-        _ => Vec::new(),
-    };
-    if let Targets::Classes { labels: truth, .. } = &test.targets {
-        let matrix = trainer::confusion_matrix(&labels, truth, report.names.len());
-        dir.write(
-            "confusion.svg",
-            &plot::confusion(&format!("{}, test set", plan.label), &matrix, &report.names),
-        )?;
-    }
     dir.write("classification_report.txt", &report.to_text())?;
     Ok(())
+}
+
+/// The data in a few words for a chart title (`10000 test items`).
+fn test_description(test: &Samples) -> String {
+    format!("{} test items", test.len())
 }
 
 /// Checks a study file without data or training: it parses, every model and grid trial
@@ -671,13 +673,15 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
          of this table took {:.1} s in all.\n\nFiles: table.md, \
          table.csv (the report's rows), trials.jsonl (every model), histories/ (every model's \
          per-epoch history), a chart per section, models/ (saved models with history.csv, \
-         curves.svg, confusion.svg, classification_report.txt).",
+         classification_report.txt, curves, confusion matrices and test images as SVG and PNG), \
+         index.html (this report with every chart).",
         started.elapsed().as_secs_f64(),
         summary.ran,
         summary.skipped,
         records.iter().map(|r| r.seconds).sum::<f64>()
     );
     out.write("table.md", &report)?;
+    crate::page::write_index(&out, &config.title, &report)?;
     println!("\n{report}");
     println!("written to {}", out.dir.display());
     failures(&records, |r| {
@@ -974,21 +978,10 @@ fn write_report(
                 let _ = writeln!(report, "{}\n", validation_pick(&section_records, plans));
             }
         }
-        let rank = section_rank(config, section);
-        let chart: Vec<(String, f64)> = ranked(&section_records, rank)
-            .into_iter()
-            .take(flags.top.max(1))
-            .filter_map(|r| {
-                let plan = plans.iter().find(|p| p.key == r.key)?;
-                Some((plan.label.clone(), r.test_score?))
-            })
-            .collect();
-        let chart_file = format!("{}.svg", slug(&section.name));
-        out.write(
-            &chart_file,
-            &plot::bars(&section.name, "test accuracy", &chart),
-        )?;
-        let _ = writeln!(report, "Chart: {chart_file}.\n");
+        let chart_file = section_chart(out, section, &section_rows, &figures, &record_of)?;
+        if let Some(file) = chart_file {
+            let _ = writeln!(report, "Chart: {file} (and .png).\n");
+        }
         // Saved models: k-fold figures and classification reports.
         for plan in section_plans.iter().filter(|p| p.save) {
             let dir = out.path("models").join(trial_file(plan));
@@ -1061,15 +1054,6 @@ fn run_rows(rows: &[Row], plans: &[Plan], records: &[TrialRecord]) -> Vec<crate:
         .collect()
 }
 
-/// How a section's trials are ranked: Talos tables on validation, the others by the
-/// study's `rank`.
-fn section_rank(config: &ModelTableConfig, section: &crate::model_config::Section) -> RankBy {
-    match section.layout {
-        Layout::Talos => RankBy::Validation,
-        Layout::Report => config.rank,
-    }
-}
-
 /// Beside a table ranked by test score (the report's rule): the trial a validation split
 /// would have picked, where the trials had one.
 fn validation_pick(records: &[TrialRecord], plans: &[Plan]) -> String {
@@ -1095,6 +1079,43 @@ fn validation_pick(records: &[TrialRecord], plans: &[Plan]) -> String {
 }
 
 /// This project's figure for a table cell.
+/// The report's figure beside ours for every row of a section that has one, on the first
+/// score the section's rows publish; `None` when no row publishes a score.
+fn section_chart<'a>(
+    out: &Output,
+    section: &Section,
+    rows: &[&Row],
+    figures: &[&str],
+    record_of: &dyn Fn(Option<usize>) -> Option<&'a TrialRecord>,
+) -> Result<Option<String>, String> {
+    let Some(figure) = ["test_accuracy", "val_accuracy", "train_accuracy"]
+        .into_iter()
+        .find(|f| figures.contains(f))
+    else {
+        return Ok(None);
+    };
+    let bars: Vec<(String, Vec<Option<f64>>)> = rows
+        .iter()
+        .map(|row| {
+            let theirs = row.figures.get(figure).and_then(Value::as_f64);
+            let ours = record_of(row.plan).and_then(|r| our_figure(r, figure));
+            (row.label.clone(), vec![theirs, ours])
+        })
+        .collect();
+    let stem = slug(&section.name);
+    plot::render(
+        out,
+        &stem,
+        &plot::Bars {
+            title: format!("{}: the report's figures and ours", section.name),
+            axis: figure.replace('_', " "),
+            series: &["report", "this project"],
+            rows: &bars,
+        },
+    )?;
+    Ok(Some(format!("{stem}.svg")))
+}
+
 fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String {
     match record {
         Some(r) => match (&r.status, our_figure(r, figure)) {

@@ -179,12 +179,19 @@ fn run(args: &Args) -> Result<(), String> {
     println!("{report}");
     model.save(&out.dir).map_err(|e| e.to_string())?;
     out.write("history.csv", &history.to_csv())?;
-    out.write(
-        "report.txt",
-        &format!("{}\n\n{report}\n", loaded.notes.join("\n")),
-    )?;
+    let text = format!("{}\n\n{report}\n", loaded.notes.join("\n"));
+    out.write("report.txt", &text)?;
+    let markdown = format!(
+        "# {}\n\nDevice {}; seed {}; written by `train` {}.\n\n```\n{text}```\n",
+        args.data,
+        selected.description,
+        args.seed,
+        env!("CARGO_PKG_VERSION"),
+    );
+    experiments::page::write_index(&out, &format!("train: {}", args.data), &markdown)?;
     println!(
-        "saved to {} (model.json, weights.safetensors, history.csv, curves.svg, report.txt); \
+        "saved to {} (model.json, weights.safetensors, history.csv, report.txt, the charts, \
+         index.html); \
          predict with: predict --model {} --data FILE",
         out.dir.display(),
         out.dir.display()
@@ -392,13 +399,16 @@ fn test_report(
     out: &Output,
 ) -> Result<String, String> {
     let test = &loaded.test;
-    let score_name = match test.targets {
-        Targets::Classes { .. } => "accuracy",
-        Targets::Values { .. } => "R²",
-    };
-    out.write(
-        "curves.svg",
-        &plot::curves("training curves", history, score_name, HeldOut::Validation),
+    let name = loaded.key.split('@').next().unwrap_or("data");
+    let charts = plot::model_charts(
+        out,
+        &plot::ModelCharts {
+            title: &format!("{name}, {} test items", test.len()),
+            model,
+            history,
+            held_out: HeldOut::Validation,
+            test,
+        },
     )?;
     let mut lines = vec![match history.outcome {
         Outcome::EarlyStopped { best_epoch } => format!(
@@ -435,10 +445,6 @@ fn test_report(
             lines.push(report.to_text());
             let matrix = confusion_matrix(&labels, truth, classes.len());
             lines.push(confusion_text(&matrix, &classes.0));
-            out.write(
-                "confusion.svg",
-                &plot::confusion("test set", &matrix, &classes.0),
-            )?;
         }
         (
             Predictions::Values(values),
@@ -458,6 +464,7 @@ fn test_report(
         }
         _ => return Err("the model's outputs do not match the test targets".into()),
     }
+    lines.push(format!("charts: {}", charts.join(", ")));
     Ok(lines.join("\n"))
 }
 
