@@ -80,6 +80,131 @@ pub struct RunRows {
     pub rows: Vec<RunRow>,
 }
 
+/// The file (`experiments/figures.toml`, without its extension) that lists every figure of
+/// the reports and the chart of ours answering it; not a study.
+pub const FIGURES: &str = "figures";
+
+/// One figure of a report and our answer to it (`[[figure]]` of `figures.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FigureEntry {
+    /// 001-004.
+    pub report: String,
+    /// Its caption in the report.
+    pub figure: String,
+    /// The binary whose run folder holds our charts.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Chart files in that folder without extension; `*` stands for any one folder name.
+    #[serde(default)]
+    pub charts: Vec<String>,
+    /// Why no chart answers it, or in what it answers only in part.
+    #[serde(default)]
+    pub none: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FigureFile {
+    figure: Vec<FigureEntry>,
+}
+
+/// The committed charts matching `pattern` (`models/*/curves`) in `folder`, as paths
+/// relative to `folder` with the extension found (SVG preferred).
+fn charts_matching(folder: &Path, pattern: &str) -> Vec<String> {
+    let mut bases = vec![std::path::PathBuf::new()];
+    let parts: Vec<&str> = pattern.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let mut next = Vec::new();
+        for base in &bases {
+            if *part == "*" {
+                let Ok(entries) = std::fs::read_dir(folder.join(base)) else {
+                    continue;
+                };
+                let mut names: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                next.extend(names.into_iter().map(|n| base.join(n)));
+            } else if last {
+                for ext in ["svg", "png"] {
+                    let file = base.join(format!("{part}.{ext}"));
+                    if folder.join(&file).is_file() {
+                        next.push(file);
+                        break;
+                    }
+                }
+            } else {
+                next.push(base.join(part));
+            }
+        }
+        bases = next;
+    }
+    bases.iter().map(|p| p.display().to_string()).collect()
+}
+
+/// The book's list of the reports' figures: each with the committed charts of ours that
+/// answer it (linked, relative to the book), or why none does.
+fn figure_list(studies: &Path, results: &Path) -> Result<String, String> {
+    let path = studies.join(format!("{FIGURES}.toml"));
+    if !path.exists() {
+        return Ok(String::new());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: FigureFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = String::from(
+        "\n## Figures\n\nEvery figure of the reports, as `experiments/figures.toml` lists them, and \
+         the charts of ours in the committed run folders that answer it (each written as SVG and \
+         PNG by the runs of main; folders made before the charts were drawn with plotters hold \
+         SVG only).\n\n| report | figure | ours | note |\n|---|---|---|---|\n",
+    );
+    for f in &file.figure {
+        let ours = match &f.table {
+            Some(table) => {
+                let folder = results.join(table);
+                let found: Vec<String> = f
+                    .charts
+                    .iter()
+                    .flat_map(|c| charts_matching(&folder, c))
+                    .collect();
+                if found.is_empty() {
+                    format!(
+                        "`{table}`: {} (not in the committed run yet)",
+                        f.charts.join(", ")
+                    )
+                } else {
+                    let shown: Vec<String> = found
+                        .iter()
+                        .take(4)
+                        .map(|c| format!("[{c}]({table}/{c})"))
+                        .collect();
+                    let more = found.len().saturating_sub(4);
+                    format!(
+                        "`{table}`: {}{}",
+                        shown.join(", "),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    )
+                }
+            }
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {ours} | {} |",
+            f.report,
+            f.figure.replace('|', "/"),
+            f.none.as_deref().unwrap_or("").replace('|', "/")
+        );
+    }
+    Ok(out)
+}
+
 /// SHA-256 of a study file's text, in hex.
 pub fn study_hash(text: &str) -> String {
     data::fetch::sha256_hex(text.as_bytes()).unwrap_or_default()
@@ -238,7 +363,7 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter_map(|n| n.strip_suffix(".toml").map(String::from))
-        .filter(|n| n != "bench")
+        .filter(|n| n != "bench" && n != FIGURES)
         .collect();
     names.sort();
     let rates = Rates::measure(results)?;
@@ -315,8 +440,9 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
          Seeds: the mean and standard deviation of a current row's figure over seed 0 and \
          every current run with another seed (`--seed N --out experiments/results/<table>/seed-N` \
          writes its `rows-seed-N.json`).\n\n\
-         {}\n{lines}",
-        queued.summary(&rates)
+         {}\n{lines}{}",
+        queued.summary(&rates),
+        figure_list(studies, results)?
     ))
 }
 

@@ -507,6 +507,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             rows: &bars,
         },
     )?;
+    plot::render(
+        &out,
+        "scores-by-hyperparameter",
+        &scores_by_hyperparameter(&records, &config, score_name),
+    )?;
 
     // The report's final model, or, where the report has none, the best trial's model.
     // A diverged or failed trial has no score and is never the best one.
@@ -794,6 +799,52 @@ fn trial_label_of(params: &Map<String, Value>) -> String {
         .map(|(_, v)| format_value(v))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Every scored trial's figure on the ranking split (validation, or test where the study
+/// ranks by it), by the value of each hyperparameter the grid varies.
+fn scores_by_hyperparameter<'a>(
+    records: &[TrialRecord],
+    config: &MlpTableConfig,
+    score_name: &'a str,
+) -> plot::Strip<'a> {
+    let scored: Vec<(&TrialRecord, f64)> = records
+        .iter()
+        .filter_map(|r| r.score(config.rank).map(|s| (r, s)))
+        .collect();
+    let mut names: Vec<&String> = Vec::new();
+    for (r, _) in &scored {
+        for name in r.params.keys() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let params = names
+        .into_iter()
+        .filter_map(|name| {
+            let points: Vec<(String, f64)> = scored
+                .iter()
+                .filter_map(|(r, s)| r.params.get(name).map(|v| (format_value(v), *s)))
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> =
+                points.iter().map(|p| &p.0).collect();
+            (distinct.len() > 1).then(|| (name.clone(), points))
+        })
+        .collect();
+    plot::Strip {
+        title: format!(
+            "{}: {} trials' {} by hyperparameter value",
+            config.dataset,
+            scored.len(),
+            match config.rank {
+                RankBy::Validation => "validation score",
+                RankBy::Test => "test score",
+            }
+        ),
+        score: score_name,
+        params,
+    }
 }
 
 /// The data of the final model: training and test parts, and for a study's own table the

@@ -643,6 +643,95 @@ impl Chart for ImageGrid<'_> {
     }
 }
 
+/// Scores by hyperparameter value: one panel per hyperparameter that takes more than one
+/// value, a column of points per value (every trial with that value), so a grid shows at a
+/// glance which settings matter.
+pub struct Strip<'a> {
+    /// What the chart shows.
+    pub title: String,
+    /// The score's name and split (`validation accuracy`).
+    pub score: &'a str,
+    /// Per hyperparameter: its name, and each trial's value (as text) and score.
+    pub params: Vec<(String, Vec<(String, f64)>)>,
+}
+
+impl Strip<'_> {
+    const PANEL: (u32, u32) = (480, 300);
+
+    fn panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        name: &str,
+        points: &[(String, f64)],
+        range: (f64, f64),
+    ) -> Result<(), String> {
+        let mut values: Vec<&str> = Vec::new();
+        for (v, _) in points {
+            if !values.contains(&v.as_str()) {
+                values.push(v);
+            }
+        }
+        let k = values.len();
+        let mut chart = ChartBuilder::on(area)
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5..(k as f64 - 0.5), range.0..range.1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(k)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < k {
+                    values[i as usize].to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&tick)
+            .x_desc(name)
+            .y_desc(self.score)
+            .axis_desc_style(font(14))
+            .label_style(font(12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        for (n, (v, score)) in points.iter().enumerate() {
+            let column = values.iter().position(|x| x == v).unwrap_or(0) as f64;
+            // A fixed spread inside the column, so equal scores stay visible.
+            let jitter = ((n * 37) % 21) as f64 / 21.0 * 0.5 - 0.25;
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (column + jitter, *score),
+                    3,
+                    PALETTE[0].mix(0.55).filled(),
+                )))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+impl Chart for Strip<'_> {
+    fn size(&self) -> (u32, u32) {
+        let rows = self.params.len().div_ceil(2).max(1) as u32;
+        (2 * Self::PANEL.0, 40 + rows * Self::PANEL.1)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let body = titled(root, &self.title)?;
+        let range = padded(self.params.iter().flat_map(|p| p.1.iter().map(|s| s.1)));
+        let rows = self.params.len().div_ceil(2).max(1);
+        let panels = body.split_evenly((rows, 2));
+        for ((name, points), area) in self.params.iter().zip(panels.iter()) {
+            self.panel(area, name, points, range)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a trained model's charts show.
 pub struct ModelCharts<'a> {
     /// Dataset and model, in words (the split is added per chart).

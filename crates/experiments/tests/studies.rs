@@ -43,7 +43,8 @@ fn studies() -> Vec<(String, PathBuf, toml::Table)> {
         .filter_map(|e| {
             let path = e.unwrap().path();
             let name = path.file_stem()?.to_str()?.to_string();
-            (path.extension()? == "toml" && name != "bench").then_some((name, path))
+            (path.extension()? == "toml" && name != "bench" && name != experiments::book::FIGURES)
+                .then_some((name, path))
         })
         .map(|(name, path)| {
             let table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
