@@ -912,6 +912,7 @@ fn train_final(
             model: &model,
             history: &history,
             held_out: trainer::HeldOut::Test,
+            kept: history.kept_epoch(None),
             test,
         },
     )?;

@@ -474,22 +474,67 @@ fn save_model(
     let dir = out.subdir("models")?.subdir(&trial_file(plan))?;
     model.save(&dir.dir).map_err(|e| e.to_string())?;
     dir.write("history.csv", &history.to_csv_as(held_out))?;
-    let title = format!("{}, {}", plan.label, test_description(test));
-    plot::model_charts(
-        &dir,
-        &plot::ModelCharts {
-            title: &title,
-            model,
-            history,
-            held_out,
-            test,
-        },
-    )?;
+    draw_model(plan, model, history, held_out, test, &dir)?;
     let (report, _) = model
         .classification_report(test)
         .map_err(|e| e.to_string())?;
     dir.write("classification_report.txt", &report.to_text())?;
     Ok(())
+}
+
+/// A saved model's charts (curves, confusion matrix, test images).
+fn draw_model(
+    plan: &Plan,
+    model: &TrainedModel,
+    history: &trainer::History,
+    held_out: trainer::HeldOut,
+    test: &Samples,
+    dir: &Output,
+) -> Result<(), String> {
+    let title = format!("{}, {}", plan.label, test_description(test));
+    plot::model_charts(
+        dir,
+        &plot::ModelCharts {
+            title: &title,
+            model,
+            history,
+            held_out,
+            kept: history.kept_epoch(plan.training.early_stopping.as_ref()),
+            test,
+        },
+    )?;
+    Ok(())
+}
+
+/// Draws the charts of saved models that have none in PNG yet (saved by a build that drew
+/// SVG by hand, or before charts existed), from their saved weights and history: no
+/// training.
+fn redraw_saved(
+    plans: &[Plan],
+    test: &Samples,
+    out: &Output,
+    device: &burn::tensor::Device,
+) -> Result<usize, String> {
+    let mut drawn = 0;
+    for plan in plans.iter().filter(|p| p.save) {
+        let dir = Output {
+            dir: out.path("models").join(trial_file(plan)),
+        };
+        let csv = dir.path("history.csv");
+        if dir.path("curves.png").exists()
+            || !dir.path(trainer::estimator::CARD_FILE).exists()
+            || !csv.exists()
+        {
+            continue;
+        }
+        let model = TrainedModel::load(&dir.dir, device).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(&csv).map_err(|e| format!("{}: {e}", csv.display()))?;
+        let (history, held_out) = trainer::History::from_csv(&text, Outcome::Finished)
+            .map_err(|e| format!("{}: {e}", csv.display()))?;
+        draw_model(plan, &model, &history, held_out, test, &dir)?;
+        drawn += 1;
+    }
+    Ok(drawn)
 }
 
 /// The data in a few words for a chart title (`10000 test items`).
@@ -655,6 +700,10 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         return shard_done(shard, &summary, &out);
     }
     let records = results.records_of(&trials);
+    let redrawn = redraw_saved(&plans, &test, &out, &selected.device)?;
+    if redrawn > 0 {
+        println!("drew the charts of {redrawn} saved model(s) from their weights and history");
+    }
     crate::book::write_run_rows(&out, &path, flags, run_rows(&rows, &plans, &records))?;
     let mut report = write_report(
         &config, flags, &plans, &rows, &records, &out, &test, &selected,

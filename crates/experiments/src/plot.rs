@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, FontTransform, register_font};
-use trainer::{HeldOut, History, Outcome};
+use trainer::{HeldOut, History};
 
 use crate::output::Output;
 
@@ -160,17 +160,11 @@ pub struct Curves<'a> {
     pub score: &'a str,
     /// What the held-out curve was measured on.
     pub held_out: HeldOut,
+    /// The epoch whose weights the model holds ([`History::kept_epoch`]).
+    pub kept: Option<usize>,
 }
 
 impl Curves<'_> {
-    /// The epoch whose weights the model kept: early stopping's best, else the last.
-    fn kept_epoch(&self) -> Option<usize> {
-        match self.history.outcome {
-            Outcome::EarlyStopped { best_epoch } => Some(best_epoch),
-            _ => self.history.epochs.last().map(|e| e.epoch),
-        }
-    }
-
     /// Epochs at which the learning rate changed, with the new rate.
     fn lr_changes(&self) -> Vec<(usize, f64)> {
         self.history
@@ -222,7 +216,7 @@ impl Curves<'_> {
                 ))
                 .map_err(err)?;
         }
-        if let Some(kept) = self.kept_epoch() {
+        if let Some(kept) = self.kept {
             chart
                 .draw_series(DashedLineSeries::new(
                     vec![(kept as f64, lo), (kept as f64, hi)],
@@ -256,7 +250,7 @@ impl Chart for Curves<'_> {
         if self.history.epochs.iter().any(|e| e.val_loss.is_some()) {
             entries.push((self.held_out.name().to_string(), PALETTE[1], false));
         }
-        if let Some(kept) = self.kept_epoch() {
+        if let Some(kept) = self.kept {
             entries.push((format!("weights kept: epoch {kept}"), BLACK, true));
         }
         let changes = self.lr_changes();
@@ -742,6 +736,8 @@ pub struct ModelCharts<'a> {
     pub history: &'a History,
     /// What the history's held-out curve was measured on.
     pub held_out: HeldOut,
+    /// The epoch whose weights the model holds ([`History::kept_epoch`]).
+    pub kept: Option<usize>,
     /// The test data.
     pub test: &'a data::Samples,
 }
@@ -755,6 +751,7 @@ pub fn model_charts(dir: &Output, charts: &ModelCharts) -> Result<Vec<String>, S
         model,
         history,
         held_out,
+        kept,
         test,
     } = *charts;
     let score = match test.targets {
@@ -767,6 +764,7 @@ pub fn model_charts(dir: &Output, charts: &ModelCharts) -> Result<Vec<String>, S
         history,
         score,
         held_out,
+        kept,
     };
     files.extend(render(dir, "curves", &curves)?);
     let predictions = model.predict(test).map_err(|e| e.to_string())?;
@@ -875,7 +873,7 @@ fn sample_grid<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trainer::EpochRecord;
+    use trainer::{EpochRecord, Outcome};
 
     fn history() -> History {
         History {
@@ -904,9 +902,9 @@ mod tests {
             history: &h,
             score: "accuracy",
             held_out: HeldOut::Validation,
+            kept: Some(4),
         };
         assert_eq!(curves.lr_changes(), [(4, 1e-4)]);
-        assert_eq!(curves.kept_epoch(), Some(4));
         let names = [
             "Iris-setosa".to_string(),
             "Iris-versicolor".into(),

@@ -195,6 +195,58 @@ impl History {
         self.to_csv_as(HeldOut::Validation)
     }
 
+    /// The epoch whose weights the trained model holds: with early stopping that restores
+    /// its best weights, the best epoch by its monitor (as `fit` picks it), else the last.
+    pub fn kept_epoch(&self, early_stopping: Option<&EarlyStopping>) -> Option<usize> {
+        let last = self.epochs.last().map(|e| e.epoch);
+        let Some(rule) = early_stopping.filter(|r| r.restore_best_weights) else {
+            return last;
+        };
+        let mut best: Option<(usize, f64)> = None;
+        for record in &self.epochs {
+            let value = monitored(record, rule.monitor);
+            if rule
+                .monitor
+                .improves(value, best.map(|b| b.1), rule.min_delta)
+            {
+                best = Some((record.epoch, value));
+            }
+        }
+        best.map(|b| b.0).or(last)
+    }
+
+    /// Reads a history written by [`History::to_csv_as`] back, with `outcome` (which the CSV
+    /// does not hold) and what its held-out columns were measured on; `Err` names the line.
+    pub fn from_csv(text: &str, outcome: Outcome) -> Result<(History, HeldOut), String> {
+        let mut lines = text.lines();
+        let header = lines.next().ok_or("an empty history")?;
+        let held_out = if header.contains("test_loss") {
+            HeldOut::Test
+        } else {
+            HeldOut::Validation
+        };
+        let mut epochs = Vec::new();
+        for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let bad = || format!("line {}: {line:?} is not a history row", i + 2);
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != 7 {
+                return Err(bad());
+            }
+            let num = |s: &str| s.parse::<f64>().map_err(|_| bad());
+            let opt = |s: &str| (!s.is_empty()).then(|| num(s)).transpose();
+            epochs.push(EpochRecord {
+                epoch: f[0].parse().map_err(|_| bad())?,
+                loss: num(f[1])?,
+                score: num(f[2])?,
+                val_loss: opt(f[3])?,
+                val_score: opt(f[4])?,
+                lr: num(f[5])?,
+                seconds: num(f[6])?,
+            });
+        }
+        Ok((History { epochs, outcome }, held_out))
+    }
+
     /// As [`History::to_csv`], the held-out columns named for what they were measured on:
     /// `test_loss,test_score` when the test set stood in for validation data (report 001
     /// passed it to Keras for its curves), so the test set is never called validation.
@@ -853,6 +905,56 @@ fn load_network(mut network: Network, bytes: Vec<u8>, what: &str) -> Result<Netw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_reads_back_from_its_csv() {
+        let history = History {
+            epochs: vec![
+                EpochRecord {
+                    epoch: 1,
+                    loss: 0.5,
+                    score: 0.8,
+                    val_loss: Some(0.625),
+                    val_score: Some(0.75),
+                    lr: 0.001,
+                    seconds: 1.5,
+                },
+                EpochRecord {
+                    epoch: 2,
+                    loss: 0.25,
+                    score: 0.9,
+                    val_loss: None,
+                    val_score: None,
+                    lr: 0.0001,
+                    seconds: 2.0,
+                },
+            ],
+            outcome: Outcome::Finished,
+        };
+        let (back, held_out) =
+            History::from_csv(&history.to_csv_as(HeldOut::Test), Outcome::Finished).unwrap();
+        assert_eq!(back, history);
+        assert_eq!(held_out, HeldOut::Test);
+        let err = History::from_csv("epoch,loss\n1,x\n", Outcome::Finished).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        // Restoring early stopping keeps the best validation loss's epoch; without it, the last.
+        let mut rule = EarlyStopping {
+            monitor: Monitor::ValLoss,
+            patience: 5,
+            min_delta: 0.0,
+            restore_best_weights: true,
+        };
+        let mut three = history.clone();
+        three.epochs[1].val_loss = Some(0.7);
+        three.epochs.push(EpochRecord {
+            epoch: 3,
+            ..three.epochs[1].clone()
+        });
+        assert_eq!(three.kept_epoch(Some(&rule)), Some(1));
+        rule.restore_best_weights = false;
+        assert_eq!(three.kept_epoch(Some(&rule)), Some(3));
+        assert_eq!(three.kept_epoch(None), Some(3));
+    }
 
     #[test]
     fn epoch_lines_give_the_time_left_at_the_epochs_pace() {

@@ -164,18 +164,20 @@ fn run(args: &Args) -> Result<(), String> {
     let network = Network::new(&spec, args.seed, &selected.device).map_err(|e| e.0)?;
     let preprocessing = Preprocessing::for_data(&train);
     println!("inputs: {}", describe_inputs(preprocessing));
+    let config = fit_config(args, &train, validation.is_some())?;
     let (mut model, history) = train_model(
         network,
         &train,
         validation.as_ref(),
         preprocessing,
-        &fit_config(args, &train, validation.is_some())?,
+        &config,
         &selected.device,
     )
     .map_err(|e| e.to_string())?;
     model.card.table = loaded.encoder.clone();
     let out = Output::create(&args.out)?;
-    let report = test_report(&model, &loaded, &history, &out)?;
+    let kept = history.kept_epoch(config.early_stopping.as_ref());
+    let report = test_report(&model, &loaded, (&history, kept), &out)?;
     println!("{report}");
     model.save(&out.dir).map_err(|e| e.to_string())?;
     out.write("history.csv", &history.to_csv())?;
@@ -395,7 +397,7 @@ fn describe_inputs(preprocessing: Preprocessing) -> &'static str {
 fn test_report(
     model: &TrainedModel,
     loaded: &Loaded,
-    history: &History,
+    (history, kept): (&History, Option<usize>),
     out: &Output,
 ) -> Result<String, String> {
     let test = &loaded.test;
@@ -407,6 +409,7 @@ fn test_report(
             model,
             history,
             held_out: HeldOut::Validation,
+            kept,
             test,
         },
     )?;
