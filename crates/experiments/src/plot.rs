@@ -60,6 +60,7 @@ pub fn render(out: &Output, stem: &str, chart: &impl Chart) -> Result<[String; 2
         root.present()
             .map_err(|e| format!("{}: {e}", svg.display()))?;
     }
+    fix_embedded_images(&svg)?;
     let png = out.path(&names[1]);
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();
@@ -68,6 +69,17 @@ pub fn render(out: &Output, stem: &str, chart: &impl Chart) -> Result<[String; 2
             .map_err(|e| format!("{}: {e}", png.display()))?;
     }
     Ok(names)
+}
+
+/// plotters' SVG backend labels embedded bitmaps `data:png`, which browsers do not show:
+/// the media type is `image/png`.
+fn fix_embedded_images(svg: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(svg).map_err(|e| format!("{}: {e}", svg.display()))?;
+    if text.contains("\"data:png;") {
+        let fixed = text.replace("\"data:png;", "\"data:image/png;");
+        std::fs::write(svg, fixed).map_err(|e| format!("{}: {e}", svg.display()))?;
+    }
+    Ok(())
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -603,22 +615,21 @@ impl Chart for ImageGrid<'_> {
                 (k % Self::COLUMNS * tile + 8) as i32,
                 (k / Self::COLUMNS * tile_h + 4) as i32,
             );
-            for y in 0..h {
-                for x in 0..w {
+            // One bitmap per image (embedded as PNG in the SVG), each pixel an s x s block.
+            let (ws, hs) = (w * s, h * s);
+            let mut rgb = Vec::with_capacity(ws * hs * 3);
+            for py in 0..hs {
+                for px in 0..ws {
+                    let (x, y) = (px / s, py / s);
                     let at = |c: usize| image[c * h * w + y * w + x].clamp(0.0, 255.0) as u8;
-                    let colour = if channels >= 3 {
-                        RGBColor(at(0), at(1), at(2))
-                    } else {
-                        RGBColor(at(0), at(0), at(0))
-                    };
-                    let (px, py) = (x0 + (x * s) as i32, y0 + (y * s) as i32);
-                    body.draw(&Rectangle::new(
-                        [(px, py), (px + s as i32, py + s as i32)],
-                        colour.filled(),
-                    ))
-                    .map_err(err)?;
+                    let c = if channels >= 3 { [at(0), at(1), at(2)] } else { [at(0); 3] };
+                    rgb.extend_from_slice(&c);
                 }
             }
+            let bitmap: BitMapElement<_> =
+                BitMapElement::with_owned_buffer((x0, y0), (ws as u32, hs as u32), rgb)
+                    .ok_or("an image buffer of the wrong size")?;
+            body.draw(&bitmap).map_err(err)?;
             let ink = if caption.starts_with('✗') {
                 PALETTE[3]
             } else {
@@ -980,5 +991,8 @@ mod tests {
         );
         let svg = std::fs::read_to_string(out.path("curves.svg")).unwrap();
         assert!(svg.contains("weights kept: epoch 4") && svg.contains("learning rate 1e-4"));
+        let svg = std::fs::read_to_string(out.path("samples.svg")).unwrap();
+        assert!(svg.contains("href=\"data:image/png;base64,"), "images embedded as PNG");
+        assert!(svg.len() < 20_000, "no rectangle per pixel: {} bytes", svg.len());
     }
 }
