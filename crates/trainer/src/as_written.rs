@@ -1,5 +1,5 @@
 //! Report 001's MLP class as its text writes it, beside the sound implementation of
-//! [`Mlp`](crate::Mlp): what the report states, and what its loss column implies.
+//! [`Mlp`]: what the report states, and what its loss column implies.
 //!
 //! Stated (section 1): layers `z = a W` with no bias (equations 1, 3 and 5); initial
 //! weights `beta x N(0, 1)`; the regulariser `alpha * sum ||W||_F`, the Frobenius norm

@@ -1,4 +1,4 @@
-//! Checkpoints: what [`fit`](crate::fit) needs to continue a training after the process
+//! Checkpoints: what [`fit`](crate::fit::fit()) needs to continue a training after the process
 //! died, written atomically at epoch ends, at most once per interval.
 //!
 //! A checkpoint holds the weights, the optimizer's state, the best weights kept for early
