@@ -182,7 +182,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let trials: Vec<Trial> = trials
         .iter()
         .map(|t| {
-            let e = search.mlp(t).map(|m| m.epoch).unwrap_or(1);
+            let e = search.mlp(t).map(|m| m.epochs).unwrap_or(1);
             if epochs_for(e) == e {
                 t.clone()
             } else {
@@ -199,7 +199,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             let mut m = search
                 .mlp(&Trial::new(0, config::to_json(&f.params)))
                 .map_err(|e| format!("{}: [final]: {e}", config_path.display()))?;
-            m.epoch = epochs_for(m.epoch);
+            m.epochs = epochs_for(m.epochs);
             Some(m)
         }
         None => None,
@@ -774,13 +774,13 @@ fn carve_validation(
 
 fn default_cell(m: &Mlp, column: &str) -> String {
     match column {
-        "hidden_layer" => format_value(&Value::from(m.hidden_layer.clone())),
+        "hidden_layer" => format_value(&Value::from(m.hidden_layers.clone())),
         "activation" => m.activation.to_string(),
-        "epoch" => m.epoch.to_string(),
-        "eta" => m.eta.to_string(),
-        "beta" => m.beta.to_string(),
-        "alpha" => m.alpha.to_string(),
-        "mu" => m.mu.to_string(),
+        "epoch" => m.epochs.to_string(),
+        "eta" => m.learning_rate.to_string(),
+        "beta" => m.init_scale.to_string(),
+        "alpha" => m.l2.to_string(),
+        "mu" => m.momentum.to_string(),
         "batch_size" => m.batch_size.to_string(),
         _ => "-".into(),
     }
@@ -868,14 +868,14 @@ fn train_final(
 ) -> Result<(String, (f64, f64)), String> {
     println!(
         "final model: MLP({}, {}, batch {}, {} epochs, eta {}, mu {}, beta {}, alpha {})",
-        format_value(&Value::from(mlp.hidden_layer.clone())),
+        format_value(&Value::from(mlp.hidden_layers.clone())),
         mlp.activation,
         mlp.batch_size,
-        mlp.epoch,
-        mlp.eta,
-        mlp.mu,
-        mlp.beta,
-        mlp.alpha
+        mlp.epochs,
+        mlp.learning_rate,
+        mlp.momentum,
+        mlp.init_scale,
+        mlp.l2
     );
     let mut verbose = mlp.clone();
     verbose.verbose = true;
@@ -907,7 +907,7 @@ fn train_final(
         &plot::ModelCharts {
             title: &format!(
                 "final model MLP{}",
-                format_value(&Value::from(mlp.hidden_layer.clone()))
+                format_value(&Value::from(mlp.hidden_layers.clone()))
             ),
             model: &model,
             history: &history,
@@ -925,7 +925,7 @@ fn train_final(
         "| model | train {score_name} (report) | train (ours) | test {score_name} (report) | \
          test (ours) | epochs | seconds |\n|---|---|---|---|---|---|---|\n| MLP({}, {}) | {} | \
          {train_score:.4} | {} | {test_score:.4} | {} | {seconds:.1} |\n",
-        format_value(&Value::from(mlp.hidden_layer.clone())),
+        format_value(&Value::from(mlp.hidden_layers.clone())),
         mlp.activation,
         figure("train_score"),
         figure("test_score"),

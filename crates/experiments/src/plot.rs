@@ -622,7 +622,11 @@ impl Chart for ImageGrid<'_> {
                 for px in 0..ws {
                     let (x, y) = (px / s, py / s);
                     let at = |c: usize| image[c * h * w + y * w + x].clamp(0.0, 255.0) as u8;
-                    let c = if channels >= 3 { [at(0), at(1), at(2)] } else { [at(0); 3] };
+                    let c = if channels >= 3 {
+                        [at(0), at(1), at(2)]
+                    } else {
+                        [at(0); 3]
+                    };
                     rgb.extend_from_slice(&c);
                 }
             }
@@ -992,7 +996,14 @@ mod tests {
         let svg = std::fs::read_to_string(out.path("curves.svg")).unwrap();
         assert!(svg.contains("weights kept: epoch 4") && svg.contains("learning rate 1e-4"));
         let svg = std::fs::read_to_string(out.path("samples.svg")).unwrap();
-        assert!(svg.contains("href=\"data:image/png;base64,"), "images embedded as PNG");
-        assert!(svg.len() < 20_000, "no rectangle per pixel: {} bytes", svg.len());
+        assert!(
+            svg.contains("href=\"data:image/png;base64,"),
+            "images embedded as PNG"
+        );
+        assert!(
+            svg.len() < 20_000,
+            "no rectangle per pixel: {} bytes",
+            svg.len()
+        );
     }
 }

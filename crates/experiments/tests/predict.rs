@@ -14,13 +14,13 @@ fn predict_classifies_csv_rows_and_refuses_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let iris = DataDirs::new(None).load(DatasetName::Iris).unwrap().train;
     let mlp = Mlp {
-        hidden_layer: vec![8],
+        hidden_layers: vec![8],
         activation: Activation::Relu,
-        epoch: 60,
-        eta: 0.05,
-        beta: 0.3,
-        alpha: 0.0,
-        mu: 0.8,
+        epochs: 60,
+        learning_rate: 0.05,
+        init_scale: 0.3,
+        l2: 0.0,
+        momentum: 0.8,
         batch_size: 16,
         verbose: false,
         task: MlpTask::Classification,

@@ -1,6 +1,8 @@
-//! Grids over report 001's MLP (`trainer::Mlp`): a trial's parameters are the MLP's own
-//! names (`hidden_layer`, `activation`, `epoch`, `eta`, `beta`, `alpha`, `mu`,
-//! `batch_size`, `seed`); what a grid leaves out comes from the search's defaults. Trials
+//! Grids over report 001's MLP (`trainer::Mlp`): a trial's parameters carry the report's
+//! names, as the study files and grid files write them (`hidden_layer`, `activation`,
+//! `epoch`, `eta`, `beta`, `alpha`, `mu`, `batch_size`, `seed`), and stop here: they are read
+//! into the MLP's fields (`hidden_layers`, `epochs`, `learning_rate`, `init_scale`, `l2`,
+//! `momentum`); what a grid leaves out comes from the search's defaults. Trials
 //! that share layers, activation, batch size and epochs train together as one stacked
 //! model (`Mlp::fit_stacked`), which is what makes a 540-trial grid of tiny MLPs fast.
 
@@ -68,14 +70,14 @@ pub struct MlpSearch<'a> {
 pub fn mlp_config(mlp: &Mlp) -> Value {
     json!({
         "model": "report-001-mlp",
-        "hidden_layers": mlp.hidden_layer,
+        "hidden_layers": mlp.hidden_layers,
         "activation": mlp.activation.to_string(),
-        "epochs": mlp.epoch,
-        "learning_rate": mlp.eta,
+        "epochs": mlp.epochs,
+        "learning_rate": mlp.learning_rate,
         // f32's shortest decimal (0.1, not 0.10000000149011612).
-        "init_scale": mlp.beta.to_string().parse::<f64>().unwrap_or(f64::from(mlp.beta)),
-        "l2": mlp.alpha,
-        "momentum": mlp.mu,
+        "init_scale": mlp.init_scale.to_string().parse::<f64>().unwrap_or(f64::from(mlp.init_scale)),
+        "l2": mlp.l2,
+        "momentum": mlp.momentum,
         "batch_size": mlp.batch_size,
         "task": match mlp.task {
             MlpTask::Classification => "classification",
@@ -144,32 +146,37 @@ impl<'a> MlpSearch<'a> {
             }
         };
         let mlp = Mlp {
-            hidden_layer: trial.get_or("hidden_layer", d.hidden_layer.clone())?,
+            hidden_layers: trial.get_or("hidden_layer", d.hidden_layers.clone())?,
             activation,
-            epoch: trial.get_or("epoch", d.epoch)?,
-            eta: trial.get_or("eta", d.eta)?,
-            beta: trial.get_or("beta", d.beta)?,
-            alpha: trial.get_or("alpha", d.alpha)?,
-            mu: trial.get_or("mu", d.mu)?,
+            epochs: trial.get_or("epoch", d.epochs)?,
+            learning_rate: trial.get_or("eta", d.learning_rate)?,
+            init_scale: trial.get_or("beta", d.init_scale)?,
+            l2: trial.get_or("alpha", d.l2)?,
+            momentum: trial.get_or("mu", d.momentum)?,
             batch_size: trial.get_or("batch_size", d.batch_size)?,
             verbose: false,
             task: d.task,
             seed: trial.get_or("seed", d.seed)?,
         };
-        if mlp.epoch == 0 || mlp.batch_size == 0 || mlp.hidden_layer.contains(&0) {
+        if mlp.epochs == 0 || mlp.batch_size == 0 || mlp.hidden_layers.contains(&0) {
             return Err(SearchError::Grid(format!(
                 "trial {}: epoch, batch_size and every hidden layer must be at least 1",
                 trial.index
             )));
         }
-        let finite = [mlp.eta, mlp.mu, mlp.alpha, f64::from(mlp.beta)]
-            .iter()
-            .all(|x| x.is_finite());
+        let finite = [
+            mlp.learning_rate,
+            mlp.momentum,
+            mlp.l2,
+            f64::from(mlp.init_scale),
+        ]
+        .iter()
+        .all(|x| x.is_finite());
         if !(finite
-            && mlp.eta > 0.0
-            && (0.0..1.0).contains(&mlp.mu)
-            && mlp.alpha >= 0.0
-            && mlp.beta > 0.0)
+            && mlp.learning_rate > 0.0
+            && (0.0..1.0).contains(&mlp.momentum)
+            && mlp.l2 >= 0.0
+            && mlp.init_scale > 0.0)
         {
             return Err(SearchError::Grid(format!(
                 "trial {} ({}): eta (learning rate) and beta must be positive finite numbers, \
@@ -177,10 +184,10 @@ impl<'a> MlpSearch<'a> {
                  beta {}, mu {}, alpha {}",
                 trial.index,
                 params_text(&trial.params),
-                mlp.eta,
-                mlp.beta,
-                mlp.mu,
-                mlp.alpha
+                mlp.learning_rate,
+                mlp.init_scale,
+                mlp.momentum,
+                mlp.l2
             )));
         }
         Ok(mlp)
@@ -210,7 +217,7 @@ impl<'a> MlpSearch<'a> {
         match (self.stacked, self.mlp(trial)) {
             (true, Ok(m)) => format!(
                 "{:?}|{}|{}|{}",
-                m.hidden_layer, m.activation, m.batch_size, m.epoch
+                m.hidden_layers, m.activation, m.batch_size, m.epochs
             ),
             _ => format!("trial {}", trial.index),
         }
@@ -294,7 +301,7 @@ impl<'a> MlpSearch<'a> {
         ordered.sort_by_key(|t| {
             std::cmp::Reverse(
                 self.mlp(t)
-                    .map_or(0, |m| m.epoch * self.train.len().div_ceil(m.batch_size)),
+                    .map_or(0, |m| m.epochs * self.train.len().div_ceil(m.batch_size)),
             )
         });
         run_grouped(

@@ -51,13 +51,13 @@ fn run(which: &str, epochs: Option<usize>, seed: u64) -> Result<(), Box<dyn std:
             )?;
             let (train, test) = (all.subset(&split.train), all.subset(&split.held_out));
             let mlp = Mlp {
-                hidden_layer: vec![10, 10, 5],
+                hidden_layers: vec![10, 10, 5],
                 activation: Activation::Relu,
-                epoch: epochs.unwrap_or(300),
-                eta: 0.01,
-                beta: 0.3,
-                alpha: 0.01,
-                mu: 0.8,
+                epochs: epochs.unwrap_or(300),
+                learning_rate: 0.01,
+                init_scale: 0.3,
+                l2: 0.01,
+                momentum: 0.8,
                 batch_size: 16,
                 verbose: false,
                 task: MlpTask::Classification,
@@ -76,13 +76,13 @@ fn run(which: &str, epochs: Option<usize>, seed: u64) -> Result<(), Box<dyn std:
             let split = shuffle_split(all.len(), HoldOut::Fraction(0.2), seed)?;
             let (train, test) = (all.subset(&split.train), all.subset(&split.held_out));
             let mlp = Mlp {
-                hidden_layer: vec![32, 16],
+                hidden_layers: vec![32, 16],
                 activation: Activation::Relu,
-                epoch: epochs.unwrap_or(200),
-                eta: 0.005,
-                beta: 0.1,
-                alpha: 0.01,
-                mu: 0.9,
+                epochs: epochs.unwrap_or(200),
+                learning_rate: 0.005,
+                init_scale: 0.1,
+                l2: 0.01,
+                momentum: 0.9,
                 batch_size: 32,
                 verbose: false,
                 task: MlpTask::Regression,

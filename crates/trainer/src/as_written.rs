@@ -78,8 +78,8 @@ pub fn fit_as_written(
     let mut net = Net::new(mlp, train.item_len(), outputs, device);
     let mut rng = ChaCha8Rng::seed_from_u64(mlp.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut history = Vec::with_capacity(mlp.epoch);
-    for _ in 0..mlp.epoch {
+    let mut history = Vec::with_capacity(mlp.epochs);
+    for _ in 0..mlp.epochs {
         order.shuffle(&mut rng);
         for chunk in order.chunks(mlp.batch_size.max(1)) {
             let ids = index_tensor(chunk, device);
@@ -109,13 +109,13 @@ impl Net {
     fn new(mlp: &Mlp, inputs: usize, outputs: usize, device: &Device) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(mlp.seed ^ 0x5eed_0001);
         let mut sizes = vec![inputs];
-        sizes.extend(&mlp.hidden_layer);
+        sizes.extend(&mlp.hidden_layers);
         sizes.push(outputs);
         let weights: Vec<Tensor<2>> = sizes
             .windows(2)
             .map(|w| {
                 let values: Vec<f32> = (0..w[0] * w[1])
-                    .map(|_| standard_normal(&mut rng) * mlp.beta)
+                    .map(|_| standard_normal(&mut rng) * mlp.init_scale)
                     .collect();
                 Tensor::from_data(TensorData::new(values, [w[0], w[1]]), device)
             })
@@ -163,18 +163,18 @@ impl Net {
                 delta = delta.matmul(self.weights[l].clone().transpose())
                     * derivative(self.hidden, &a[l]);
             }
-            let grad = grad + norm_gradient(&self.weights[l]).mul_scalar(mlp.alpha);
+            let grad = grad + norm_gradient(&self.weights[l]).mul_scalar(mlp.l2);
             self.velocity[l] = self.velocity[l]
                 .clone()
-                .mul_scalar(mlp.mu)
-                .sub(grad.mul_scalar(mlp.eta));
+                .mul_scalar(mlp.momentum)
+                .sub(grad.mul_scalar(mlp.learning_rate));
             self.weights[l] = self.weights[l].clone() + self.velocity[l].clone();
         }
     }
 
     /// The loss of outputs `a` against targets `y`, with the regulariser.
     fn loss(&self, mlp: &Mlp, a: Tensor<2>, y: Tensor<2>) -> f64 {
-        let penalty: f64 = self.weights.iter().map(frobenius).sum::<f64>() * mlp.alpha;
+        let penalty: f64 = self.weights.iter().map(frobenius).sum::<f64>() * mlp.l2;
         data_loss(self.output, a, y) + penalty
     }
 }
@@ -294,7 +294,7 @@ mod tests {
     fn the_loss_adds_the_unsquared_frobenius_norms() {
         let device = Device::default();
         let mut mlp = Mlp::new(MlpTask::Classification, 0);
-        mlp.alpha = 0.5;
+        mlp.l2 = 0.5;
         let net = Net {
             weights: vec![
                 tensor(&[3., 4.], 1, &device),

@@ -1,7 +1,9 @@
-//! Report 001's MLP as a convenience over the general machinery: the report's
-//! hyperparameter names, inputs standardised, targets standardised for regression, softmax
+//! Report 001's MLP as a convenience over the general machinery: inputs standardised, targets standardised for regression, softmax
 //! output and cross-entropy (on class indices, equivalent to one-hot targets) for
-//! classification, SGD with momentum, weights drawn from a normal distribution times beta.
+//! classification, SGD with momentum, weights drawn from a normal distribution times a scale.
+//! The fields use the project's vocabulary (`epochs`, `learning_rate`, `l2`, `momentum`);
+//! the report's names (`epoch`, `eta`, `alpha`, `mu`, `beta`) are accepted when reading one
+//! from JSON and are what study files write.
 
 use burn::tensor::Device;
 use data::Samples;
@@ -25,20 +27,26 @@ pub enum MlpTask {
 /// The MLP of report 001, with its hyperparameter names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mlp {
-    /// Units of each hidden layer.
-    pub hidden_layer: Vec<usize>,
+    /// Units of each hidden layer (the report's `hidden_layer`).
+    #[serde(alias = "hidden_layer")]
+    pub hidden_layers: Vec<usize>,
     /// Activation of the hidden layers.
     pub activation: Activation,
-    /// Epochs.
-    pub epoch: usize,
-    /// Learning rate.
-    pub eta: f64,
-    /// Initial weights are drawn from N(0, 1) times beta.
-    pub beta: f32,
-    /// L2 coefficient.
-    pub alpha: f64,
-    /// Momentum.
-    pub mu: f64,
+    /// Epochs (the report's `epoch`).
+    #[serde(alias = "epoch")]
+    pub epochs: usize,
+    /// SGD's learning rate (the report's `eta`).
+    #[serde(alias = "eta")]
+    pub learning_rate: f64,
+    /// Initial weights are drawn from N(0, 1) times this (the report's `beta`).
+    #[serde(alias = "beta")]
+    pub init_scale: f32,
+    /// L2 coefficient: the loss adds `l2 * sum(w^2)` (the report's `alpha`).
+    #[serde(alias = "alpha")]
+    pub l2: f64,
+    /// SGD's momentum (the report's `mu`).
+    #[serde(alias = "mu")]
+    pub momentum: f64,
     /// Mini-batch size.
     pub batch_size: usize,
     /// Print a line per epoch.
@@ -51,18 +59,18 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// An MLP with everyday defaults (one hidden layer of 10 ReLU units, 100 epochs, eta
-    /// 0.01, no momentum, beta 0.3, no L2, batch 32): the values a grid that does not name
-    /// a parameter gets.
+    /// An MLP with everyday defaults (one hidden layer of 10 ReLU units, 100 epochs,
+    /// learning rate 0.01, no momentum, init scale 0.3, no L2, batch 32): the values a grid
+    /// that does not name a parameter gets.
     pub fn new(task: MlpTask, seed: u64) -> Self {
         Mlp {
-            hidden_layer: vec![10],
+            hidden_layers: vec![10],
             activation: Activation::Relu,
-            epoch: 100,
-            eta: 0.01,
-            beta: 0.3,
-            alpha: 0.0,
-            mu: 0.0,
+            epochs: 100,
+            learning_rate: 0.01,
+            init_scale: 0.3,
+            l2: 0.0,
+            momentum: 0.0,
             batch_size: 32,
             verbose: false,
             task,
@@ -76,7 +84,7 @@ impl Mlp {
         if matches!(input, Shape::Image { .. }) {
             layers.push(Layer::Flatten);
         }
-        for &units in &self.hidden_layer {
+        for &units in &self.hidden_layers {
             layers.push(Layer::Dense {
                 units,
                 activation: self.activation,
@@ -89,23 +97,24 @@ impl Mlp {
                 MlpTask::Regression => Activation::Linear,
             },
         });
-        let hidden: Vec<String> = self.hidden_layer.iter().map(|u| u.to_string()).collect();
-        ModelSpec::new(format!("mlp_{}", hidden.join("_")), input, layers)
-            .with_init(Init::Normal { beta: self.beta })
+        let hidden: Vec<String> = self.hidden_layers.iter().map(|u| u.to_string()).collect();
+        ModelSpec::new(format!("mlp_{}", hidden.join("_")), input, layers).with_init(Init::Normal {
+            beta: self.init_scale,
+        })
     }
 
     /// The training configuration these hyperparameters mean.
     pub fn fit_config(&self) -> FitConfig {
         let mut config = FitConfig::new(
-            self.epoch,
+            self.epochs,
             self.batch_size,
-            OptimizerSpec::sgd(self.eta, self.mu, false),
+            OptimizerSpec::sgd(self.learning_rate, self.momentum, false),
             match self.task {
                 MlpTask::Classification => Loss::CrossEntropy,
                 MlpTask::Regression => Loss::Mse,
             },
         );
-        config.l2 = self.alpha;
+        config.l2 = self.l2;
         config.seed = self.seed;
         config.verbose = if self.verbose {
             Verbosity::Epoch
@@ -165,13 +174,13 @@ mod tests {
 
     fn mlp(task: MlpTask) -> Mlp {
         Mlp {
-            hidden_layer: vec![10, 10, 5],
+            hidden_layers: vec![10, 10, 5],
             activation: Activation::Relu,
-            epoch: 5,
-            eta: 0.01,
-            beta: 0.3,
-            alpha: 0.001,
-            mu: 0.8,
+            epochs: 5,
+            learning_rate: 0.01,
+            init_scale: 0.3,
+            l2: 0.001,
+            momentum: 0.8,
             batch_size: 16,
             verbose: false,
             task,

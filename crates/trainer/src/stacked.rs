@@ -45,13 +45,13 @@ fn shared_shape(members: &[Mlp]) -> Result<&Mlp, ModelError> {
         .first()
         .ok_or_else(|| ModelError::Input("no models to train".into()))?;
     for (i, m) in members.iter().enumerate().skip(1) {
-        let differs = if m.hidden_layer != first.hidden_layer {
+        let differs = if m.hidden_layers != first.hidden_layers {
             Some("hidden_layer")
         } else if m.activation != first.activation {
             Some("activation")
         } else if m.batch_size != first.batch_size {
             Some("batch_size")
-        } else if m.epoch != first.epoch {
+        } else if m.epochs != first.epochs {
             Some("epoch")
         } else if m.task != first.task {
             Some("task")
@@ -279,17 +279,17 @@ impl Mlp {
             return Err(ModelError::Input("no training items".into()));
         }
         for (i, m) in members.iter().enumerate() {
-            let valid = m.eta.is_finite()
-                && m.eta > 0.0
-                && m.mu.is_finite()
-                && (0.0..1.0).contains(&m.mu)
-                && m.alpha.is_finite()
-                && m.alpha >= 0.0;
+            let valid = m.learning_rate.is_finite()
+                && m.learning_rate > 0.0
+                && m.momentum.is_finite()
+                && (0.0..1.0).contains(&m.momentum)
+                && m.l2.is_finite()
+                && m.l2 >= 0.0;
             if !valid {
                 return Err(ModelError::Input(format!(
                     "model {i}: eta must be positive, mu in [0, 1) and alpha at least 0 \
                      (got eta {}, mu {}, alpha {})",
-                    m.eta, m.mu, m.alpha
+                    m.learning_rate, m.momentum, m.l2
                 )));
             }
         }
@@ -335,10 +335,10 @@ impl Mlp {
                 }
             })
             .collect();
-        let mut eta: Vec<f64> = members.iter().map(|m| m.eta).collect();
-        let mu = per_member(members.iter().map(|m| m.mu), device);
-        let alpha = per_member(members.iter().map(|m| m.alpha), &train_device);
-        let any_l2 = members.iter().any(|m| m.alpha > 0.0);
+        let mut eta: Vec<f64> = members.iter().map(|m| m.learning_rate).collect();
+        let mu = per_member(members.iter().map(|m| m.momentum), device);
+        let alpha = per_member(members.iter().map(|m| m.l2), &train_device);
+        let any_l2 = members.iter().any(|m| m.l2 > 0.0);
 
         let mut shuffles: Vec<ChaCha8Rng> = members
             .iter()
@@ -360,7 +360,7 @@ impl Mlp {
         let n = train_ready.len();
         let batch_size = first.batch_size;
 
-        for epoch in 1..=first.epoch {
+        for epoch in 1..=first.epochs {
             let start = std::time::Instant::now();
             for (order, rng) in orders.iter_mut().zip(&mut shuffles) {
                 order.shuffle(rng);

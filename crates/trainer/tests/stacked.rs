@@ -16,15 +16,15 @@ fn iris() -> (Samples, Samples) {
     (all.subset(&split.train), all.subset(&split.held_out))
 }
 
-fn member(eta: f64, mu: f64, alpha: f64, beta: f32, seed: u64) -> Mlp {
+fn member(learning_rate: f64, momentum: f64, l2: f64, init_scale: f32, seed: u64) -> Mlp {
     Mlp {
-        hidden_layer: vec![10, 5],
+        hidden_layers: vec![10, 5],
         activation: Activation::Tanh,
-        epoch: 15,
-        eta,
-        beta,
-        alpha,
-        mu,
+        epochs: 15,
+        learning_rate,
+        init_scale,
+        l2,
+        momentum,
         batch_size: 16,
         verbose: false,
         task: MlpTask::Classification,
@@ -119,7 +119,7 @@ fn stacked_regressors_match_their_solo_fits() {
         task: MlpTask::Regression,
         activation: Activation::Relu,
         batch_size: 20,
-        epoch: 60,
+        epochs: 60,
         ..member(eta, 0.5, 0.001, 0.3, seed)
     };
     let members = [regressor(0.01, 1), regressor(0.02, 2)];
@@ -172,7 +172,7 @@ fn members_that_cannot_share_a_model_are_refused() {
         .to_string();
     assert!(err.contains("batch_size"), "{err}");
     let mut c = a.clone();
-    c.mu = 1.5;
+    c.momentum = 1.5;
     let err = Mlp::fit_stacked(&[a, c], &train, None, &device)
         .unwrap_err()
         .to_string();

@@ -526,7 +526,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         Some((min_epochs, factor)) => {
             let max_epochs = trials
                 .iter()
-                .filter_map(|t| search.mlp(t).ok().map(|m| m.epoch))
+                .filter_map(|t| search.mlp(t).ok().map(|m| m.epochs))
                 .max()
                 .unwrap_or(min_epochs);
             let halving = Halving {
