@@ -1,12 +1,9 @@
 //! Models: MLPs and CNNs written as Burn modules, described as a readable list of layers
 //! ([`ModelSpec`]) with a Keras-style `summary()`; and the one place that picks the compute
-//! device ([`select_device`]).
+//! device ([`select_device`]). On flex, layers call the project's own kernels
+//! (`flex-ops`); on every other backend, Burn's operations.
 
 pub mod device;
-#[cfg(feature = "flex")]
-pub mod flex_batch_norm;
-#[cfg(feature = "flex")]
-pub mod flex_kernels;
 pub mod network;
 pub mod spec;
 

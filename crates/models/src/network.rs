@@ -18,9 +18,9 @@ use crate::spec::{
     Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError, window_2d,
 };
 #[cfg(feature = "flex")]
-use crate::{flex_batch_norm, flex_kernels};
-#[cfg(feature = "flex")]
 use burn::module::RunningState;
+#[cfg(feature = "flex")]
+use flex_ops::{batch_norm as flex_batch_norm, kernels as flex_kernels};
 
 /// Keras' batch normalisation defaults: moving average keeps 0.99 of the old value.
 const BATCH_NORM_MOMENTUM: f64 = 0.01;

@@ -22,7 +22,7 @@ use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension}
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::flex_kernels::f32_values;
+use crate::kernels::f32_values;
 
 /// A training batch norm's output and the batch statistics it used.
 pub struct BatchNormOutput<const D: usize> {
@@ -36,7 +36,7 @@ pub struct BatchNormOutput<const D: usize> {
 
 /// Batch normalisation of `x` (`[batch, channels, ...]`) with its own statistics, on flex,
 /// differentiable with respect to `x`, `gamma` and `beta`. Call only where
-/// [`runs_on_flex`](crate::flex_kernels::runs_on_flex).
+/// [`runs_on_flex`](crate::kernels::runs_on_flex).
 pub fn batch_norm_train<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
@@ -303,7 +303,7 @@ fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flex_kernels::testing::{assert_close, assert_close_within, values};
+    use crate::kernels::testing::{assert_close, assert_close_within, values};
     use burn::tensor::module::batch_norm_train as burn_batch_norm_train;
     use burn::tensor::{Device, Distribution};
 
