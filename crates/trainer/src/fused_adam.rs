@@ -8,7 +8,9 @@
 //! Its state is Burn's [`AdamState`], so checkpoints are unchanged; on other backends, and for
 //! AMSGrad, it is Burn's Adam.
 
-use burn::optim::{AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, Optimizer};
+#[cfg(feature = "flex")]
+use burn::optim::AdaptiveMomentumState;
+use burn::optim::{AdamConfig, AdamState, LearningRate, Optimizer};
 use burn::tensor::{Device, Tensor};
 #[cfg(feature = "flex")]
 use flex_ops::adam::{self as flex, AdamScalars};
