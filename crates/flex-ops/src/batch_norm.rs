@@ -5,7 +5,7 @@
 //! channel axes are swapped (a full copy) to take each channel's mean, again for the
 //! variance, and the backward pass does the same for its two sums before about ten
 //! whole-tensor elementwise operations. For report 002's final CNN that was a fifth of a
-//! training step (README, "Where the time goes"). Here each sample's channels are read in
+//! training step (docs/performance.md). Here each sample's channels are read in
 //! place: one pass for the means and variances (of values shifted by a sample of each
 //! channel, so that one pass loses no precision), one to write the output; backward, one
 //! pass for both per-channel sums and one to write the input gradient. Statistics are

@@ -1,5 +1,5 @@
 //! Convolution and max-pooling kernels for Burn's flex CPU backend, used instead of flex's
-//! own for the layers where those were measured slow (README, "Where the time goes").
+//! own for the layers where those were measured slow (docs/performance.md).
 //!
 //! flex computes a max pool through a general window loop, its backward as a scatter-add
 //! into a zeroed plane, and a convolution's weight gradient as a convolution of swapped

@@ -3,7 +3,7 @@
 //! Burn's Adam builds its update from about a dozen whole-tensor operations (scale the first
 //! moment, square the gradient, scale, add, take the root, divide, ...), each reading and
 //! writing a parameter-sized tensor; for report 002's MLP that was a seventh of a training
-//! step (README, "Where the time goes"). [`Adam`] computes the same quantities, in the same
+//! step (docs/performance.md). [`Adam`] computes the same quantities, in the same
 //! order and precision, in one loop that updates the parameter and both moments in place.
 //! Its state is Burn's [`AdamState`], so checkpoints are unchanged; on other backends, and for
 //! AMSGrad, it is Burn's Adam.
