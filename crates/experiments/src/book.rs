@@ -466,7 +466,9 @@ fn row_estimates(study: &Study, path: &Path, rates: &Rates) -> Result<Vec<Option
             let flops =
                 estimate::training_flops(spec, size.train, training.validation, training.epochs)
                     .ok()?;
-            rates.seconds(Kind::of(spec), flops)
+            let passes =
+                estimate::training_passes(size.train, training.validation, training.epochs);
+            rates.seconds(Kind::of(spec), flops, passes)
         })
         .collect())
 }
@@ -501,10 +503,12 @@ impl Queued {
                 .rate(kind)
                 .map_or(format!("no {} run yet", kind.name()), |r| {
                     format!(
-                        "{:.1} GFLOP/s for {} models (median of {} committed runs)",
+                        "{:.1} GFLOP/s for {} models (median of {} committed runs), at most {:.0} \
+                         item passes/s (the 90th percentile of them)",
                         r.gflops,
                         kind.name(),
-                        r.runs
+                        r.runs,
+                        rates.fastest_passes(kind).unwrap_or(f64::NAN)
                     )
                 })
         };
@@ -512,7 +516,10 @@ impl Queued {
             "Queued: {} row(s), about {} of training on the machine that made the committed \
              runs ({}; {}){}. An estimate is the row's training FLOPs (3x the forward FLOPs per \
              training item, 1x per validation item, times the configured epochs: an upper \
-             bound where early stopping ends sooner) over that rate.\n",
+             bound where early stopping ends sooner) over that rate, and never less than its \
+             item passes (3 per training item, 1 per validation item, per epoch) over nearly \
+             the fastest pace per item of its kind (the 90th percentile): small models are bound by per-item work, not \
+             FLOPs.\n",
             self.rows,
             estimate::duration_text(self.seconds),
             rate(Kind::Convolutional),

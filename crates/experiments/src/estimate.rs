@@ -2,8 +2,11 @@
 //! FLOPs per item, three times that for a training step, once more for the validation pass,
 //! times items and epochs) divided by the rate this machine reached on the committed runs of
 //! the same kind of model (`experiments/results/*/trials.jsonl`: every record keeps its
-//! layers, data, epochs run and seconds). Epochs are the configured maximum, so a row that
-//! stops early takes less.
+//! layers, data, epochs run and seconds), and never less than its item passes (three per
+//! training item, one per validation item, per epoch) at nearly the fastest pace per item
+//! measured on that kind (its 90th percentile): a small model is bound by per-item work (data movement, batch norm,
+//! dropout), not by its FLOPs. Epochs are the configured maximum, so a row that stops early
+//! takes less.
 
 use std::path::Path;
 
@@ -57,11 +60,21 @@ pub fn training_flops(
     Ok(epochs as f64 * forward * (3.0 * fit + held_out))
 }
 
-/// Rates (GFLOP/s) measured on committed runs, per kind of model.
+/// Item passes of training for `epochs` on `train_items` items, `validation` of them held
+/// out: three per training item (forward and backward), one per validation item.
+pub fn training_passes(train_items: usize, validation: f64, epochs: usize) -> f64 {
+    let held_out = (train_items as f64 * validation).round();
+    epochs as f64 * (3.0 * (train_items as f64 - held_out) + held_out)
+}
+
+/// Rates measured on committed runs, per kind of model: GFLOP/s, and item passes per
+/// second.
 #[derive(Debug, Clone, Default)]
 pub struct Rates {
     convolutional: Vec<f64>,
     dense: Vec<f64>,
+    convolutional_passes: Vec<f64>,
+    dense_passes: Vec<f64>,
 }
 
 /// A rate and the number of runs it is the median of.
@@ -90,8 +103,9 @@ impl Rates {
             }
             let (records, _) = ResultsFile::read(&path).map_err(|e| e.to_string())?;
             for record in &records {
-                if let Some((kind, gflops)) = record_rate(record) {
+                if let Some((kind, gflops, passes)) = record_rate(record) {
                     rates.push(kind, gflops);
+                    rates.push_passes(kind, passes);
                 }
             }
         }
@@ -103,6 +117,27 @@ impl Rates {
             Kind::Convolutional => self.convolutional.push(gflops),
             Kind::Dense => self.dense.push(gflops),
         }
+    }
+
+    fn push_passes(&mut self, kind: Kind, passes_per_second: f64) {
+        match kind {
+            Kind::Convolutional => self.convolutional_passes.push(passes_per_second),
+            Kind::Dense => self.dense_passes.push(passes_per_second),
+        }
+    }
+
+    /// Nearly the fastest item passes per second measured on `kind` (the 90th percentile:
+    /// one record timed only after a resume is not taken for the pace): no row of that kind
+    /// is estimated faster.
+    pub fn fastest_passes(&self, kind: Kind) -> Option<f64> {
+        let values = match kind {
+            Kind::Convolutional => &self.convolutional_passes,
+            Kind::Dense => &self.dense_passes,
+        };
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        (n > 0).then(|| sorted[((n - 1) as f64 * 0.9).round() as usize])
     }
 
     /// The median rate of `kind`, if any run of it was measured.
@@ -124,9 +159,12 @@ impl Rates {
         })
     }
 
-    /// Seconds to train `flops` of a `kind` model at its measured rate.
-    pub fn seconds(&self, kind: Kind, flops: f64) -> Option<f64> {
-        self.rate(kind).map(|r| flops / (r.gflops * 1e9))
+    /// Seconds to train `flops` in `passes` item passes of a `kind` model: its FLOPs at the
+    /// median rate, and at least its passes at the fastest pace per item measured.
+    pub fn seconds(&self, kind: Kind, flops: f64, passes: f64) -> Option<f64> {
+        let by_flops = self.rate(kind).map(|r| flops / (r.gflops * 1e9))?;
+        let by_items = self.fastest_passes(kind).map_or(0.0, |p| passes / p);
+        Some(by_flops.max(by_items))
     }
 }
 
@@ -148,8 +186,9 @@ pub fn train_items(data: &Value) -> Option<usize> {
     Some(items as usize)
 }
 
-/// The kind and GFLOP/s of one finished record of a Keras-style model.
-fn record_rate(record: &TrialRecord) -> Option<(Kind, f64)> {
+/// The kind, GFLOP/s and item passes per second of one finished record of a Keras-style
+/// model.
+fn record_rate(record: &TrialRecord) -> Option<(Kind, f64, f64)> {
     if !matches!(record.status, Status::Finished | Status::EarlyStopped) {
         return None;
     }
@@ -164,7 +203,12 @@ fn record_rate(record: &TrialRecord) -> Option<(Kind, f64)> {
     let validation = training.get("validation")?.as_f64()?;
     let items = train_items(config.get("data")?)?;
     let flops = training_flops(&spec, items, validation, record.epochs).ok()?;
-    Some((Kind::of(&spec), flops / record.seconds / 1e9))
+    let passes = training_passes(items, validation, record.epochs);
+    Some((
+        Kind::of(&spec),
+        flops / record.seconds / 1e9,
+        passes / record.seconds,
+    ))
 }
 
 /// `45 s`, `12 min`, `3.4 h`.
@@ -207,8 +251,21 @@ mod tests {
                 runs: 2
             }
         );
-        assert_eq!(rates.seconds(Kind::Dense, 5e9), Some(1.0));
+        assert_eq!(rates.seconds(Kind::Dense, 5e9, 0.0), Some(1.0));
         assert!(Rates::default().rate(Kind::Dense).is_none());
+        // A small model is bound by its item passes at the fastest pace measured.
+        rates.push_passes(Kind::Dense, 1000.0);
+        rates.push_passes(Kind::Dense, 4000.0);
+        assert_eq!(rates.fastest_passes(Kind::Dense), Some(4000.0));
+        let mut many = Rates::default();
+        for p in 1..=11 {
+            many.push_passes(Kind::Convolutional, f64::from(p) * 1000.0);
+        }
+        many.push_passes(Kind::Convolutional, 1e9); // timed only after a resume
+        assert_eq!(many.fastest_passes(Kind::Convolutional), Some(11_000.0));
+        assert_eq!(rates.seconds(Kind::Dense, 5e9, 40_000.0), Some(10.0));
+        assert_eq!(rates.seconds(Kind::Dense, 5e9, 400.0), Some(1.0));
+        assert_eq!(training_passes(100, 0.2, 3), 3.0 * (3.0 * 80.0 + 20.0));
     }
 
     #[test]
