@@ -102,6 +102,33 @@ impl DataDirs {
         name.load_from(&folder)
     }
 
+    /// Finds and loads `name`; when no directory holds it and `fetch` names a source (the
+    /// official addresses, for a person at the command line), first fetches it from there
+    /// into [`DataDirs::fetch_target`] with a progress bar, as `keras.datasets` does on first
+    /// use. A fetch that fails (offline) is an error that says where the dataset was looked
+    /// for, how to get it, and why the fetch failed.
+    pub fn load_or_fetch(
+        &self,
+        name: DatasetName,
+        fetch: Option<&crate::fetch::FetchSource>,
+    ) -> Result<Splits> {
+        match (self.find(name), fetch) {
+            (Ok((folder, _)), _) => name.load_from(&folder),
+            (Err(DataError::Missing(message)), Some(source)) if !name.is_committed() => {
+                let target = self.fetch_target();
+                eprintln!(
+                    "{name} is not here yet: fetching it into {}",
+                    target.display()
+                );
+                crate::fetch::fetch_dataset(name, target, source, true).map_err(|e| {
+                    DataError::Missing(format!("{message}\n(fetching it failed: {e})"))
+                })?;
+                self.load(name)
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
     fn missing_message(&self, name: DatasetName) -> String {
         let looked: Vec<String> = self
             .candidates
@@ -187,6 +214,28 @@ mod tests {
             "present, not listed: {err}"
         );
         assert!(err.contains("--data-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_fetch_on_first_use_says_why_and_how() {
+        let a = tempfile::tempdir().unwrap();
+        let empty_mirror = tempfile::tempdir().unwrap();
+        let dirs = DataDirs {
+            candidates: vec![(a.path().to_path_buf(), Origin::Flag)],
+        };
+        let source = crate::fetch::FetchSource::MirrorDir(empty_mirror.path().to_path_buf());
+        let error = |fetch| match dirs.load_or_fetch(DatasetName::Mnist, fetch) {
+            Ok(_) => panic!("mnist loaded from an empty folder"),
+            Err(e) => e.to_string(),
+        };
+        let err = error(Some(&source));
+        assert!(err.contains("datasets -- fetch mnist"), "{err}");
+        assert!(err.contains("fetching it failed"), "{err}");
+        let err = error(None);
+        assert!(
+            !err.contains("fetching it failed"),
+            "no source, no fetch: {err}"
+        );
     }
 
     #[test]

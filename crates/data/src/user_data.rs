@@ -94,6 +94,9 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Where the named datasets are (`--data-dir`).
     pub data_dir: Option<PathBuf>,
+    /// Fetch a named dataset that is missing from its official addresses
+    /// ([`DataDirs::load_or_fetch`]).
+    pub fetch: bool,
 }
 
 /// Training and test samples, how a table was encoded, and what was done, in words.
@@ -182,7 +185,12 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Loaded> {
             )?
         }
         Source::Named(name) => {
-            let splits = DataDirs::new(options.data_dir.as_deref()).load(*name)?;
+            let splits = DataDirs::new(options.data_dir.as_deref()).load_or_fetch(
+                *name,
+                options
+                    .fetch
+                    .then_some(&crate::fetch::FetchSource::Official),
+            )?;
             let note = format!("dataset {}", name.id());
             split_or(splits.train, splits.test, options, vec![note])?
         }
@@ -425,6 +433,7 @@ mod tests {
             resize: false,
             seed: 3,
             data_dir: None,
+            fetch: false,
         }
     }
 

@@ -255,6 +255,7 @@ fn load_options(args: &Args) -> LoadOptions {
         resize: args.resize,
         seed: args.seed,
         data_dir: args.data_dir.clone(),
+        fetch: experiments::config::at_a_terminal(),
     }
 }
 

@@ -154,6 +154,13 @@ struct RunArgs {
     quiet: bool,
 }
 
+/// Whether a person is at the command line: then a missing dataset is fetched on first use;
+/// in logs, CI, Slurm or tests never.
+fn at_a_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 fn parse_halving(text: &str) -> Result<(usize, usize), String> {
     let (min, factor) = text
         .split_once(':')
@@ -318,7 +325,10 @@ fn split_data(
     file: &GridFile,
 ) -> Result<(Samples, Samples, SplitKey, Option<&'static str>), String> {
     let splits = DataDirs::new(args.data_dir.as_deref())
-        .load(dataset)
+        .load_or_fetch(
+            dataset,
+            at_a_terminal().then_some(&data::FetchSource::Official),
+        )
         .map_err(|e| e.to_string())?;
     let form = splits.form.and_then(data::DataForm::key);
     let (kind, fraction) = match &file.split {
@@ -413,6 +423,7 @@ fn run_data(args: &RunArgs, file: &GridFile) -> Result<RunData, String> {
         resize: false,
         seed: args.seed,
         data_dir: args.data_dir.clone(),
+        fetch: at_a_terminal(),
     };
     let source = Source::of(&path.to_string_lossy()).map_err(|e| e.to_string())?;
     let loaded = load(&source, &options).map_err(|e| e.to_string())?;
