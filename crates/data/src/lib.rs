@@ -33,3 +33,4 @@ pub use samples::{ClassNames, Samples, Targets};
 pub use split::{
     HoldOut, Split, shuffle_split, split_samples, stratified_k_fold, stratified_split,
 };
+pub use tabular::Task;

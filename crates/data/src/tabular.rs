@@ -81,7 +81,8 @@ impl TargetSpec {
     }
 }
 
-/// Classification or regression.
+/// Classification or regression: the project's one name for it (`data::Task`, re-exported
+/// as `trainer::Task`; report 001's MLP, the tables and `train` all use it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {

@@ -14,7 +14,7 @@ use search::{
 };
 use serde_json::{Map, Value};
 use trainer::as_written::{AsWrittenFit, fit_as_written};
-use trainer::{History, Mlp, MlpTask, TrainedModel};
+use trainer::{History, Mlp, Task, TrainedModel};
 
 use crate::cli::Flags;
 use crate::config::{self, MlpTableConfig};
@@ -47,8 +47,8 @@ pub fn check_study(path: &std::path::Path, like: &Samples) -> Result<usize, Stri
     let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
     let config: MlpTableConfig = config::read(path).map_err(|e| e.to_string())?;
     let task = match like.targets {
-        Targets::Classes { .. } => MlpTask::Classification,
-        Targets::Values { .. } => MlpTask::Regression,
+        Targets::Classes { .. } => Task::Classification,
+        Targets::Values { .. } => Task::Regression,
     };
     let device = burn::tensor::Device::default();
     let defaults = MlpSearch::new(like, Mlp::new(task, 0), device.clone())
@@ -108,8 +108,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let encoder = loaded.encoder.clone();
     let (train, test) = (loaded.train, loaded.test);
     let task = match train.targets {
-        Targets::Classes { .. } => MlpTask::Classification,
-        Targets::Values { .. } => MlpTask::Regression,
+        Targets::Classes { .. } => Task::Classification,
+        Targets::Values { .. } => Task::Regression,
     };
     let (fit_part, validation) = match config.rank {
         RankBy::Test => (train.clone(), None),
@@ -413,7 +413,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
 
     // The project's best trials.
     let best = ranked(&records, config.rank);
-    let score_name = if task == MlpTask::Classification {
+    let score_name = if task == Task::Classification {
         "accuracy"
     } else {
         "R²"
@@ -423,7 +423,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             .iter()
             .map(|c| c.to_string())
             .chain(
-                if task == MlpTask::Classification {
+                if task == Task::Classification {
                     [
                         "val_score",
                         "test_score",
@@ -900,7 +900,7 @@ fn train_final(
     model.save(&dir.dir).map_err(|e| e.to_string())?;
     // The test set is watched each epoch for the report's curves: named test, not validation.
     dir.write("history.csv", &history.to_csv_as(trainer::HeldOut::Test))?;
-    let classification = matches!(mlp.task, MlpTask::Classification);
+    let classification = matches!(mlp.task, Task::Classification);
     let score_name = if classification { "accuracy" } else { "R²" };
     plot::model_charts(
         &dir,

@@ -7,7 +7,7 @@ use std::process::Command;
 use burn::tensor::Device;
 use data::{DataDirs, DatasetName};
 use models::Activation;
-use trainer::{Mlp, MlpTask};
+use trainer::{Mlp, Task};
 
 #[test]
 fn predict_classifies_csv_rows_and_refuses_bad_input() {
@@ -23,7 +23,7 @@ fn predict_classifies_csv_rows_and_refuses_bad_input() {
         momentum: 0.8,
         batch_size: 16,
         verbose: false,
-        task: MlpTask::Classification,
+        task: Task::Classification,
         seed: 0,
     };
     let (model, _) = mlp.fit(&iris, None, &Device::flex()).unwrap();

@@ -21,7 +21,7 @@ use search::{
     Grid, MLP_COLUMNS, MlpSearch, RankBy, ResultsFile, SearchOptions, SearchSummary, Table, Trial,
     best,
 };
-use trainer::{Mlp, MlpTask};
+use trainer::{Mlp, Task};
 
 /// What the command line asked for.
 struct Args {
@@ -195,7 +195,7 @@ fn ours(
         0,
     )?;
     let (train, test) = (all.subset(&split.train), all.subset(&split.held_out));
-    let defaults = Mlp::new(MlpTask::Classification, 0);
+    let defaults = Mlp::new(Task::Classification, 0);
     let mut search = MlpSearch::new(&train, defaults, Device::flex());
     search.test = Some(&test);
     search.stacked = args.stacked;

@@ -9,7 +9,7 @@
 use burn::tensor::Device;
 use data::Samples;
 use models::Activation;
-use trainer::{History, Mlp, MlpTask, Outcome, TrainedModel};
+use trainer::{History, Mlp, Outcome, Task, TrainedModel};
 
 use serde_json::{Value, json};
 
@@ -80,8 +80,8 @@ pub fn mlp_config(mlp: &Mlp) -> Value {
         "momentum": mlp.momentum,
         "batch_size": mlp.batch_size,
         "task": match mlp.task {
-            MlpTask::Classification => "classification",
-            MlpTask::Regression => "regression",
+            Task::Classification => "classification",
+            Task::Regression => "regression",
         },
         "seed": mlp.seed,
     })
@@ -257,7 +257,7 @@ impl<'a> MlpSearch<'a> {
         };
         // Regression losses are mean squared errors in the target's own units, which
         // users compare; classification losses are the cross-entropy.
-        let regression = matches!(model.card.task, trainer::Task::Regression { .. });
+        let regression = matches!(model.card.task, trainer::Outputs::Regression { .. });
         let score = |data: Option<&Samples>| {
             let d = data?;
             let e = model.evaluate(d).ok()?;

@@ -17,8 +17,8 @@ use std::time::Instant;
 use data::{DataDirs, DatasetName, HoldOut, shuffle_split, stratified_split};
 use models::{Activation, DeviceChoice, ModelSpec, Network, Shape, select_device};
 use trainer::{
-    EarlyStopping, FitConfig, InputScaling, Loss, Mlp, MlpTask, Monitor, OptimizerSpec,
-    Preprocessing, ReduceLrOnPlateau, Verbosity, train_model,
+    EarlyStopping, FitConfig, InputScaling, Loss, Mlp, Monitor, OptimizerSpec, Preprocessing,
+    ReduceLrOnPlateau, Task, Verbosity, train_model,
 };
 
 fn main() -> ExitCode {
@@ -60,7 +60,7 @@ fn run(which: &str, epochs: Option<usize>, seed: u64) -> Result<(), Box<dyn std:
                 momentum: 0.8,
                 batch_size: 16,
                 verbose: false,
-                task: MlpTask::Classification,
+                task: Task::Classification,
                 seed,
             };
             let (model, history) = mlp.fit(&train, None, &device)?;
@@ -85,7 +85,7 @@ fn run(which: &str, epochs: Option<usize>, seed: u64) -> Result<(), Box<dyn std:
                 momentum: 0.9,
                 batch_size: 32,
                 verbose: false,
-                task: MlpTask::Regression,
+                task: Task::Regression,
                 seed,
             };
             let (model, _) = mlp.fit(&train, None, &device)?;

@@ -33,7 +33,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::estimator::{ModelCard, ModelError};
 use crate::metrics::{accuracy, argmax_rows, r2_score};
-use crate::mlp::{Mlp, MlpTask};
+use crate::mlp::Mlp;
+use data::Task;
 
 /// The probability floor the report's loss column implies.
 pub const PROBABILITY_FLOOR: f64 = 1e-10;
@@ -126,8 +127,8 @@ impl Net {
             velocity,
             hidden: mlp.activation,
             output: match mlp.task {
-                MlpTask::Classification => Activation::Softmax,
-                MlpTask::Regression => Activation::Linear,
+                Task::Classification => Activation::Softmax,
+                Task::Regression => Activation::Linear,
             },
         }
     }
@@ -293,7 +294,7 @@ mod tests {
     #[test]
     fn the_loss_adds_the_unsquared_frobenius_norms() {
         let device = Device::default();
-        let mut mlp = Mlp::new(MlpTask::Classification, 0);
+        let mut mlp = Mlp::new(Task::Classification, 0);
         mlp.l2 = 0.5;
         let net = Net {
             weights: vec![

@@ -26,10 +26,11 @@ pub const CARD_FILE: &str = "model.json";
 /// File holding the weights.
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 
-/// What the model predicts.
+/// What the model's outputs mean: class names, or target names with their scaling (the
+/// card's `task`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Task {
+pub enum Outputs {
     /// Classes, with their names.
     Classification {
         /// Names in index order.
@@ -110,7 +111,7 @@ pub struct ModelCard {
     /// The layers.
     pub spec: ModelSpec,
     /// What the outputs mean.
-    pub task: Task,
+    pub task: Outputs,
     /// Input scaling fitted on the training data.
     pub input_scaler: Option<FeatureScaler>,
     /// How the columns of a user's table became the inputs (one-hot, imputed and dropped
@@ -217,10 +218,10 @@ impl ModelCard {
     ) -> Result<Self, ModelError> {
         let input_scaler = fit_scaler(preprocessing.inputs, train)?;
         let task = match &train.targets {
-            Targets::Classes { classes, .. } => Task::Classification {
+            Targets::Classes { classes, .. } => Outputs::Classification {
                 classes: classes.clone(),
             },
-            Targets::Values { names, .. } => Task::Regression {
+            Targets::Values { names, .. } => Outputs::Regression {
                 names: names.clone(),
                 scaler: if preprocessing.scale_targets {
                     Some(TargetScaler::fit(train).map_err(|e| ModelError::Input(e.to_string()))?)
@@ -255,7 +256,7 @@ impl ModelCard {
                 .map_err(|e| ModelError::Input(e.to_string()))?;
         }
         if targets
-            && let Task::Regression {
+            && let Outputs::Regression {
                 scaler: Some(scaler),
                 ..
             } = &self.task
@@ -286,12 +287,12 @@ impl TrainedModel {
         let ready = self.prepare(raw, false)?;
         let outputs = predict_outputs(&self.network, &ready, &self.device);
         Ok(match &self.card.task {
-            Task::Classification { classes } => Predictions::Classes {
+            Outputs::Classification { classes } => Predictions::Classes {
                 labels: argmax_rows(&outputs, classes.len()),
                 probabilities: outputs,
                 classes: classes.clone(),
             },
-            Task::Regression { scaler, .. } => {
+            Outputs::Regression { scaler, .. } => {
                 let mut values = outputs;
                 if let Some(s) = scaler {
                     s.inverse(&mut values);
@@ -337,8 +338,8 @@ impl TrainedModel {
     pub fn evaluate(&self, raw: &Samples) -> Result<Evaluation, ModelError> {
         let ready = self.prepare(raw, true)?;
         let loss = match self.card.task {
-            Task::Classification { .. } => Loss::CrossEntropy,
-            Task::Regression { .. } => Loss::Mse,
+            Outputs::Classification { .. } => Loss::CrossEntropy,
+            Outputs::Regression { .. } => Loss::Mse,
         };
         Ok(evaluate(&self.network, &ready, loss, &self.device))
     }
@@ -446,8 +447,8 @@ impl TrainedModel {
 fn check_outputs(card: &ModelCard) -> Result<(), String> {
     let outputs = card.spec.output_shape().map_err(|e| e.0)?.len();
     let (what, expected) = match &card.task {
-        Task::Classification { classes } => ("class names", classes.len()),
-        Task::Regression { names, .. } => ("target names", names.len()),
+        Outputs::Classification { classes } => ("class names", classes.len()),
+        Outputs::Regression { names, .. } => ("target names", names.len()),
     };
     if outputs == expected {
         Ok(())

@@ -21,8 +21,9 @@ pub const NUMERICS_VERSION: u32 = 1;
 
 pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
 pub use checkpoint::{CheckpointError, Checkpointing};
+pub use data::Task;
 pub use estimator::{
-    InputScaling, ModelCard, ModelError, Predictions, Preprocessing, Task, TrainedModel,
+    InputScaling, ModelCard, ModelError, Outputs, Predictions, Preprocessing, TrainedModel,
     train_model,
 };
 pub use fit::{
@@ -30,5 +31,5 @@ pub use fit::{
     Verbosity, evaluate, fit, predict_outputs,
 };
 pub use metrics::{ClassificationReport, accuracy, confusion_matrix, log_loss, r2_score};
-pub use mlp::{Mlp, MlpTask};
+pub use mlp::Mlp;
 pub use optim::OptimizerSpec;

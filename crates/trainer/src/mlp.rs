@@ -7,22 +7,13 @@
 
 use burn::tensor::Device;
 use data::Samples;
+use data::Task;
 use models::{Activation, Init, Layer, ModelSpec, Network, Shape};
 use serde::{Deserialize, Serialize};
 
 use crate::estimator::{InputScaling, ModelError, Preprocessing, TrainedModel, train_model};
 use crate::fit::{FitConfig, HeldOut, History, Loss, Verbosity};
 use crate::optim::OptimizerSpec;
-
-/// Classification or regression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MlpTask {
-    /// Softmax output, cross-entropy loss, accuracy score.
-    Classification,
-    /// Linear output, mean squared error on standardised targets, R² score.
-    Regression,
-}
 
 /// The MLP of report 001, with its hyperparameter names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +43,7 @@ pub struct Mlp {
     /// Print a line per epoch.
     pub verbose: bool,
     /// Classification or regression.
-    pub task: MlpTask,
+    pub task: Task,
     /// Seed of the initial weights, the shuffle and dropout.
     #[serde(default)]
     pub seed: u64,
@@ -62,7 +53,7 @@ impl Mlp {
     /// An MLP with everyday defaults (one hidden layer of 10 ReLU units, 100 epochs,
     /// learning rate 0.01, no momentum, init scale 0.3, no L2, batch 32): the values a grid
     /// that does not name a parameter gets.
-    pub fn new(task: MlpTask, seed: u64) -> Self {
+    pub fn new(task: Task, seed: u64) -> Self {
         Mlp {
             hidden_layers: vec![10],
             activation: Activation::Relu,
@@ -93,8 +84,8 @@ impl Mlp {
         layers.push(Layer::Dense {
             units: outputs,
             activation: match self.task {
-                MlpTask::Classification => Activation::Softmax,
-                MlpTask::Regression => Activation::Linear,
+                Task::Classification => Activation::Softmax,
+                Task::Regression => Activation::Linear,
             },
         });
         let hidden: Vec<String> = self.hidden_layers.iter().map(|u| u.to_string()).collect();
@@ -110,8 +101,8 @@ impl Mlp {
             self.batch_size,
             OptimizerSpec::sgd(self.learning_rate, self.momentum, false),
             match self.task {
-                MlpTask::Classification => Loss::CrossEntropy,
-                MlpTask::Regression => Loss::Mse,
+                Task::Classification => Loss::CrossEntropy,
+                Task::Regression => Loss::Mse,
             },
         );
         config.l2 = self.l2;
@@ -129,7 +120,7 @@ impl Mlp {
     pub fn preprocessing(&self) -> Preprocessing {
         Preprocessing {
             inputs: InputScaling::Standard,
-            scale_targets: self.task == MlpTask::Regression,
+            scale_targets: self.task == Task::Regression,
         }
     }
 
@@ -172,7 +163,7 @@ mod tests {
     use super::*;
     use data::{ClassNames, Targets};
 
-    fn mlp(task: MlpTask) -> Mlp {
+    fn mlp(task: Task) -> Mlp {
         Mlp {
             hidden_layers: vec![10, 10, 5],
             activation: Activation::Relu,
@@ -190,14 +181,14 @@ mod tests {
 
     #[test]
     fn spec_follows_the_hyperparameters() {
-        let spec = mlp(MlpTask::Classification).spec(Shape::Flat(4), 3);
+        let spec = mlp(Task::Classification).spec(Shape::Flat(4), 3);
         assert_eq!(
             spec.param_counts().unwrap().0,
             4 * 10 + 10 + 10 * 10 + 10 + 10 * 5 + 5 + 5 * 3 + 3
         );
         assert_eq!(spec.init, Init::Normal { beta: 0.3 });
         assert_eq!(spec.to_text().lines().last(), Some("dense(3, softmax)"));
-        let image = mlp(MlpTask::Classification).spec(
+        let image = mlp(Task::Classification).spec(
             Shape::Image {
                 channels: 1,
                 height: 2,
@@ -206,7 +197,7 @@ mod tests {
             2,
         );
         assert_eq!(image.layers[0], Layer::Flatten);
-        let config = mlp(MlpTask::Regression).fit_config();
+        let config = mlp(Task::Regression).fit_config();
         assert_eq!(config.loss, Loss::Mse);
         assert_eq!(config.optimizer, OptimizerSpec::sgd(0.01, 0.8, false));
     }
@@ -223,7 +214,7 @@ mod tests {
             },
         )
         .unwrap();
-        let err = mlp(MlpTask::Regression)
+        let err = mlp(Task::Regression)
             .fit(&data, None, &Device::flex())
             .unwrap_err()
             .to_string();

@@ -21,7 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::estimator::{ModelCard, ModelError, TrainedModel};
 use crate::fit::{EpochRecord, History, Outcome, accumulate};
 use crate::metrics::{r2_from_sums, total_sum_of_squares};
-use crate::mlp::{Mlp, MlpTask};
+use crate::mlp::Mlp;
+use data::Task;
 
 /// One layer's weights for every member: `weight` is `[members, inputs, units]`, `bias`
 /// `[members, 1, units]`, each with its velocity.
@@ -516,8 +517,8 @@ impl Mlp {
     /// The layer list for `train`'s inputs and targets.
     pub(crate) fn spec_for(&self, train: &Samples) -> Result<models::ModelSpec, ModelError> {
         let outputs = match (&train.targets, self.task) {
-            (Targets::Classes { classes, .. }, MlpTask::Classification) => classes.len(),
-            (Targets::Values { width, .. }, MlpTask::Regression) => *width,
+            (Targets::Classes { classes, .. }, Task::Classification) => classes.len(),
+            (Targets::Values { width, .. }, Task::Regression) => *width,
             (_, task) => {
                 return Err(ModelError::Input(format!(
                     "task {task:?} does not match the data's targets"

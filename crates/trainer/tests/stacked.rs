@@ -5,7 +5,7 @@
 use burn::tensor::Device;
 use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, stratified_split};
 use models::Activation;
-use trainer::{History, Mlp, MlpTask, Outcome, Predictions, TrainedModel};
+use trainer::{History, Mlp, Outcome, Predictions, Task, TrainedModel};
 
 fn iris() -> (Samples, Samples) {
     let all = DataDirs::new(None)
@@ -27,7 +27,7 @@ fn member(learning_rate: f64, momentum: f64, l2: f64, init_scale: f32, seed: u64
         momentum,
         batch_size: 16,
         verbose: false,
-        task: MlpTask::Classification,
+        task: Task::Classification,
         seed,
     }
 }
@@ -116,7 +116,7 @@ fn stacked_regressors_match_their_solo_fits() {
     )
     .unwrap();
     let regressor = |eta, seed| Mlp {
-        task: MlpTask::Regression,
+        task: Task::Regression,
         activation: Activation::Relu,
         batch_size: 20,
         epochs: 60,

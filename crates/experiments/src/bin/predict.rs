@@ -168,8 +168,8 @@ fn write_predictions(
         }
         Predictions::Values(values) => {
             let targets = match &model.card.task {
-                trainer::Task::Regression { names, .. } => names.clone(),
-                trainer::Task::Classification { .. } => vec!["value".into()],
+                trainer::Outputs::Regression { names, .. } => names.clone(),
+                trainer::Outputs::Classification { .. } => vec!["value".into()],
             };
             let header: Vec<String> = std::iter::once("item".to_string())
                 .chain(targets.iter().map(|t| quote(t)))

@@ -21,7 +21,7 @@ use search::{
     Grid, Halving, MLP_COLUMNS, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Shard,
     Table, TrialRecord, best, merge, successive_halving,
 };
-use trainer::{Mlp, MlpTask};
+use trainer::{Mlp, Task};
 
 #[derive(Parser)]
 #[command(name = "grid", version, about = "Grid search over report 001's MLPs")]
@@ -478,8 +478,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
         (train, None)
     };
     let task = match train.targets {
-        Targets::Classes { .. } => MlpTask::Classification,
-        Targets::Values { .. } => MlpTask::Regression,
+        Targets::Classes { .. } => Task::Classification,
+        Targets::Values { .. } => Task::Regression,
     };
     let selected = select_device(args.device).map_err(|e| e.to_string())?;
     let defaults = MlpSearch::new(&train, Mlp::new(task, args.seed), selected.device.clone())
@@ -491,7 +491,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     search.stacked = !args.one_by_one;
     search.data = DataKey {
         dataset: &data.name,
-        classification: task == MlpTask::Classification,
+        classification: task == Task::Classification,
         split,
         split_seed: args.seed,
         subset: None,
