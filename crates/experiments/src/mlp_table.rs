@@ -145,65 +145,12 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let grid = Grid::from_value(Value::Object(config::to_json(&config.grid)))
         .map_err(|e| format!("{}: [grid]: {e}", config_path.display()))?;
 
-    // The report's rows first (as grid trials where the grid has them), then the rest.
-    let all = grid.trials();
-    let all_mlps: Vec<Option<Mlp>> = all.iter().map(|t| search.mlp(t).ok()).collect();
-    let mut row_trials: Vec<Trial> = Vec::new();
-    for (i, row) in config.published.iter().enumerate() {
-        let params = mlp_params(&config::to_json(row));
-        let wanted = search
-            .mlp(&Trial::new(all.len() + i, params.clone()))
-            .map_err(|e| format!("{}: published row {}: {e}", config_path.display(), i + 1))?;
-        let trial = match all_mlps.iter().position(|m| m.as_ref() == Some(&wanted)) {
-            Some(j) => all[j].clone(),
-            None => Trial::new(all.len() + i, params),
-        };
-        row_trials.push(trial);
-    }
-    let mut trials: Vec<Trial> = Vec::new();
-    for t in row_trials.iter().cloned() {
-        if !trials.iter().any(|x| x.key() == t.key()) {
-            trials.push(t);
-        }
-    }
-    let rest: Vec<Trial> = all
-        .iter()
-        .filter(|t| !trials.iter().any(|x| x.key() == t.key()))
-        .cloned()
-        .collect();
-    let trials = flags.pick_rest(trials, rest, config.quick.extra_trials);
-    let epochs_for = |mlp_epochs: usize| -> usize {
-        match (flags.epochs, flags.quick) {
-            (Some(e), _) => e as usize,
-            (None, true) => mlp_epochs.min(config.quick.epochs),
-            (None, false) => mlp_epochs,
-        }
-    };
-    let trials: Vec<Trial> = trials
-        .iter()
-        .map(|t| {
-            let e = search.mlp(t).map(|m| m.epochs).unwrap_or(1);
-            if epochs_for(e) == e {
-                t.clone()
-            } else {
-                with_epochs(t, epochs_for(e))
-            }
-        })
-        .collect();
-    search
-        .check(&trials)
+    let Planned {
+        trials,
+        row_trials,
+        final_mlp,
+    } = plan_trials(&config, &grid, &search, flags)
         .map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let trials = search.keyed(&trials);
-    let final_mlp = match &config.final_model {
-        Some(f) => {
-            let mut m = search
-                .mlp(&Trial::new(0, config::to_json(&f.params)))
-                .map_err(|e| format!("{}: [final]: {e}", config_path.display()))?;
-            m.epochs = epochs_for(m.epochs);
-            Some(m)
-        }
-        None => None,
-    };
 
     let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
     let outputs = match &train.targets {
@@ -211,30 +158,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         Targets::Values { width, .. } => *width,
     };
     if flags.summary {
-        let mut seen: Vec<String> = Vec::new();
-        let mlps = trials
-            .iter()
-            .filter_map(|t| search.mlp(t).ok())
-            .chain(final_mlp.clone());
-        for m in mlps {
-            let spec = m.spec(input, outputs);
-            let text = spec.summary().map_err(|e| e.0)?;
-            if !seen.contains(&text) {
-                println!("{text}");
-                seen.push(text);
-            }
-        }
-        println!(
-            "{} distinct architecture(s) in {} trial(s){}",
-            seen.len(),
-            trials.len(),
-            if final_mlp.is_some() {
-                " and the final model"
-            } else {
-                ""
-            }
-        );
-        return Ok(());
+        return print_summaries(&trials, final_mlp.as_ref(), &search, input, outputs);
     }
 
     let out = Output::create(&flags.out_dir(name))?;
@@ -628,6 +552,122 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
 
 /// The figures the as-written column gives.
 const AS_WRITTEN_FIGURES: [&str; 3] = ["test_score", "train_score", "loss"];
+
+/// What a run of an MLP table trains.
+struct Planned {
+    /// Every trial, keyed, with the epochs `--epochs` or `--quick` sets.
+    trials: Vec<Trial>,
+    /// The trial of each of the report's rows, in the report's order (before keying).
+    row_trials: Vec<Trial>,
+    /// The report's final model, if it has one.
+    final_mlp: Option<Mlp>,
+}
+
+/// The trials a run trains: the report's rows first (as grid trials where the grid has
+/// them), then the rest of the grid as `--limit` and `--quick` allow; and the report's
+/// final model.
+fn plan_trials(
+    config: &MlpTableConfig,
+    grid: &Grid,
+    search: &MlpSearch,
+    flags: &Flags,
+) -> Result<Planned, String> {
+    let all = grid.trials();
+    let all_mlps: Vec<Option<Mlp>> = all.iter().map(|t| search.mlp(t).ok()).collect();
+    let mut row_trials: Vec<Trial> = Vec::new();
+    for (i, row) in config.published.iter().enumerate() {
+        let params = mlp_params(&config::to_json(row));
+        let wanted = search
+            .mlp(&Trial::new(all.len() + i, params.clone()))
+            .map_err(|e| format!("published row {}: {e}", i + 1))?;
+        let trial = match all_mlps.iter().position(|m| m.as_ref() == Some(&wanted)) {
+            Some(j) => all[j].clone(),
+            None => Trial::new(all.len() + i, params),
+        };
+        row_trials.push(trial);
+    }
+    let mut trials: Vec<Trial> = Vec::new();
+    for t in row_trials.iter().cloned() {
+        if !trials.iter().any(|x| x.key() == t.key()) {
+            trials.push(t);
+        }
+    }
+    let rest: Vec<Trial> = all
+        .iter()
+        .filter(|t| !trials.iter().any(|x| x.key() == t.key()))
+        .cloned()
+        .collect();
+    let trials = flags.pick_rest(trials, rest, config.quick.extra_trials);
+    let epochs_for = |mlp_epochs: usize| -> usize {
+        match (flags.epochs, flags.quick) {
+            (Some(e), _) => e as usize,
+            (None, true) => mlp_epochs.min(config.quick.epochs),
+            (None, false) => mlp_epochs,
+        }
+    };
+    let trials: Vec<Trial> = trials
+        .iter()
+        .map(|t| {
+            let e = search.mlp(t).map(|m| m.epochs).unwrap_or(1);
+            if epochs_for(e) == e {
+                t.clone()
+            } else {
+                with_epochs(t, epochs_for(e))
+            }
+        })
+        .collect();
+    search.check(&trials).map_err(|e| e.to_string())?;
+    let trials = search.keyed(&trials);
+    let final_mlp = match &config.final_model {
+        Some(f) => {
+            let mut m = search
+                .mlp(&Trial::new(0, config::to_json(&f.params)))
+                .map_err(|e| format!("[final]: {e}"))?;
+            m.epochs = epochs_for(m.epochs);
+            Some(m)
+        }
+        None => None,
+    };
+    Ok(Planned {
+        trials,
+        row_trials,
+        final_mlp,
+    })
+}
+
+/// `--summary`: the Keras summary of every distinct architecture of the run, no training.
+fn print_summaries(
+    trials: &[Trial],
+    final_mlp: Option<&Mlp>,
+    search: &MlpSearch,
+    input: Shape,
+    outputs: usize,
+) -> Result<(), String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mlps = trials
+        .iter()
+        .filter_map(|t| search.mlp(t).ok())
+        .chain(final_mlp.cloned());
+    for m in mlps {
+        let spec = m.spec(input, outputs);
+        let text = spec.summary().map_err(|e| e.0)?;
+        if !seen.contains(&text) {
+            println!("{text}");
+            seen.push(text);
+        }
+    }
+    println!(
+        "{} distinct architecture(s) in {} trial(s){}",
+        seen.len(),
+        trials.len(),
+        if final_mlp.is_some() {
+            " and the final model"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
 
 fn as_written_figure(fit: &AsWrittenFit, name: &str) -> f64 {
     match name {
