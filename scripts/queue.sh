@@ -11,6 +11,10 @@
 #                                       # checkpoint when its table is queued again)
 #   scripts/queue.sh status
 #
+# While it runs, do not `git stash`, `git checkout` or otherwise rewrite a results folder it
+# writes: a table's trials.jsonl is held open for appending, and a file git replaces leaves
+# the run appending to the deleted copy (stop the queue first; it resumes from checkpoints).
+#
 # A TABLE is a binary name with optional flags after a colon, as shell words:
 # `cifar10:--only pooling`, "fashion-cnn:--rows --only 'Table 6'".
 set -euo pipefail
