@@ -436,6 +436,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         "scores-by-hyperparameter",
         &scores_by_hyperparameter(&records, &config, score_name),
     )?;
+    plot::render(
+        &out,
+        "best-trials-loss",
+        &best_trials_loss(&best, &search, &config),
+    )?;
 
     // The report's final model, or, where the report has none, the best trial's model.
     // A diverged or failed trial has no score and is never the best one.
@@ -514,7 +519,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let _ = writeln!(
         report,
         "Run time {:.1} s ({} trial(s) trained now, {} from trials.jsonl).\n\nFiles: table.md, table.csv \
-         (the report's rows), best.csv, trials.jsonl (every trial), best-trials.svg and .png{}, \
+         (the report's rows), best.csv, trials.jsonl (every trial), best-trials and best-trials-loss (the 5 best trials' training loss, retrained), scores-by-hyperparameter (SVG and PNG){}, \
          index.html (this report with every chart).",
         started.elapsed().as_secs_f64(),
         summary.ran,
@@ -884,6 +889,40 @@ fn scores_by_hyperparameter<'a>(
         ),
         score: score_name,
         params,
+    }
+}
+
+/// The training loss per epoch of the 5 best trials (by the study's ranking), retrained for
+/// their histories (a grid keeps only each trial's final figures): report 001's Figures 7,
+/// 9, 10 and 12, "loss value of the best architectures".
+fn best_trials_loss(
+    best: &[&TrialRecord],
+    search: &MlpSearch,
+    config: &MlpTableConfig,
+) -> plot::Overlay {
+    let series: Vec<(String, Vec<(f64, f64)>)> = best
+        .iter()
+        .filter(|r| r.score(config.rank).is_some())
+        .take(5)
+        .filter_map(|r| {
+            let (_, history) = search.refit(r).ok()?;
+            let points = history
+                .epochs
+                .iter()
+                .map(|e| (e.epoch as f64, e.loss))
+                .collect();
+            Some((trial_label(r), points))
+        })
+        .collect();
+    plot::Overlay {
+        title: format!(
+            "{}: training loss of the {} best trials ({})",
+            config.dataset,
+            series.len(),
+            config.rank.describe()
+        ),
+        axis: "training loss".into(),
+        series,
     }
 }
 

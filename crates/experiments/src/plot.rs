@@ -741,6 +741,68 @@ impl Chart for Strip<'_> {
     }
 }
 
+/// Lines over epochs, one per series (the best trials' training loss, report 001's Figures
+/// 7, 9, 10 and 12), the legend in its own strip.
+pub struct Overlay {
+    /// What the chart shows.
+    pub title: String,
+    /// The value axis' title.
+    pub axis: String,
+    /// Each series' name and `(epoch, value)` points.
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl Chart for Overlay {
+    fn size(&self) -> (u32, u32) {
+        (1000, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let body = titled(root, &self.title)?;
+        let rows = self.series.len().div_ceil(2).max(1) as u32;
+        let (top, plot) = body.split_vertically(24 * rows + 8);
+        let entries: Vec<(String, RGBColor, bool)> = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.0.clone(), PALETTE[i % PALETTE.len()], false))
+            .collect();
+        for (row, chunk) in entries.chunks(2).enumerate() {
+            let strip = top.margin(24 * row as u32, 0, 0, 0);
+            legend(&strip, chunk)?;
+        }
+        let points = || self.series.iter().flat_map(|s| s.1.iter());
+        let last = points().map(|p| p.0).fold(2.0, f64::max);
+        let (lo, hi) = padded(points().map(|p| p.1));
+        let mut chart = ChartBuilder::on(&plot)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(1.0..last, lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&tick)
+            .y_desc(self.axis.as_str())
+            .axis_desc_style(font(15))
+            .label_style(font(13))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        for (i, (_, points)) in self.series.iter().enumerate() {
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    PALETTE[i % PALETTE.len()].stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a trained model's charts show.
 pub struct ModelCharts<'a> {
     /// Dataset and model, in words (the split is added per chart).
@@ -1005,5 +1067,26 @@ mod tests {
             "no rectangle per pixel: {} bytes",
             svg.len()
         );
+    }
+
+    #[test]
+    fn the_best_trials_curves_overlay_with_a_legend() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Output::create(dir.path()).unwrap();
+        let overlay = Overlay {
+            title: "iris: training loss of the 2 best trials".into(),
+            axis: "training loss".into(),
+            series: vec![
+                ("(10, 5) relu".into(), vec![(1.0, 1.0), (2.0, 0.5)]),
+                ("(32,) tanh".into(), vec![(1.0, 0.9), (2.0, 0.7)]),
+            ],
+        };
+        let [svg, png] = render(&out, "overlay", &overlay).unwrap();
+        let text = std::fs::read_to_string(out.path(&svg)).unwrap();
+        assert!(
+            text.contains("(10, 5) relu") && text.contains("(32,) tanh"),
+            "legend"
+        );
+        assert!(image::open(out.path(&png)).is_ok());
     }
 }
