@@ -372,6 +372,7 @@ struct PlanContext<'a> {
 
 /// Trains one plan; saves it when asked; returns the figures.
 fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<TrialOutcome, String> {
+    let started = Instant::now();
     let PlanContext {
         test,
         flags,
@@ -429,6 +430,7 @@ fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<Trial
             validation: None,
             test: None,
             final_lr: history.epochs.last().map(|e| e.lr),
+            earlier_seconds: earlier_seconds(&history, started),
         });
     }
     let evaluate = |s: &Samples| model.evaluate(s).map(|e| (e.score, e.loss));
@@ -449,6 +451,7 @@ fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<Trial
         validation: val_fig,
         test: Some(test_fig),
         final_lr: history.epochs.last().map(|e| e.lr),
+        earlier_seconds: earlier_seconds(&history, started),
     })
 }
 
@@ -480,6 +483,13 @@ fn save_model(
         .map_err(|e| e.to_string())?;
     dir.write("classification_report.txt", &report.to_text())?;
     Ok(())
+}
+
+/// The seconds a model trained before this process, when it was resumed from a checkpoint:
+/// its epochs' recorded times beyond what this call took (0 for a model trained here whole).
+fn earlier_seconds(history: &trainer::History, started: Instant) -> f64 {
+    let recorded: f64 = history.epochs.iter().map(|e| e.seconds).sum();
+    (recorded - started.elapsed().as_secs_f64()).max(0.0)
 }
 
 /// A saved model's charts (curves, confusion matrix, test images).

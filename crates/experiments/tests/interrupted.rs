@@ -83,6 +83,38 @@ fn histories(out: &Path) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
+/// Every history CSV of `out` with the sum of its `seconds` column.
+/// (The CSV rounds each epoch's seconds to 3 decimals: the sum is off by up to 0.5 ms an
+/// epoch.)
+fn histories_with_seconds(out: &Path) -> Vec<(PathBuf, f64, usize)> {
+    std::fs::read_dir(out.join("histories"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let seconds: Vec<f64> = text
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.rsplit_once(',').and_then(|(_, s)| s.parse::<f64>().ok()))
+                .collect();
+            (
+                path.file_name().unwrap().into(),
+                seconds.iter().sum(),
+                seconds.len(),
+            )
+        })
+        .collect()
+}
+
+/// A model name as file names write it (`one hidden layer` -> `one-hidden-layer`).
+fn slug(text: &str) -> String {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// The test accuracy column of table.csv.
 fn table(out: &Path) -> String {
     std::fs::read_to_string(out.join("table.csv")).unwrap()
@@ -166,6 +198,22 @@ fn killed_runs_resume_to_the_same_histories() {
         assert_eq!(a, b, "{name:?} differs after {kills} kills");
     }
     assert_eq!(table(&killed), table(&straight));
+    // Each record holds the model's whole training time, the time before a resume included:
+    // at least the sum of its epochs' recorded seconds.
+    let records = std::fs::read_to_string(killed.join("trials.jsonl")).unwrap();
+    for line in records.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let seconds = record["seconds"].as_f64().unwrap();
+        let label = record["params"]["model"].as_str().unwrap_or("").to_string();
+        let (history, epochs) = histories_with_seconds(&killed)
+            .into_iter()
+            .find(|(file, _, _)| file.to_string_lossy().contains(&slug(&label)))
+            .map_or((0.0, 0), |(_, s, n)| (s, n));
+        assert!(
+            seconds + 0.0005 * epochs as f64 >= history,
+            "{label}: the record says {seconds:.3} s, its epochs took {history:.3} s"
+        );
+    }
     let remaining = std::fs::read_dir(&checkpoints).map_or(0, |d| d.count());
     assert_eq!(remaining, 0, "checkpoints of finished models are removed");
 }

@@ -134,6 +134,7 @@ mod tests {
             validation: Some((score, 1.0 - score)),
             test: None,
             final_lr: None,
+            earlier_seconds: 0.0,
         }
     }
 

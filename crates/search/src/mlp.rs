@@ -284,6 +284,7 @@ impl<'a> MlpSearch<'a> {
             },
             test: if diverged { None } else { score(self.test) },
             final_lr: history.epochs.last().map(|e| e.lr),
+            earlier_seconds: 0.0,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct TrialOutcome {
     pub test: Option<(f64, f64)>,
     /// Learning rate at the end, when training changed it.
     pub final_lr: Option<f64>,
+    /// Seconds the trial trained before this process, in a run resumed from a checkpoint
+    /// (added to the time this process measured, so a record holds the whole training).
+    pub earlier_seconds: f64,
 }
 
 impl TrialOutcome {
@@ -43,6 +46,7 @@ impl TrialOutcome {
             validation: None,
             test: None,
             final_lr: None,
+            earlier_seconds: 0.0,
         }
     }
 
@@ -62,7 +66,7 @@ impl TrialOutcome {
             test_score: self.test.map(|t| t.0),
             test_loss: self.test.map(|t| t.1),
             final_lr: self.final_lr,
-            seconds,
+            seconds: seconds + self.earlier_seconds,
         }
     }
 }
@@ -299,6 +303,7 @@ mod tests {
             validation: None,
             test: Some((score, 1.0 - score)),
             final_lr: None,
+            earlier_seconds: 0.0,
         }
     }
 
