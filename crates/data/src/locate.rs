@@ -37,6 +37,15 @@ pub struct DataDirs {
     candidates: Vec<(PathBuf, Origin)>,
 }
 
+/// Whether a person is at the command line (stdin and stdout are terminals): then the
+/// commands fetch a dataset they lack on first use ([`DataDirs::load_or_fetch`]), as
+/// `keras.datasets` does; in logs, CI, Slurm or tests they never fetch, and a missing dataset
+/// is an error saying how to get it.
+pub fn at_a_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 /// The repository's `datasets/` folder: next to the workspace when run through cargo,
 /// else `./datasets`.
 pub fn repository_datasets() -> PathBuf {

@@ -92,6 +92,25 @@ pub enum Task {
     Regression,
 }
 
+/// A task as the command lines choose it: given, or `auto` (`None`: inferred from the data
+/// by [`Table::infer_task`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskChoice(pub Option<Task>);
+
+impl std::str::FromStr for TaskChoice {
+    type Err = String;
+
+    /// `auto`, `classification` or `regression`.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "auto" => Ok(TaskChoice(None)),
+            "classification" => Ok(TaskChoice(Some(Task::Classification))),
+            "regression" => Ok(TaskChoice(Some(Task::Regression))),
+            other => Err(format!("{other:?}: use auto, classification or regression")),
+        }
+    }
+}
+
 /// What to do with a missing value (an empty field, `NA`, `NaN`, `?`, `null`) in a feature.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,6 +122,20 @@ pub enum Impute {
     Mean,
     /// The training rows' median (numeric columns; the most frequent value for text).
     Median,
+}
+
+impl std::str::FromStr for Impute {
+    type Err = String;
+
+    /// `none`, `mean` or `median`, as the command lines write it.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "none" => Ok(Impute::None),
+            "mean" => Ok(Impute::Mean),
+            "median" => Ok(Impute::Median),
+            other => Err(format!("{other:?}: use none, mean or median")),
+        }
+    }
 }
 
 /// How one feature column becomes numbers.

@@ -241,14 +241,6 @@ impl std::fmt::Display for DatasetConfig {
     }
 }
 
-/// Whether a person is at the command line (stdin and stdout are terminals): then a report
-/// binary fetches a dataset it lacks on first use, as `keras.datasets` does; in logs, CI,
-/// Slurm or tests it never fetches, and a missing dataset is an error saying how to get it.
-pub fn at_a_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
-}
-
 /// The dataset name, checked.
 pub fn dataset(name: &str) -> Result<DatasetName, ConfigError> {
     name.parse()
@@ -293,7 +285,7 @@ pub fn load_split(
     let splits = dirs
         .load_or_fetch(
             dataset,
-            at_a_terminal().then_some(&data::FetchSource::Official),
+            data::locate::at_a_terminal().then_some(&data::FetchSource::Official),
         )
         .map_err(|e| ConfigError(e.to_string()))?;
     let form = splits.form;
@@ -410,7 +402,7 @@ fn load_own_data(
         resize: false,
         seed: flags.seed,
         data_dir: flags.data_dir.clone(),
-        fetch: at_a_terminal(),
+        fetch: data::locate::at_a_terminal(),
     };
     let source =
         Source::of(&folder.join(&file.path).to_string_lossy()).map_err(|e| at(e.to_string()))?;

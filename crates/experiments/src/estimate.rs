@@ -67,14 +67,20 @@ pub fn training_passes(train_items: usize, validation: f64, epochs: usize) -> f6
     epochs as f64 * (3.0 * (train_items as f64 - held_out) + held_out)
 }
 
-/// Rates measured on committed runs, per kind of model: GFLOP/s, and item passes per
-/// second.
+/// Rates measured on committed runs, per kind of model.
 #[derive(Debug, Clone, Default)]
 pub struct Rates {
-    convolutional: Vec<f64>,
-    dense: Vec<f64>,
-    convolutional_passes: Vec<f64>,
-    dense_passes: Vec<f64>,
+    convolutional: Measured,
+    dense: Measured,
+}
+
+/// What the committed runs of one kind of model reached, one value per run.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    /// GFLOP/s.
+    gflops: Vec<f64>,
+    /// Item passes per second.
+    passes: Vec<f64>,
 }
 
 /// A rate and the number of runs it is the median of.
@@ -84,6 +90,13 @@ pub struct Rate {
     pub gflops: f64,
     /// Runs measured.
     pub runs: usize,
+}
+
+/// `values` in ascending order.
+fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
 }
 
 impl Rates {
@@ -112,42 +125,40 @@ impl Rates {
         Ok(rates)
     }
 
-    fn push(&mut self, kind: Kind, gflops: f64) {
+    fn of(&self, kind: Kind) -> &Measured {
         match kind {
-            Kind::Convolutional => self.convolutional.push(gflops),
-            Kind::Dense => self.dense.push(gflops),
+            Kind::Convolutional => &self.convolutional,
+            Kind::Dense => &self.dense,
         }
     }
 
-    fn push_passes(&mut self, kind: Kind, passes_per_second: f64) {
+    fn of_mut(&mut self, kind: Kind) -> &mut Measured {
         match kind {
-            Kind::Convolutional => self.convolutional_passes.push(passes_per_second),
-            Kind::Dense => self.dense_passes.push(passes_per_second),
+            Kind::Convolutional => &mut self.convolutional,
+            Kind::Dense => &mut self.dense,
         }
+    }
+
+    fn push(&mut self, kind: Kind, gflops: f64) {
+        self.of_mut(kind).gflops.push(gflops);
+    }
+
+    fn push_passes(&mut self, kind: Kind, passes_per_second: f64) {
+        self.of_mut(kind).passes.push(passes_per_second);
     }
 
     /// Nearly the fastest item passes per second measured on `kind` (the 90th percentile:
     /// one record timed only after a resume is not taken for the pace): no row of that kind
     /// is estimated faster.
     pub fn fastest_passes(&self, kind: Kind) -> Option<f64> {
-        let values = match kind {
-            Kind::Convolutional => &self.convolutional_passes,
-            Kind::Dense => &self.dense_passes,
-        };
-        let mut sorted = values.clone();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = sorted(&self.of(kind).passes);
         let n = sorted.len();
         (n > 0).then(|| sorted[((n - 1) as f64 * 0.9).round() as usize])
     }
 
     /// The median rate of `kind`, if any run of it was measured.
     pub fn rate(&self, kind: Kind) -> Option<Rate> {
-        let values = match kind {
-            Kind::Convolutional => &self.convolutional,
-            Kind::Dense => &self.dense,
-        };
-        let mut sorted = values.clone();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = sorted(&self.of(kind).gflops);
         let n = sorted.len();
         (n > 0).then(|| Rate {
             gflops: if n % 2 == 1 {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use data::tabular::{Impute, TargetSpec, Task};
+use data::tabular::{Impute, TargetSpec, TaskChoice};
 use data::user_data::{LoadOptions, Loaded, Source, load};
 use data::{HoldOut, Samples, Targets, split_samples};
 use experiments::output::Output;
@@ -43,7 +43,7 @@ struct Args {
     target: String,
     /// auto: classification for text labels or a few distinct whole numbers, regression
     /// otherwise (says which and why).
-    #[arg(long, value_enum, default_value_t = TaskChoice::Auto)]
+    #[arg(long, default_value = "auto")]
     task: TaskChoice,
     /// The table's first row names the columns (detected when neither flag is given).
     #[arg(long, conflicts_with = "no_header")]
@@ -53,8 +53,8 @@ struct Args {
     no_header: bool,
     /// Missing values in feature columns (empty, NA, NaN, ?): an error naming row and column
     /// (none), or the training rows' mean or median (text columns: the most frequent value).
-    #[arg(long, value_enum, default_value_t = ImputeChoice::None)]
-    impute: ImputeChoice,
+    #[arg(long, default_value = "none")]
+    impute: Impute,
     /// A separate test file or folder, laid out as --data (default: hold out --test-fraction).
     #[arg(long)]
     test: Option<PathBuf>,
@@ -113,20 +113,6 @@ struct Args {
     /// curves.svg, the test report and a confusion matrix or residual figures.
     #[arg(long, default_value = "out/train")]
     out: PathBuf,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TaskChoice {
-    Auto,
-    Classification,
-    Regression,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ImputeChoice {
-    None,
-    Mean,
-    Median,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -235,27 +221,19 @@ fn check_numbers(args: &Args) -> Result<(), String> {
 fn load_options(args: &Args) -> LoadOptions {
     LoadOptions {
         target: TargetSpec::parse(&args.target),
-        task: match args.task {
-            TaskChoice::Auto => None,
-            TaskChoice::Classification => Some(Task::Classification),
-            TaskChoice::Regression => Some(Task::Regression),
-        },
+        task: args.task.0,
         header: match (args.header, args.no_header) {
             (true, _) => Some(true),
             (_, true) => Some(false),
             _ => None,
         },
-        impute: match args.impute {
-            ImputeChoice::None => Impute::None,
-            ImputeChoice::Mean => Impute::Mean,
-            ImputeChoice::Median => Impute::Median,
-        },
+        impute: args.impute,
         test: args.test.clone(),
         test_fraction: args.test_fraction,
         resize: args.resize,
         seed: args.seed,
         data_dir: args.data_dir.clone(),
-        fetch: experiments::config::at_a_terminal(),
+        fetch: data::locate::at_a_terminal(),
     }
 }
 

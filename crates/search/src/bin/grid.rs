@@ -91,11 +91,11 @@ struct RunArgs {
     /// Task of --data: auto (classification for text labels or a few distinct whole
     /// numbers), classification or regression.
     #[arg(long, default_value = "auto", requires = "data")]
-    task: String,
+    task: data::tabular::TaskChoice,
     /// Missing values in --data's features: none (an error naming row and column), mean or
     /// median.
     #[arg(long, default_value = "none", requires = "data")]
-    impute: String,
+    impute: data::tabular::Impute,
     /// A separate test file or folder for --data.
     #[arg(long, requires = "data")]
     test: Option<PathBuf>,
@@ -152,13 +152,6 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-}
-
-/// Whether a person is at the command line: then a missing dataset is fetched on first use;
-/// in logs, CI, Slurm or tests never.
-fn at_a_terminal() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
 fn parse_halving(text: &str) -> Result<(usize, usize), String> {
@@ -327,7 +320,7 @@ fn split_data(
     let splits = DataDirs::new(args.data_dir.as_deref())
         .load_or_fetch(
             dataset,
-            at_a_terminal().then_some(&data::FetchSource::Official),
+            data::locate::at_a_terminal().then_some(&data::FetchSource::Official),
         )
         .map_err(|e| e.to_string())?;
     let form = splits.form.and_then(data::DataForm::key);
@@ -395,35 +388,19 @@ fn run_data(args: &RunArgs, file: &GridFile) -> Result<RunData, String> {
             encoder: None,
         });
     };
-    use data::tabular::{Impute, TargetSpec, Task};
+    use data::tabular::TargetSpec;
     use data::user_data::{LoadOptions, Source, load};
-    let task = match args.task.as_str() {
-        "auto" => None,
-        "classification" => Some(Task::Classification),
-        "regression" => Some(Task::Regression),
-        other => {
-            return Err(format!(
-                "--task {other:?}: use auto, classification or regression"
-            ));
-        }
-    };
-    let impute = match args.impute.as_str() {
-        "none" => Impute::None,
-        "mean" => Impute::Mean,
-        "median" => Impute::Median,
-        other => return Err(format!("--impute {other:?}: use none, mean or median")),
-    };
     let options = LoadOptions {
         target: TargetSpec::parse(&args.target),
-        task,
+        task: args.task.0,
         header: None,
-        impute,
+        impute: args.impute,
         test: args.test.clone(),
         test_fraction: args.test_fraction,
         resize: false,
         seed: args.seed,
         data_dir: args.data_dir.clone(),
-        fetch: at_a_terminal(),
+        fetch: data::locate::at_a_terminal(),
     };
     let source = Source::of(&path.to_string_lossy()).map_err(|e| e.to_string())?;
     let loaded = load(&source, &options).map_err(|e| e.to_string())?;
