@@ -36,7 +36,7 @@ pub struct BenchFlags {
     /// Seconds one timed run should last (sets its number of steps).
     #[arg(long, default_value_t = 4.0)]
     pub seconds: f64,
-    /// The device's peak in GFLOP/s (default: estimated for the CPU from its flags).
+    /// The device's peak in GFLOP/s (default: the CPU's, measured with an FMA loop).
     #[arg(long)]
     pub peak_gflops: Option<f64>,
     /// PyTorch's figures (JSON lines written by scripts/bench_pytorch.py) to print beside.
@@ -178,47 +178,6 @@ pub(crate) fn peak_memory_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// The CPU's peak single-precision GFLOP/s: cores x clock x FLOPs per cycle (two fused
-/// multiply-add units of the widest vector the flags show), and how it was estimated.
-pub fn cpu_peak_gflops() -> (f64, String) {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    peak_from_cpuinfo(&info, cores)
-}
-
-/// [`cpu_peak_gflops`] from the text of `/proc/cpuinfo` and a core count.
-fn peak_from_cpuinfo(info: &str, cores: usize) -> (f64, String) {
-    let mhz = info
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(2000.0);
-    let flags = info
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or_default();
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let (lanes, isa) = if has("avx512f") {
-        (16.0, "AVX-512")
-    } else if has("avx2") {
-        (8.0, "AVX2")
-    } else {
-        (4.0, "SSE")
-    };
-    let fma = if has("fma") { 2.0 } else { 1.0 };
-    let per_cycle = lanes * fma * 2.0;
-    let cores = cores as f64;
-    let peak = cores * mhz / 1000.0 * per_cycle;
-    (
-        peak,
-        format!(
-            "{cores} cores x {:.2} GHz x {per_cycle} FLOP/cycle ({isa}{}, two units)",
-            mhz / 1000.0,
-            if fma > 1.0 { " FMA" } else { "" }
-        ),
-    )
-}
 
 /// Seconds of one `fit` epoch over `steps` batches.
 fn time_training(
@@ -359,7 +318,7 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let (cpu_peak, cpu_how) = cpu_peak_gflops();
+    let (cpu_peak, cpu_how) = crate::cpu_peak::cpu_peak_gflops();
     let mut results: Vec<Measurement> = Vec::new();
     let mut devices_seen: Vec<String> = Vec::new();
     for choice in choices {
@@ -503,8 +462,8 @@ fn report(
     let _ = writeln!(
         out,
         "\nFLOPs per sample: two per multiply-add of the dense and convolution layers; a \
-         training sample counts three forward passes. CPU peak: {cpu_peak:.0} GFLOP/s \
-         estimated as {cpu_how}{}.",
+         training sample counts three forward passes. CPU peak: {cpu_peak:.0} GFLOP/s, \
+         {cpu_how}{}.",
         peak_override.map_or(String::new(), |p| format!(
             "; fractions use --peak-gflops {p}"
         ))
@@ -532,16 +491,5 @@ mod tests {
         assert_eq!(pytorch_figure(&lines, "m", Phase::Train), Some(100.0));
         assert_eq!(pytorch_figure(&lines, "m", Phase::Inference), Some(900.0));
         assert_eq!(pytorch_figure(&lines, "x", Phase::Train), None);
-    }
-
-    #[test]
-    fn the_cpu_peak_counts_cores_clock_and_vector_width() {
-        let cpu = |flags: &str| format!("cpu MHz\t\t: 2000.000\nflags\t\t: fpu {flags} sse2\n");
-        let (peak, how) = peak_from_cpuinfo(&cpu("avx2 fma avx512f"), 2);
-        assert_eq!(peak, 2.0 * 2.0 * 16.0 * 2.0 * 2.0, "{how}");
-        assert!(how.contains("AVX-512 FMA"), "{how}");
-        assert_eq!(peak_from_cpuinfo(&cpu("avx2 fma"), 2).0, 128.0);
-        assert_eq!(peak_from_cpuinfo(&cpu("avx2"), 1).0, 32.0);
-        assert_eq!(peak_from_cpuinfo(&cpu(""), 4).0, 64.0);
     }
 }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod book;
 pub mod cli;
 pub mod config;
+pub mod cpu_peak;
 pub mod estimate;
 pub mod mlp_table;
 pub mod model_config;

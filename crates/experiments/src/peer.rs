@@ -201,12 +201,17 @@ pub fn run(flags: &BenchFlags, models: &[BenchModel], config: &Path) -> Result<S
         .device;
     let mut report = String::new();
     warn_if_busy("at the start", &mut report);
+    let (peak, peak_how) = crate::cpu_peak::cpu_peak_gflops();
     let mut pairs: Vec<(String, Phase, Pair)> = Vec::new();
+    let mut flops: Vec<(String, f64)> = Vec::new();
     for round in 1..=flags.rounds {
         for model in models {
             let [c, h, w] = model.input;
             let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
                 .map_err(|e| e.0)?;
+            if round == 1 {
+                flops.push((model.name.clone(), spec.forward_flops().map_err(|e| e.0)? as f64));
+            }
             for phase in [Phase::Train, Phase::Inference] {
                 let (ours, ours_mib) = our_run(model, &spec, &device, phase, flags.seconds)?;
                 let (peer, peer_mib) =
@@ -242,7 +247,10 @@ pub fn run(flags: &BenchFlags, models: &[BenchModel], config: &Path) -> Result<S
         "This project (flex, {THREADS} threads) against PyTorch (CPU, {THREADS} threads) on the \
          same models and batch sizes, {} interleaved round(s) of about {} s per side, model \
          and phase; each ratio is ours over PyTorch's samples per second, the median over the \
-         rounds (min-max in brackets); memory is each process's peak resident set.\n",
+         rounds (min-max in brackets); memory is each process's peak resident set. Our \
+         fraction of the CPU's peak ({peak:.0} GFLOP/s, {peak_how}) counts two FLOPs per \
+         multiply-add of the dense and convolution layers, three forward passes per \
+         training sample.\n",
         flags.rounds, flags.seconds
     );
     for (name, phase, pair) in &pairs {
@@ -256,12 +264,17 @@ pub fn run(flags: &BenchFlags, models: &[BenchModel], config: &Path) -> Result<S
             Phase::Train => "train",
             Phase::Inference => "infer",
         };
+        let forward = flops.iter().find(|(n, _)| n == name).map_or(0.0, |f| f.1);
+        let passes = if *phase == Phase::Train { 3.0 } else { 1.0 };
+        let gflops = median(&pair.ours) * forward * passes / 1e9;
         let _ = writeln!(
             report,
-            "ratio {name} {short} {:.2} ({lo:.2}-{hi:.2}; ours {:.0}, PyTorch {:.0} samples/s)",
+            "ratio {name} {short} {:.2} ({lo:.2}-{hi:.2}; ours {:.0}, PyTorch {:.0} samples/s; \
+             ours {gflops:.0} GFLOP/s, {:.2} of peak)",
             median(&ratios),
             median(&pair.ours),
-            median(&pair.peer)
+            median(&pair.peer),
+            gflops / peak
         );
         let mib = |m: Option<f64>| m.map_or("-".into(), |m| format!("{m:.0} MiB"));
         let _ = writeln!(
