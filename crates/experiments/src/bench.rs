@@ -226,9 +226,10 @@ pub(crate) fn bench_inference(
     let network = Network::new(spec, 0, device).map_err(|e| e.0)?;
     let items = synthetic(&model.input, b, 3)?;
     let len = items.item_len();
+    // Made once, as PyTorch's script makes its batch once: a step times the model alone.
+    let x = Tensor::<2>::from_data(TensorData::new(items.features, [b, len]), device);
     let step = || {
-        let x = Tensor::<2>::from_data(TensorData::new(items.features.clone(), [b, len]), device);
-        let y = network.predict(x);
+        let y = network.predict(x.clone());
         y.into_data().try_into_vec_as::<f32>().map(|v| v.len())
     };
     step().map_err(|e| format!("{e:?}"))?;

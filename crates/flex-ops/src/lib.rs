@@ -1,12 +1,13 @@
 //! The project's own CPU kernels for Burn's flex backend, kept apart from the models that
 //! use them: convolution, non-overlapping max pooling and the two fused (`kernels`),
-//! training-mode batch normalisation (`batch_norm`) and Adam's update in one pass
-//! (`adam`). Each is a Burn backend extension with a hand-written backward where it needs
+//! training-mode batch normalisation (`batch_norm`), Adam's update in one pass (`adam`)
+//! and tanh (`activation`). Each is a Burn backend extension with a hand-written backward where it needs
 //! one, so gradients flow through it as through Burn's own operations; `models` and
 //! `trainer` call them only when a tensor lives on flex ([`kernels::runs_on_flex`]) and use
 //! Burn's operations on every other backend. Their tests compare values and gradients with
 //! Burn's; `cargo run --release -p flex-ops --example microbench` times each against Burn's.
 
+pub mod activation;
 pub mod adam;
 pub mod batch_norm;
 pub mod kernels;

@@ -111,11 +111,31 @@ pub fn activate<const D: usize>(
     match activation {
         Activation::Linear => x,
         Activation::Relu => relu(x),
-        Activation::LeakyRelu(alpha) => leaky_relu(x, alpha as f64),
+        Activation::LeakyRelu(alpha) => leaky_relu_on(x, alpha),
         Activation::Sigmoid => sigmoid(x),
-        Activation::Tanh => tanh(x),
+        Activation::Tanh => tanh_on(x),
         Activation::Softmax => softmax(x, feature_dim),
     }
+}
+
+/// tanh: on flex through the project's vectorised kernel (libm's scalar `tanhf` was a
+/// quarter of report 001's iris grid), elsewhere through Burn's.
+fn tanh_on<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if flex_kernels::runs_on_flex(&x) {
+        return flex_ops::activation::tanh(x);
+    }
+    tanh(x)
+}
+
+/// Leaky ReLU: on flex with a positive slope through the project's one-pass kernel (Burn
+/// composes it from three tracked operations), elsewhere through Burn's.
+fn leaky_relu_on<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if slope > 0.0 && flex_kernels::runs_on_flex(&x) {
+        return flex_ops::activation::leaky_relu(x, slope);
+    }
+    leaky_relu(x, slope as f64)
 }
 
 impl Network {

@@ -196,6 +196,9 @@ fn ours(
     )?;
     let (train, test) = (all.subset(&split.train), all.subset(&split.held_out));
     let defaults = Mlp::new(Task::Classification, 0);
+    // As the `iris` binary's CPU device does (models::select_device): freed memory is kept
+    // for reuse instead of being returned to the system after each step.
+    models::device::keep_freed_memory();
     let mut search = MlpSearch::new(&train, defaults, Device::flex());
     search.test = Some(&test);
     search.stacked = args.stacked;
