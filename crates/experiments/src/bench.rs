@@ -50,6 +50,9 @@ pub struct BenchFlags {
     /// memory (writes peer.md).
     #[arg(long)]
     pub peer: bool,
+    /// Only this phase (default: both, training first).
+    #[arg(long, value_enum)]
+    pub phase: Option<Phase>,
     /// Rounds of the --peer comparison.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
@@ -80,12 +83,22 @@ struct BenchFile {
 }
 
 /// What is timed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Phase {
     /// Forward, backward and an Adam step per batch.
     Train,
     /// Forward only, no gradients, results read back.
     Inference,
+}
+
+impl BenchFlags {
+    /// The phases to time, in order.
+    pub fn phases(&self) -> Vec<Phase> {
+        match self.phase {
+            Some(phase) => vec![phase],
+            None => vec![Phase::Train, Phase::Inference],
+        }
+    }
 }
 
 impl Phase {
@@ -177,7 +190,6 @@ pub(crate) fn peak_memory_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
-
 
 /// Seconds of one `fit` epoch over `steps` batches.
 fn time_training(
@@ -341,7 +353,7 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
             let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
                 .map_err(|e| format!("{}: {}", path.display(), e.0))?;
             let flops = spec.forward_flops().map_err(|e| e.0)? as f64;
-            for phase in [Phase::Train, Phase::Inference] {
+            for phase in flags.phases() {
                 eprintln!(
                     "{} / {} / {}: warming up, then {} timed runs of about {} s",
                     selected.description,

@@ -119,7 +119,9 @@ mod x86 {
             }
         }
         let mut lanes = [0.0f32; 8];
-        let sum = acc.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
+        let sum = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v));
         // SAFETY: `lanes` holds the 8 floats the unaligned store writes.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
         lanes.iter().sum()
@@ -181,7 +183,10 @@ mod tests {
         match fma_kernel() {
             Some(_) => {
                 let (gflops, isa) = measured_peak(2, Duration::from_millis(20)).unwrap();
-                assert!(gflops > 0.0 && gflops.is_finite(), "{gflops} GFLOP/s ({isa})");
+                assert!(
+                    gflops > 0.0 && gflops.is_finite(),
+                    "{gflops} GFLOP/s ({isa})"
+                );
                 let (peak, how) = cpu_peak_gflops();
                 assert!(how.starts_with("measured"), "{how}");
                 assert!(peak > 0.0, "{peak}");

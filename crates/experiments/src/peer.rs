@@ -210,9 +210,12 @@ pub fn run(flags: &BenchFlags, models: &[BenchModel], config: &Path) -> Result<S
             let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
                 .map_err(|e| e.0)?;
             if round == 1 {
-                flops.push((model.name.clone(), spec.forward_flops().map_err(|e| e.0)? as f64));
+                flops.push((
+                    model.name.clone(),
+                    spec.forward_flops().map_err(|e| e.0)? as f64,
+                ));
             }
-            for phase in [Phase::Train, Phase::Inference] {
+            for phase in flags.phases() {
                 let (ours, ours_mib) = our_run(model, &spec, &device, phase, flags.seconds)?;
                 let (peer, peer_mib) =
                     peer_run(&python, &script, config, model, phase, flags.seconds)?;

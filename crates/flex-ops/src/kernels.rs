@@ -933,33 +933,56 @@ fn per_group_parallelism(g: &ConvGeometry) -> Parallelism {
 fn dense_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, relu: bool) -> FlexTensor {
     let [m, k] = x.layout().shape().dims::<2>();
     let n = weight.layout().shape().dims::<2>()[1];
-    let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
-    let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    for _ in 0..m {
-        out.extend_from_slice(&bias);
+    if m == 0 || n == 0 {
+        return flex_tensor(Vec::new(), [m, n]);
     }
-    let parallelism = if m * n * k >= 1 << 16 {
-        Parallelism::Rayon(0)
+    let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
+    let mut out = uninit(m * n);
+    // The rows split between the threads, each running its own single-threaded gemm and
+    // then its bias and ReLU while its rows are in its cache: for report 002's MLP (128
+    // rows) 16 % faster than one gemm split by gemm's own threading, which joins the threads
+    // for every product and leaves the bias and ReLU to one of them.
+    let threads = if m * n * k >= 1 << 16 {
+        rayon::current_num_threads().max(1)
     } else {
-        Parallelism::None
+        1
     };
+    let rows = m.div_ceil(threads).max(1);
+    out.par_chunks_mut(rows * n)
+        .zip(x.par_chunks(rows * k))
+        .for_each(|(out, x)| dense_rows(x, &weight, &bias, relu, out));
+    // SAFETY: every row was written by `dense_rows`.
+    let out = unsafe { assume_init(out) };
+    flex_tensor(out, [m, n])
+}
+
+/// `relu?(x · weight + bias)` for the rows of `x` into `out`, on the calling thread.
+fn dense_rows(x: &[f32], weight: &[f32], bias: &[f32], relu: bool, out: &mut [MaybeUninit<f32>]) {
+    let (n, k) = (bias.len(), weight.len() / bias.len().max(1));
+    let m = out.len() / n.max(1);
+    for row in out.chunks_mut(n) {
+        for (o, &b) in row.iter_mut().zip(bias) {
+            o.write(b);
+        }
+    }
+    // SAFETY: every value was just set to its bias.
+    let out = unsafe { slice_assume_init(out) };
     matmul(
         [m, n, k],
-        as_uninit(&mut out),
+        as_uninit(out),
         [n, 1],
         true,
-        &x,
+        x,
         [k, 1],
-        &weight,
+        weight,
         [n, 1],
-        parallelism,
+        Parallelism::None,
     );
     if relu {
-        for v in &mut out {
+        for v in out.iter_mut() {
             *v = v.max(0.0);
         }
     }
-    flex_tensor(out, [m, n])
 }
 
 fn conv_forward(
@@ -1485,7 +1508,14 @@ mod tests {
     #[test]
     fn dense_matches_burns_linear_with_and_without_relu() {
         let device = Device::flex();
-        for (m, k, n) in [(1, 3, 2), (7, 33, 5), (128, 784, 96)] {
+        // Small (one thread), split in halves, and split with a shorter last part; no units.
+        for (m, k, n) in [
+            (1, 3, 2),
+            (7, 33, 5),
+            (128, 784, 96),
+            (129, 300, 40),
+            (4, 5, 0),
+        ] {
             let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 0.2), &device);
             let b = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
