@@ -259,245 +259,311 @@ fn to_f64_int(t: Tensor<3, Int>) -> Vec<f64> {
         .collect()
 }
 
-impl Mlp {
-    /// Trains `members` together as one stacked model on raw `train` (standardised here),
-    /// validating each on `validation` after every epoch. They must share `hidden_layer`,
-    /// `activation`, `batch_size`, `epoch` and `task`; each keeps its own `eta`, `mu`,
-    /// `alpha`, `beta` and `seed`. Returns each member's trained model and history, in
-    /// order. A member whose loss stops being finite is recorded as diverged at that epoch
-    /// and the others go on.
-    pub fn fit_stacked(
-        members: &[Mlp],
-        train: &Samples,
-        validation: Option<&Samples>,
-        device: &Device,
-    ) -> Result<Vec<(TrainedModel, History)>, ModelError> {
-        let first = shared_shape(members)?;
-        if first.batch_size == 0 {
-            return Err(ModelError::Input("batch_size must be at least 1".into()));
+/// The checks `fit_stacked` makes before training: a batch size, training items, and each
+/// member's learning rate, momentum and L2 within their ranges.
+fn check_members(members: &[Mlp], first: &Mlp, train: &Samples) -> Result<(), ModelError> {
+    if first.batch_size == 0 {
+        return Err(ModelError::Input("batch_size must be at least 1".into()));
+    }
+    if train.is_empty() {
+        return Err(ModelError::Input("no training items".into()));
+    }
+    for (i, m) in members.iter().enumerate() {
+        let valid = m.learning_rate.is_finite()
+            && m.learning_rate > 0.0
+            && m.momentum.is_finite()
+            && (0.0..1.0).contains(&m.momentum)
+            && m.l2.is_finite()
+            && m.l2 >= 0.0;
+        if !valid {
+            return Err(ModelError::Input(format!(
+                "model {i}: learning_rate must be positive, momentum in [0, 1) and l2 at \
+                 least 0 (got learning_rate {}, momentum {}, l2 {})",
+                m.learning_rate, m.momentum, m.l2
+            )));
         }
-        if train.is_empty() {
-            return Err(ModelError::Input("no training items".into()));
-        }
-        for (i, m) in members.iter().enumerate() {
-            let valid = m.learning_rate.is_finite()
-                && m.learning_rate > 0.0
-                && m.momentum.is_finite()
-                && (0.0..1.0).contains(&m.momentum)
-                && m.l2.is_finite()
-                && m.l2 >= 0.0;
-            if !valid {
-                return Err(ModelError::Input(format!(
-                    "model {i}: eta must be positive, mu in [0, 1) and alpha at least 0 \
-                     (got eta {}, mu {}, alpha {})",
-                    m.learning_rate, m.momentum, m.l2
-                )));
-            }
-        }
-        let specs = members
-            .iter()
-            .map(|m| m.spec_for(train))
-            .collect::<Result<Vec<_>, _>>()?;
-        let card = ModelCard::fit(specs[0].clone(), train, first.preprocessing())?;
-        let train_ready = card.prepare(train, true)?;
-        let val_ready = validation.map(|v| card.prepare(v, true)).transpose()?;
-        let k = members.len();
+    }
+    Ok(())
+}
 
-        // Each member starts from exactly the weights `Mlp::fit` would give it.
-        let networks = members
-            .iter()
-            .zip(&specs)
-            .map(|(m, spec)| Network::new(spec, m.seed, device))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ModelError::Input(e.0))?;
-        let train_device = device.clone().autodiff();
-        let mut layers: Vec<StackedLayer> = (0..networks[0].dense_layers().len())
-            .map(|j| {
-                let weight = Tensor::stack::<3>(
-                    networks
-                        .iter()
-                        .map(|n| n.dense_layers()[j].weight.val())
-                        .collect(),
-                    0,
-                );
-                let bias = Tensor::stack::<2>(
-                    networks
-                        .iter()
-                        .map(|n| n.dense_layers()[j].bias.val())
-                        .collect(),
-                    0,
-                )
-                .unsqueeze_dim::<3>(1);
-                StackedLayer {
-                    weight_velocity: weight.zeros_like(),
-                    bias_velocity: bias.zeros_like(),
-                    weight: weight.autodiff().require_grad(),
-                    bias: bias.autodiff().require_grad(),
-                }
-            })
-            .collect();
-        let mut eta: Vec<f64> = members.iter().map(|m| m.learning_rate).collect();
-        let mu = per_member(members.iter().map(|m| m.momentum), device);
-        let alpha = per_member(members.iter().map(|m| m.l2), &train_device);
-        let any_l2 = members.iter().any(|m| m.l2 > 0.0);
-
-        let mut shuffles: Vec<ChaCha8Rng> = members
-            .iter()
-            .map(|m| ChaCha8Rng::seed_from_u64(m.seed))
-            .collect();
-        let mut orders: Vec<Vec<usize>> = vec![(0..train_ready.len()).collect(); k];
-        let train_ss_tot = match &train_ready.targets {
-            Targets::Values { values, width, .. } => total_sum_of_squares(values, *width),
-            Targets::Classes { .. } => Vec::new(),
-        };
-        let mut histories: Vec<History> = (0..k)
-            .map(|_| History {
-                epochs: Vec::new(),
-                outcome: Outcome::Finished,
-            })
-            .collect();
-        let mut diverged = vec![false; k];
-        let mut snapshots: Vec<Option<Vec<(Tensor<2>, Tensor<1>)>>> = vec![None; k];
-        let n = train_ready.len();
-        let batch_size = first.batch_size;
-
-        for epoch in 1..=first.epochs {
-            let start = std::time::Instant::now();
-            for (order, rng) in orders.iter_mut().zip(&mut shuffles) {
-                order.shuffle(rng);
-            }
-            let lr = per_member(eta.iter().copied(), device);
-            let mut loss_sum: Option<Tensor<3>> = None;
-            let mut hits_sum: Option<Tensor<3, Int>> = None;
-            let mut residual_sum: Option<Tensor<3>> = None;
-            for step in 0..n.div_ceil(batch_size) {
-                let range = step * batch_size..((step + 1) * batch_size).min(n);
-                let chunks: Vec<&[usize]> = orders.iter().map(|o| &o[range.clone()]).collect();
-                let (inputs, targets) = stacked_batch(&train_ready, &chunks, &train_device);
-                let outputs = forward(&layers, inputs, first.activation);
-                let mut losses = member_losses(outputs.clone(), &targets);
-                if any_l2 {
-                    let mut penalty: Option<Tensor<3>> = None;
-                    for layer in &layers {
-                        accumulate(
-                            &mut penalty,
-                            layer.weight.clone().square().sum_dim(2).sum_dim(1),
-                        );
-                    }
-                    if let Some(p) = penalty {
-                        losses = losses + p * alpha.clone();
-                    }
-                }
-                let batch = range.len() as f64;
-                accumulate(
-                    &mut loss_sum,
-                    losses.clone().detach().inner().mul_scalar(batch),
-                );
-                match &targets {
-                    StackedTargets::Classes(classes) => accumulate(
-                        &mut hits_sum,
-                        outputs
-                            .detach()
-                            .argmax(2)
-                            .equal(classes.clone())
-                            .int()
-                            .sum_dim(1),
-                    ),
-                    StackedTargets::Values(y) => accumulate(
-                        &mut residual_sum,
-                        (outputs.detach().inner() - y.clone().inner())
-                            .square()
-                            .sum_dim(1),
-                    ),
-                }
-                let mut grads = losses.sum().backward();
-                for layer in &mut layers {
-                    let (w, wv) =
-                        sgd_momentum(&layer.weight, &layer.weight_velocity, &mut grads, &mu, &lr);
-                    let (b, bv) =
-                        sgd_momentum(&layer.bias, &layer.bias_velocity, &mut grads, &mu, &lr);
-                    *layer = StackedLayer {
-                        weight: w.autodiff().require_grad(),
-                        bias: b.autodiff().require_grad(),
-                        weight_velocity: wv,
-                        bias_velocity: bv,
-                    };
-                }
-            }
-
-            // One host read per epoch for all members.
-            let losses: Vec<f64> = loss_sum
-                .map(to_f64)
-                .unwrap_or_else(|| vec![f64::NAN; k])
-                .into_iter()
-                .map(|l| l / n as f64)
-                .collect();
-            let scores: Vec<f64> = match (hits_sum, residual_sum) {
-                (Some(h), _) => to_f64_int(h).into_iter().map(|h| h / n as f64).collect(),
-                (None, Some(r)) => to_f64(r)
-                    .chunks(train_ss_tot.len().max(1))
-                    .map(|r| r2_from_sums(r, &train_ss_tot))
+/// The members' stacked layers `[members, inputs, units]`, each from its own network.
+fn stack_layers(networks: &[Network]) -> Vec<StackedLayer> {
+    (0..networks[0].dense_layers().len())
+        .map(|j| {
+            let weight = Tensor::stack::<3>(
+                networks
+                    .iter()
+                    .map(|n| n.dense_layers()[j].weight.val())
                     .collect(),
-                (None, None) => vec![f64::NAN; k],
-            };
-            let inner_layers = without_autodiff(&layers);
-            let val = val_ready
-                .as_ref()
-                .map(|v| evaluate_stacked(&inner_layers, first.activation, v, device));
-            let seconds = start.elapsed().as_secs_f64();
-            let mut newly_diverged = Vec::new();
-            for i in (0..k).filter(|&i| !diverged[i]) {
-                let record = EpochRecord {
-                    epoch,
-                    loss: losses[i],
-                    score: scores[i],
-                    val_loss: val.as_ref().map(|v| v.0[i]),
-                    val_score: val.as_ref().map(|v| v.1[i]),
-                    lr: eta[i],
-                    seconds,
-                };
-                let bad =
-                    !record.loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite());
-                histories[i].epochs.push(record);
-                if bad {
-                    histories[i].outcome = Outcome::Diverged { epoch };
-                    snapshots[i] = Some(member_weights(&inner_layers, i));
-                    newly_diverged.push(i);
-                }
+                0,
+            );
+            let bias = Tensor::stack::<2>(
+                networks
+                    .iter()
+                    .map(|n| n.dense_layers()[j].bias.val())
+                    .collect(),
+                0,
+            )
+            .unsqueeze_dim::<3>(1);
+            StackedLayer {
+                weight_velocity: weight.zeros_like(),
+                bias_velocity: bias.zeros_like(),
+                weight: weight.autodiff().require_grad(),
+                bias: bias.autodiff().require_grad(),
             }
-            if !newly_diverged.is_empty() {
-                // A diverged member is parked at zero weights and learning rate 0, so its
-                // non-finite values cannot reach any sum the others' figures are read from.
-                for &i in &newly_diverged {
-                    diverged[i] = true;
-                    eta[i] = 0.0;
-                }
-                let keep = per_member((0..k).map(|i| if diverged[i] { 0.0 } else { 1.0 }), device);
-                for layer in &mut layers {
-                    let park = |t: Tensor<3>| {
-                        let keep = keep.clone();
-                        t.clone()
-                            .mask_fill(keep.equal_elem(0.0).expand(t.dims()), 0.0)
-                    };
-                    *layer = StackedLayer {
-                        weight: park(layer.weight.clone().inner()).autodiff().require_grad(),
-                        bias: park(layer.bias.clone().inner()).autodiff().require_grad(),
-                        weight_velocity: park(layer.weight_velocity.clone()),
-                        bias_velocity: park(layer.bias_velocity.clone()),
-                    };
-                }
+        })
+        .collect()
+}
+
+/// A stacked training in progress: the layers, each member's settings, shuffle, history
+/// and whether it has diverged.
+struct StackedRun {
+    layers: Vec<StackedLayer>,
+    /// Each member's learning rate (0 once it has diverged).
+    learning_rates: Vec<f64>,
+    momentum: Tensor<3>,
+    /// Each member's L2 factor, on the autodiff device; `None` when every member's is 0.
+    l2: Option<Tensor<3>>,
+    shuffles: Vec<ChaCha8Rng>,
+    orders: Vec<Vec<usize>>,
+    /// Per output column of the training targets (regression), for R².
+    train_ss_tot: Vec<f64>,
+    histories: Vec<History>,
+    diverged: Vec<bool>,
+    /// A diverged member's weights when it diverged.
+    snapshots: Vec<Option<Vec<(Tensor<2>, Tensor<1>)>>>,
+    device: Device,
+    train_device: Device,
+}
+
+/// Sums over an epoch's batches, each `[members, 1, ...]`: loss x batch size, and correct
+/// predictions (classification) or squared residuals per output column (regression).
+#[derive(Default)]
+struct EpochSums {
+    loss: Option<Tensor<3>>,
+    hits: Option<Tensor<3, Int>>,
+    residuals: Option<Tensor<3>>,
+}
+
+impl StackedRun {
+    fn new(members: &[Mlp], networks: &[Network], train: &Samples, device: &Device) -> Self {
+        let k = members.len();
+        let train_device = device.clone().autodiff();
+        let any_l2 = members.iter().any(|m| m.l2 > 0.0);
+        StackedRun {
+            layers: stack_layers(networks),
+            learning_rates: members.iter().map(|m| m.learning_rate).collect(),
+            momentum: per_member(members.iter().map(|m| m.momentum), device),
+            l2: any_l2.then(|| per_member(members.iter().map(|m| m.l2), &train_device)),
+            shuffles: members
+                .iter()
+                .map(|m| ChaCha8Rng::seed_from_u64(m.seed))
+                .collect(),
+            orders: vec![(0..train.len()).collect(); k],
+            train_ss_tot: match &train.targets {
+                Targets::Values { values, width, .. } => total_sum_of_squares(values, *width),
+                Targets::Classes { .. } => Vec::new(),
+            },
+            histories: (0..k)
+                .map(|_| History {
+                    epochs: Vec::new(),
+                    outcome: Outcome::Finished,
+                })
+                .collect(),
+            diverged: vec![false; k],
+            snapshots: vec![None; k],
+            device: device.clone(),
+            train_device,
+        }
+    }
+
+    /// One epoch over `train` (each member in its own shuffled order): each member's mean
+    /// loss and its accuracy or R² on the training batches.
+    fn train_epoch(&mut self, train: &Samples, shape: &Mlp) -> (Vec<f64>, Vec<f64>) {
+        for (order, rng) in self.orders.iter_mut().zip(&mut self.shuffles) {
+            order.shuffle(rng);
+        }
+        let lr = per_member(self.learning_rates.iter().copied(), &self.device);
+        let (n, batch_size) = (train.len(), shape.batch_size);
+        let mut sums = EpochSums::default();
+        for step in 0..n.div_ceil(batch_size) {
+            let range = step * batch_size..((step + 1) * batch_size).min(n);
+            self.train_step(train, range, shape.activation, &lr, &mut sums);
+        }
+        self.epoch_figures(sums, n)
+    }
+
+    /// One batch (`range` of each member's order): forward, loss (with L2), its sums, and
+    /// an SGD step with momentum for every member.
+    fn train_step(
+        &mut self,
+        train: &Samples,
+        range: std::ops::Range<usize>,
+        activation: Activation,
+        lr: &Tensor<3>,
+        sums: &mut EpochSums,
+    ) {
+        let chunks: Vec<&[usize]> = self.orders.iter().map(|o| &o[range.clone()]).collect();
+        let (inputs, targets) = stacked_batch(train, &chunks, &self.train_device);
+        let outputs = forward(&self.layers, inputs, activation);
+        let mut losses = member_losses(outputs.clone(), &targets);
+        if let Some(l2) = &self.l2 {
+            let mut penalty: Option<Tensor<3>> = None;
+            for layer in &self.layers {
+                accumulate(
+                    &mut penalty,
+                    layer.weight.clone().square().sum_dim(2).sum_dim(1),
+                );
             }
-            if diverged.iter().all(|&d| d) {
-                break;
+            if let Some(p) = penalty {
+                losses = losses + p * l2.clone();
             }
         }
+        let batch = range.len() as f64;
+        accumulate(
+            &mut sums.loss,
+            losses.clone().detach().inner().mul_scalar(batch),
+        );
+        match &targets {
+            StackedTargets::Classes(classes) => accumulate(
+                &mut sums.hits,
+                outputs
+                    .detach()
+                    .argmax(2)
+                    .equal(classes.clone())
+                    .int()
+                    .sum_dim(1),
+            ),
+            StackedTargets::Values(y) => accumulate(
+                &mut sums.residuals,
+                (outputs.detach().inner() - y.clone().inner())
+                    .square()
+                    .sum_dim(1),
+            ),
+        }
+        let mut grads = losses.sum().backward();
+        for layer in &mut self.layers {
+            let (w, wv) = sgd_momentum(
+                &layer.weight,
+                &layer.weight_velocity,
+                &mut grads,
+                &self.momentum,
+                lr,
+            );
+            let (b, bv) = sgd_momentum(
+                &layer.bias,
+                &layer.bias_velocity,
+                &mut grads,
+                &self.momentum,
+                lr,
+            );
+            *layer = StackedLayer {
+                weight: w.autodiff().require_grad(),
+                bias: b.autodiff().require_grad(),
+                weight_velocity: wv,
+                bias_velocity: bv,
+            };
+        }
+    }
 
-        let inner_layers = without_autodiff(&layers);
-        let mut results = Vec::with_capacity(k);
+    /// Each member's mean loss and training accuracy or R² from an epoch's sums over `n`
+    /// items: one host read per epoch for all members.
+    fn epoch_figures(&self, sums: EpochSums, n: usize) -> (Vec<f64>, Vec<f64>) {
+        let k = self.diverged.len();
+        let losses: Vec<f64> = sums
+            .loss
+            .map(to_f64)
+            .unwrap_or_else(|| vec![f64::NAN; k])
+            .into_iter()
+            .map(|l| l / n as f64)
+            .collect();
+        let scores: Vec<f64> = match (sums.hits, sums.residuals) {
+            (Some(h), _) => to_f64_int(h).into_iter().map(|h| h / n as f64).collect(),
+            (None, Some(r)) => to_f64(r)
+                .chunks(self.train_ss_tot.len().max(1))
+                .map(|r| r2_from_sums(r, &self.train_ss_tot))
+                .collect(),
+            (None, None) => vec![f64::NAN; k],
+        };
+        (losses, scores)
+    }
+
+    /// Appends the epoch to each live member's history; returns the members whose loss (or
+    /// validation loss) stopped being finite, now recorded as diverged.
+    fn record(
+        &mut self,
+        epoch: usize,
+        losses: &[f64],
+        scores: &[f64],
+        val: Option<&(Vec<f64>, Vec<f64>)>,
+        seconds: f64,
+    ) -> Vec<usize> {
+        let mut newly_diverged = Vec::new();
+        for i in (0..self.diverged.len()).filter(|&i| !self.diverged[i]) {
+            let record = EpochRecord {
+                epoch,
+                loss: losses[i],
+                score: scores[i],
+                val_loss: val.map(|v| v.0[i]),
+                val_score: val.map(|v| v.1[i]),
+                lr: self.learning_rates[i],
+                seconds,
+            };
+            let bad = !record.loss.is_finite() || record.val_loss.is_some_and(|l| !l.is_finite());
+            self.histories[i].epochs.push(record);
+            if bad {
+                self.histories[i].outcome = Outcome::Diverged { epoch };
+                newly_diverged.push(i);
+            }
+        }
+        newly_diverged
+    }
+
+    /// Parks the newly diverged members at zero weights and learning rate 0, so their
+    /// non-finite values cannot reach any sum the others' figures are read from; their
+    /// weights at divergence are kept from `inner_layers`.
+    fn park(&mut self, newly_diverged: &[usize], inner_layers: &[StackedLayer]) {
+        if newly_diverged.is_empty() {
+            return;
+        }
+        for &i in newly_diverged {
+            self.snapshots[i] = Some(member_weights(inner_layers, i));
+            self.diverged[i] = true;
+            self.learning_rates[i] = 0.0;
+        }
+        let keep = per_member(
+            self.diverged.iter().map(|&d| if d { 0.0 } else { 1.0 }),
+            &self.device,
+        );
+        let park = |t: Tensor<3>| {
+            let dims = t.dims();
+            t.mask_fill(keep.clone().equal_elem(0.0).expand(dims), 0.0)
+        };
+        for layer in &mut self.layers {
+            *layer = StackedLayer {
+                weight: park(layer.weight.clone().inner()).autodiff().require_grad(),
+                bias: park(layer.bias.clone().inner()).autodiff().require_grad(),
+                weight_velocity: park(layer.weight_velocity.clone()),
+                bias_velocity: park(layer.bias_velocity.clone()),
+            };
+        }
+    }
+
+    /// Each member's trained model (its final weights, or those at divergence) and history.
+    fn into_models(
+        mut self,
+        networks: Vec<Network>,
+        specs: Vec<models::ModelSpec>,
+        card: &ModelCard,
+        device: &Device,
+    ) -> Vec<(TrainedModel, History)> {
+        let inner_layers = without_autodiff(&self.layers);
+        let histories = std::mem::take(&mut self.histories);
+        let mut results = Vec::with_capacity(networks.len());
         for (i, ((mut network, spec), history)) in
             networks.into_iter().zip(specs).zip(histories).enumerate()
         {
-            let weights = snapshots[i]
+            let weights = self.snapshots[i]
                 .take()
                 .unwrap_or_else(|| member_weights(&inner_layers, i));
             for (dense, (w, b)) in network.dense_layers_mut().iter_mut().zip(weights) {
@@ -511,7 +577,56 @@ impl Mlp {
                 history,
             ));
         }
-        Ok(results)
+        results
+    }
+}
+
+impl Mlp {
+    /// Trains `members` together as one stacked model on raw `train` (standardised here),
+    /// validating each on `validation` after every epoch. They must share `hidden_layers`,
+    /// `activation`, `batch_size`, `epochs` and `task`; each keeps its own `learning_rate`,
+    /// `momentum`, `l2`, `init_scale` and `seed`. Returns each member's trained model and
+    /// history, in order. A member whose loss stops being finite is recorded as diverged at
+    /// that epoch and the others go on.
+    pub fn fit_stacked(
+        members: &[Mlp],
+        train: &Samples,
+        validation: Option<&Samples>,
+        device: &Device,
+    ) -> Result<Vec<(TrainedModel, History)>, ModelError> {
+        let first = shared_shape(members)?;
+        check_members(members, first, train)?;
+        let specs = members
+            .iter()
+            .map(|m| m.spec_for(train))
+            .collect::<Result<Vec<_>, _>>()?;
+        let card = ModelCard::fit(specs[0].clone(), train, first.preprocessing())?;
+        let train_ready = card.prepare(train, true)?;
+        let val_ready = validation.map(|v| card.prepare(v, true)).transpose()?;
+
+        // Each member starts from exactly the weights `Mlp::fit` would give it.
+        let networks = members
+            .iter()
+            .zip(&specs)
+            .map(|(m, spec)| Network::new(spec, m.seed, device))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ModelError::Input(e.0))?;
+        let mut run = StackedRun::new(members, &networks, &train_ready, device);
+        for epoch in 1..=first.epochs {
+            let start = std::time::Instant::now();
+            let (losses, scores) = run.train_epoch(&train_ready, first);
+            let inner_layers = without_autodiff(&run.layers);
+            let val = val_ready
+                .as_ref()
+                .map(|v| evaluate_stacked(&inner_layers, first.activation, v, device));
+            let seconds = start.elapsed().as_secs_f64();
+            let newly_diverged = run.record(epoch, &losses, &scores, val.as_ref(), seconds);
+            run.park(&newly_diverged, &inner_layers);
+            if run.diverged.iter().all(|&d| d) {
+                break;
+            }
+        }
+        Ok(run.into_models(networks, specs, &card, device))
     }
 
     /// The layer list for `train`'s inputs and targets.
