@@ -161,7 +161,7 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// Random items of `shape` with labels among 10 classes.
-fn synthetic(shape: &[usize], items: usize, seed: u64) -> Result<Samples, String> {
+fn synthetic(shape: &[usize], items: usize, seed: u64) -> Result<Samples, crate::Error> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let len: usize = shape.iter().product();
     let features: Vec<f32> = (0..items * len).map(|_| rng.random::<f32>()).collect();
@@ -175,7 +175,7 @@ fn synthetic(shape: &[usize], items: usize, seed: u64) -> Result<Samples, String
             classes: ClassNames::numbered(10),
         },
     )
-    .map_err(|e| e.to_string())
+    .map_err(crate::Error::from)
 }
 
 /// Resets the process's peak resident memory (Linux), so the next reading is this phase's.
@@ -197,11 +197,11 @@ fn time_training(
     samples: &Samples,
     batch: usize,
     device: &Device,
-) -> Result<f64, String> {
-    let network = Network::new(spec, 0, device).map_err(|e| e.0)?;
+) -> Result<f64, crate::Error> {
+    let network = Network::new(spec, 0, device)?;
     let config = FitConfig::new(1, batch, OptimizerSpec::adam(0.001), Loss::CrossEntropy);
     let started = Instant::now();
-    fit(network, samples, None, &config, device).map_err(|e| e.to_string())?;
+    fit(network, samples, None, &config, device)?;
     Ok(started.elapsed().as_secs_f64())
 }
 
@@ -213,7 +213,7 @@ pub(crate) fn bench_training(
     device: &Device,
     runs: u32,
     seconds: f64,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, crate::Error> {
     let b = model.batch_size;
     let warm = synthetic(&model.input, 2 * b, 1)?;
     time_training(spec, &warm, b, device)?;
@@ -233,9 +233,9 @@ pub(crate) fn bench_inference(
     device: &Device,
     runs: u32,
     seconds: f64,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, crate::Error> {
     let b = model.batch_size;
-    let network = Network::new(spec, 0, device).map_err(|e| e.0)?;
+    let network = Network::new(spec, 0, device)?;
     let items = synthetic(&model.input, b, 3)?;
     let len = items.item_len();
     // Made once, as PyTorch's script makes its batch once: a step times the model alone.
@@ -273,7 +273,7 @@ fn pytorch_figure(lines: &[serde_json::Value], model: &str, phase: Phase) -> Opt
 }
 
 /// Runs the benchmark.
-pub fn run(flags: &BenchFlags) -> Result<(), String> {
+pub fn run(flags: &BenchFlags) -> Result<(), crate::Error> {
     let path = flags.config.clone().unwrap_or_else(|| {
         let local = Path::new("experiments/bench.toml");
         if local.exists() {
@@ -282,9 +282,12 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/bench.toml")
         }
     });
-    let file: BenchFile = crate::config::read(&path).map_err(|e| e.to_string())?;
+    let file: BenchFile = crate::config::read(&path)?;
     if !(flags.seconds > 0.0 && flags.seconds.is_finite()) {
-        return Err(format!("--seconds {} must be positive", flags.seconds));
+        return Err(crate::Error::from(format!(
+            "--seconds {} must be positive",
+            flags.seconds
+        )));
     }
     if flags.peer {
         let models: Vec<BenchModel> = file
@@ -300,9 +303,9 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
             .collect();
         let report = crate::peer::run(flags, &models, &path)?;
         println!("\n{report}");
-        std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+        std::fs::create_dir_all(&flags.out).map_err(|e| crate::Error::io(&flags.out, e))?;
         let md = flags.out.join("peer.md");
-        std::fs::write(&md, &report).map_err(|e| format!("{}: {e}", md.display()))?;
+        std::fs::write(&md, &report).map_err(|e| crate::Error::io(&md, e))?;
         println!("written to {}", md.display());
         return Ok(());
     }
@@ -317,11 +320,11 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
             }
             c
         }
-        other => vec![other.parse::<DeviceChoice>().map_err(|e| e.to_string())?],
+        other => vec![other.parse::<DeviceChoice>()?],
     };
     let pytorch: Vec<serde_json::Value> = match &flags.pytorch {
         Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| format!("{}: {e}", p.display()))?
+            .map_err(|e| crate::Error::io(p, e))?
             .lines()
             .filter(|l| !l.trim().is_empty())
             .enumerate()
@@ -352,7 +355,7 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
             let [c, h, w] = model.input;
             let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
                 .map_err(|e| format!("{}: {}", path.display(), e.0))?;
-            let flops = spec.forward_flops().map_err(|e| e.0)? as f64;
+            let flops = spec.forward_flops()? as f64;
             for phase in flags.phases() {
                 eprintln!(
                     "{} / {} / {}: warming up, then {} timed runs of about {} s",
@@ -396,9 +399,9 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
     }
     let table = report(&results, &pytorch, flags.peak_gflops, (cpu_peak, &cpu_how));
     println!("\n{table}");
-    std::fs::create_dir_all(&flags.out).map_err(|e| format!("{}: {e}", flags.out.display()))?;
+    std::fs::create_dir_all(&flags.out).map_err(|e| crate::Error::io(&flags.out, e))?;
     let md = flags.out.join("bench.md");
-    std::fs::write(&md, &table).map_err(|e| format!("{}: {e}", md.display()))?;
+    std::fs::write(&md, &table).map_err(|e| crate::Error::io(&md, e))?;
     let mut csv = String::from(
         "backend,model,phase,batch_size,samples_per_s,min,max,gflops_per_s,flops_per_sample,peak_mib,pytorch_samples_per_s\n",
     );
@@ -421,7 +424,7 @@ pub fn run(flags: &BenchFlags) -> Result<(), String> {
         );
     }
     let csv_path = flags.out.join("bench.csv");
-    std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    std::fs::write(&csv_path, csv).map_err(|e| crate::Error::io(&csv_path, e))?;
     println!("written to {} and {}", md.display(), csv_path.display());
     Ok(())
 }

@@ -147,12 +147,12 @@ fn charts_matching(folder: &Path, pattern: &str) -> Vec<String> {
 
 /// The book's list of the reports' figures: each with the committed charts of ours that
 /// answer it (linked, relative to the book), or why none does.
-fn figure_list(studies: &Path, results: &Path) -> Result<String, String> {
+fn figure_list(studies: &Path, results: &Path) -> Result<String, crate::Error> {
     let path = studies.join(format!("{FIGURES}.toml"));
     if !path.exists() {
         return Ok(String::new());
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
     let file: FigureFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = String::from(
         "\n## Figures\n\nEvery figure of the reports, as `experiments/figures.toml` lists them, and \
@@ -236,7 +236,7 @@ pub enum Study {
 impl Study {
     /// Parses a study file's `text` (read from `path`, named in errors): a file with
     /// `[[section]]`s is a table of models, any other an MLP table.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
+    pub fn parse(text: &str, path: &Path) -> Result<Self, crate::Error> {
         let at = |e: toml::de::Error| format!("{}: {e}", path.display());
         let table: toml::Table = toml::from_str(text).map_err(at)?;
         Ok(if table.contains_key("section") {
@@ -357,9 +357,9 @@ fn cell(value: Option<&Value>) -> String {
 /// The book's text for the studies in `studies` (`experiments/`) and the runs in
 /// `results` (`experiments/results/`): its first line `rows with a current figure of
 /// ours: N / M`, then one line per row.
-pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
+pub fn book(studies: &Path, results: &Path) -> Result<String, crate::Error> {
     let mut names: Vec<String> = std::fs::read_dir(studies)
-        .map_err(|e| format!("{}: {e}", studies.display()))?
+        .map_err(|e| crate::Error::io(studies, e))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter_map(|n| n.strip_suffix(".toml").map(String::from))
@@ -372,8 +372,7 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
     let mut lines = String::new();
     for name in &names {
         let path = studies.join(format!("{name}.toml"));
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
         let study = Study::parse(&text, &path)?;
         let rows = study_rows(&study);
         let estimates = row_estimates(&study, &path, &rates)?;
@@ -449,7 +448,11 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, String> {
 /// Each row's estimated training time on this machine, where its model and a measured rate
 /// of its kind are known (tables of Keras-style models; report 001's MLP grids train
 /// stacked, at rates of their own, and are all run).
-fn row_estimates(study: &Study, path: &Path, rates: &Rates) -> Result<Vec<Option<f64>>, String> {
+fn row_estimates(
+    study: &Study,
+    path: &Path,
+    rates: &Rates,
+) -> Result<Vec<Option<f64>>, crate::Error> {
     let Study::Models(config) = study else {
         return Ok(Vec::new());
     };
@@ -457,7 +460,7 @@ fn row_estimates(study: &Study, path: &Path, rates: &Rates) -> Result<Vec<Option
         return Ok(Vec::new());
     };
     let size = dataset.size();
-    let input = models::Shape::from_dims(size.shape).map_err(|e| e.0)?;
+    let input = models::Shape::from_dims(size.shape)?;
     let trainings = crate::model_table::row_trainings(config, input, path)?;
     Ok(trainings
         .iter()
@@ -569,7 +572,7 @@ fn seed_files(folder: &Path) -> Vec<std::path::PathBuf> {
 /// The current runs of seeds other than 0 of a table: `rows-seed-*.json` in its folder and
 /// in its `seed-*` subfolders (where `--seed N --out <table>/seed-N` puts a run, so that
 /// its table, histories and models do not replace seed 0's).
-fn seed_runs(folder: &Path, study_text: &str) -> Result<Vec<RunRows>, String> {
+fn seed_runs(folder: &Path, study_text: &str) -> Result<Vec<RunRows>, crate::Error> {
     let mut files = seed_files(folder);
     if let Ok(entries) = std::fs::read_dir(folder) {
         let mut subfolders: Vec<_> = entries
@@ -648,13 +651,14 @@ fn seed_spread(
     Spread::of(&values)
 }
 
-fn read_run(path: &Path) -> Result<Option<RunRows>, String> {
+fn read_run(path: &Path) -> Result<Option<RunRows>, crate::Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(crate::Error::from),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(crate::Error::from(format!("{}: {e}", path.display()))),
     }
 }
 
@@ -698,8 +702,8 @@ pub fn write_run_rows(
     study: &Path,
     flags: &crate::cli::Flags,
     mut rows: Vec<RunRow>,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(study).map_err(|e| format!("{}: {e}", study.display()))?;
+) -> Result<(), crate::Error> {
+    let text = std::fs::read_to_string(study).map_err(|e| crate::Error::io(study, e))?;
     let file = rows_file(flags.seed);
     if let Some(earlier) = read_run(&out.path(&file))?
         && earlier.study_sha256 == study_hash(&text)
@@ -726,7 +730,7 @@ pub fn write_run_rows(
         seed: flags.seed,
         rows,
     };
-    let json = serde_json::to_string_pretty(&run).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&run)?;
     out.write(&file, &format!("{json}\n"))
 }
 

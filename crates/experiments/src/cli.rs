@@ -144,13 +144,12 @@ impl Flags {
     /// Joins the `--merge` folders into `out`: their `trials.jsonl` merged into its own (a
     /// conflict or a missing file is an error and changes nothing), their `histories/` and
     /// `models/` copied in.
-    pub fn merge_shards(&self, out: &Path) -> Result<(), String> {
+    pub fn merge_shards(&self, out: &Path) -> Result<(), crate::Error> {
         if self.merge.is_empty() {
             return Ok(());
         }
         let inputs: Vec<PathBuf> = self.merge.iter().map(|d| d.join("trials.jsonl")).collect();
-        let summary =
-            search::merge(&inputs, &out.join("trials.jsonl")).map_err(|e| e.to_string())?;
+        let summary = search::merge(&inputs, &out.join("trials.jsonl"))?;
         for dir in &self.merge {
             for sub in ["histories", "models"] {
                 copy_tree(&dir.join(sub), &out.join(sub))?;
@@ -175,7 +174,7 @@ impl Flags {
 }
 
 /// Copies the files under `from` (if it exists) into `to`, keeping the layout.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+fn copy_tree(from: &Path, to: &Path) -> Result<(), crate::Error> {
     if !from.is_dir() {
         return Ok(());
     }

@@ -349,7 +349,7 @@ pub fn load_run_data(
     dataset_config: &DatasetConfig,
     split: &SplitConfig,
     quick: &QuickConfig,
-) -> Result<LoadedSplit, String> {
+) -> Result<LoadedSplit, crate::Error> {
     let dataset_name = match dataset_config {
         DatasetConfig::Named(name) => name,
         DatasetConfig::File(file) => return load_own_data(flags, path, file, split, quick),
@@ -359,6 +359,7 @@ pub fn load_run_data(
     let limits = flags.quick.then_some((quick.train_items, quick.test_items));
     load_split(&dirs, name, split, flags.seed, limits)
         .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(crate::Error::from)
 }
 
 /// A study's own data, split as its `[split]` says (a class-stratified hold-out for
@@ -369,23 +370,23 @@ fn load_own_data(
     file: &FileDataset,
     split: &SplitConfig,
     quick: &QuickConfig,
-) -> Result<LoadedSplit, String> {
+) -> Result<LoadedSplit, crate::Error> {
     use data::user_data::{LoadOptions, Source, load};
     let at = |e: String| format!("{}: [dataset]: {e}", path.display());
     let folder = path.parent().unwrap_or(Path::new(""));
     let test = file.test.as_ref().map(|t| folder.join(t));
     match (split.kind, &test) {
         (SplitKind::Official, None) => {
-            return Err(at(
+            return Err(crate::Error::from(at(
                 "[split] kind \"official\" needs a test file: give `test` in [dataset], or use \
                  kind = \"stratified\" or \"random\""
                     .into(),
-            ));
+            )));
         }
         (SplitKind::Stratified | SplitKind::Random, Some(_)) => {
-            return Err(at(
+            return Err(crate::Error::from(at(
                 "a `test` file is the official split: set [split] kind = \"official\"".into(),
-            ));
+            )));
         }
         _ => {}
     }

@@ -53,8 +53,8 @@ pub fn training_flops(
     train_items: usize,
     validation: f64,
     epochs: usize,
-) -> Result<f64, String> {
-    let forward = spec.forward_flops().map_err(|e| e.0)? as f64;
+) -> Result<f64, crate::Error> {
+    let forward = spec.forward_flops()? as f64;
     let held_out = (train_items as f64 * validation).round();
     let fit = train_items as f64 - held_out;
     Ok(epochs as f64 * forward * (3.0 * fit + held_out))
@@ -102,10 +102,10 @@ fn sorted(values: &[f64]) -> Vec<f64> {
 impl Rates {
     /// The rates of every Keras-style model in the `trials.jsonl` files under `results`
     /// (one folder per table), full runs only (no `--quick` subset).
-    pub fn measure(results: &Path) -> Result<Rates, String> {
+    pub fn measure(results: &Path) -> Result<Rates, crate::Error> {
         let mut rates = Rates::default();
         let mut folders: Vec<_> = std::fs::read_dir(results)
-            .map_err(|e| format!("{}: {e}", results.display()))?
+            .map_err(|e| crate::Error::io(results, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         folders.sort();
@@ -114,7 +114,7 @@ impl Rates {
             if !path.is_file() {
                 continue;
             }
-            let (records, _) = ResultsFile::read(&path).map_err(|e| e.to_string())?;
+            let (records, _) = ResultsFile::read(&path)?;
             for record in &records {
                 if let Some((kind, gflops, passes)) = record_rate(record) {
                     rates.push(kind, gflops);

@@ -8,6 +8,7 @@ pub mod book;
 pub mod cli;
 pub mod config;
 pub mod cpu_peak;
+pub mod error;
 pub mod estimate;
 pub mod mlp_table;
 pub mod model_config;
@@ -18,10 +19,11 @@ pub mod peer;
 pub mod plot;
 
 pub use cli::Flags;
+pub use error::{Error, Result};
 
 /// Runs a binary's experiment with its parsed flags and turns an error into a message and
 /// a failing exit code.
-pub fn main_with(run: impl FnOnce(&Flags) -> Result<(), String>) -> std::process::ExitCode {
+pub fn main_with(run: impl FnOnce(&Flags) -> Result<()>) -> std::process::ExitCode {
     use clap::Parser;
     let flags = Flags::parse();
     match run(&flags) {

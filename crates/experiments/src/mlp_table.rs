@@ -43,9 +43,9 @@ fn mlp_params(table: &Map<String, Value>) -> Map<String, Value> {
 /// Checks a study file without its data or training: it parses, and its defaults, every
 /// grid trial, published row and final model make an MLP that builds for `like` (any data
 /// of the dataset's shape and targets, one item is enough). Returns the number of trials.
-pub fn check_study(path: &std::path::Path, like: &Samples) -> Result<usize, String> {
+pub fn check_study(path: &std::path::Path, like: &Samples) -> Result<usize, crate::Error> {
     let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
-    let config: MlpTableConfig = config::read(path).map_err(|e| e.to_string())?;
+    let config: MlpTableConfig = config::read(path)?;
     let task = match like.targets {
         Targets::Classes { .. } => Task::Classification,
         Targets::Values { .. } => Task::Regression,
@@ -75,16 +75,16 @@ pub fn check_study(path: &std::path::Path, like: &Samples) -> Result<usize, Stri
         .map_err(|e| at("[grid]", e.to_string()))?;
     // Both rules carve it: `validation` to rank on, `test` for the validation pick shown beside.
     if !(config.validation_fraction > 0.0 && config.validation_fraction < 1.0) {
-        return Err(at(
+        return Err(crate::Error::from(at(
             "validation_fraction",
             format!("{} must be between 0 and 1", config.validation_fraction),
-        ));
+        )));
     }
     Ok(grid.len())
 }
 
 /// Runs the MLP table experiment `name` (the binary's name) with `flags`.
-pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
+pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     let started = Instant::now();
     if flags.only.is_some() {
         return Err(
@@ -94,7 +94,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         );
     }
     let config_path = flags.config_path(name);
-    let mut config: MlpTableConfig = config::read(&config_path).map_err(|e| e.to_string())?;
+    let mut config: MlpTableConfig = config::read(&config_path)?;
     config.title = config::title_or_file_name(&config.title, &config_path);
     let loaded = config::load_run_data(
         flags,
@@ -120,7 +120,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             (fit, Some(validation))
         }
     };
-    let selected = select_device(flags.device).map_err(|e| e.to_string())?;
+    let selected = select_device(flags.device)?;
     let base = Mlp::new(task, flags.seed);
     let defaults = MlpSearch::new(&train, base, selected.device.clone())
         .mlp(&Trial::new(0, config::to_json(&config.defaults)))
@@ -152,7 +152,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     } = plan_trials(&config, &grid, &search, flags)
         .map_err(|e| format!("{}: {e}", config_path.display()))?;
 
-    let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
+    let input = Shape::from_dims(&train.shape)?;
     let outputs = match &train.targets {
         Targets::Classes { classes, .. } => classes.len(),
         Targets::Values { width, .. } => *width,
@@ -179,15 +179,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         out.write("split.json", &json.to_string())?;
     }
     flags.merge_shards(&out.dir)?;
-    let mut results = ResultsFile::open(&out.path("trials.jsonl")).map_err(|e| e.to_string())?;
+    let mut results = ResultsFile::open(&out.path("trials.jsonl"))?;
     let options = SearchOptions {
         workers: flags.workers(),
         progress: true,
         rank: config.rank,
     };
-    let summary = search
-        .run(&flags.shard_of(trials.clone()), &mut results, &options)
-        .map_err(|e| e.to_string())?;
+    let summary = search.run(&flags.shard_of(trials.clone()), &mut results, &options)?;
     if let Some(shard) = flags.shard {
         return crate::model_table::shard_done(shard, &summary, &out);
     }
@@ -542,7 +540,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
         return Err(e);
     }
     if !records.is_empty() && records.iter().all(|r| r.test_score.is_none()) {
-        return Err(format!(
+        return Err(crate::Error::from(format!(
             "every one of the {} trial(s) diverged or failed: no model is the best one{}",
             records.len(),
             if chosen.is_none() {
@@ -550,7 +548,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
             } else {
                 ""
             }
-        ));
+        )));
     }
     Ok(())
 }
@@ -576,7 +574,7 @@ fn plan_trials(
     grid: &Grid,
     search: &MlpSearch,
     flags: &Flags,
-) -> Result<Planned, String> {
+) -> Result<Planned, crate::Error> {
     let all = grid.trials();
     let all_mlps: Vec<Option<Mlp>> = all.iter().map(|t| search.mlp(t).ok()).collect();
     let mut row_trials: Vec<Trial> = Vec::new();
@@ -621,7 +619,7 @@ fn plan_trials(
             }
         })
         .collect();
-    search.check(&trials).map_err(|e| e.to_string())?;
+    search.check(&trials)?;
     let trials = search.keyed(&trials);
     let final_mlp = match &config.final_model {
         Some(f) => {
@@ -647,7 +645,7 @@ fn print_summaries(
     search: &MlpSearch,
     input: Shape,
     outputs: usize,
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
     let mut seen: Vec<String> = Vec::new();
     let mlps = trials
         .iter()
@@ -655,7 +653,7 @@ fn print_summaries(
         .chain(final_mlp.cloned());
     for m in mlps {
         let spec = m.spec(input, outputs);
-        let text = spec.summary().map_err(|e| e.0)?;
+        let text = spec.summary()?;
         if !seen.contains(&text) {
             println!("{text}");
             seen.push(text);
@@ -690,13 +688,13 @@ fn as_written_rows(
     train: &Samples,
     test: &Samples,
     device: &burn::tensor::Device,
-) -> Vec<Result<AsWrittenFit, String>> {
+) -> Vec<Result<AsWrittenFit, crate::Error>> {
     println!("report 001's class as written, on the report's rows:");
     row_trials
         .iter()
         .map(|trial| {
-            let mlp = search.mlp(trial).map_err(|e| e.to_string())?;
-            let fit = fit_as_written(&mlp, train, test, device).map_err(|e| e.to_string())?;
+            let mlp = search.mlp(trial)?;
+            let fit = fit_as_written(&mlp, train, test, device)?;
             println!(
                 "  {}: test {:.4}, train {:.4}, loss {:.2}",
                 trial_label_of(&trial.params),
@@ -713,7 +711,7 @@ fn as_written_rows(
 /// 0.05 of the report's test score.
 fn as_written_verdict(
     published: &[toml::Table],
-    as_written: &[Result<AsWrittenFit, String>],
+    as_written: &[Result<AsWrittenFit, crate::Error>],
 ) -> String {
     let mut close = 0;
     let mut compared = 0;
@@ -753,7 +751,7 @@ fn validation_pick(
     results: &mut ResultsFile,
     options: &SearchOptions,
     seed: u64,
-) -> Result<String, String> {
+) -> Result<String, crate::Error> {
     let (fit, validation) = carve_validation(search.train, config.validation_fraction, seed)?;
     let mut validated = MlpSearch::new(&fit, search.defaults.clone(), search.device.clone());
     validated.validation = Some(&validation);
@@ -767,16 +765,14 @@ fn validation_pick(
         keyed.len(),
         config.validation_fraction
     );
-    validated
-        .run(
-            &keyed,
-            results,
-            &SearchOptions {
-                rank: RankBy::Validation,
-                ..options.clone()
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    validated.run(
+        &keyed,
+        results,
+        &SearchOptions {
+            rank: RankBy::Validation,
+            ..options.clone()
+        },
+    )?;
     let records = results.records_of(&keyed);
     let Some(best) = search::best(&records, RankBy::Validation) else {
         return Ok("A validation split would have picked no trial: every one diverged.".into());
@@ -801,12 +797,12 @@ fn carve_validation(
     train: &Samples,
     fraction: f64,
     seed: u64,
-) -> Result<(Samples, Samples), String> {
+) -> Result<(Samples, Samples), crate::Error> {
     if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(format!(
+        return Err(crate::Error::from(format!(
             "validation_fraction {fraction} must be between 0 and 1 (the best trial is picked \
              on that part of the training data)"
-        ));
+        )));
     }
     config::hold_out(
         train,
@@ -814,7 +810,7 @@ fn carve_validation(
         data::HoldOut::Fraction(fraction),
         seed,
     )
-    .map_err(|e| e.to_string())
+    .map_err(crate::Error::from)
 }
 
 fn default_cell(m: &Mlp, column: &str) -> String {
@@ -944,7 +940,7 @@ fn train_final(
     device: &burn::tensor::Device,
     out: &Output,
     published: &Map<String, Value>,
-) -> Result<(String, (f64, f64)), String> {
+) -> Result<(String, (f64, f64)), crate::Error> {
     println!(
         "final model: MLP({}, {}, batch {}, {} epochs, eta {}, mu {}, beta {}, alpha {})",
         format_value(&Value::from(mlp.hidden_layers.clone())),
@@ -964,19 +960,18 @@ fn train_final(
         test,
         encoder,
     } = data;
-    let (mut model, history): (TrainedModel, History) = verbose
-        .fit_watching(train, Some(test), trainer::HeldOut::Test, device)
-        .map_err(|e| e.to_string())?;
+    let (mut model, history): (TrainedModel, History) =
+        verbose.fit_watching(train, Some(test), trainer::HeldOut::Test, device)?;
     model.card.table = encoder.cloned();
     if let trainer::Outcome::Diverged { epoch } = history.outcome {
-        return Err(format!(
+        return Err(crate::Error::from(format!(
             "{heading} diverged (loss NaN or infinite at epoch {epoch}): no model saved; lower \
              the learning rate"
-        ));
+        )));
     }
     let seconds = started.elapsed().as_secs_f64();
     let dir = out.subdir("final")?;
-    model.save(&dir.dir).map_err(|e| e.to_string())?;
+    model.save(&dir.dir)?;
     // The test set is watched each epoch for the report's curves: named test, not validation.
     dir.write("history.csv", &history.to_csv_as(trainer::HeldOut::Test))?;
     let classification = matches!(mlp.task, Task::Classification);
@@ -995,8 +990,8 @@ fn train_final(
             test,
         },
     )?;
-    let train_score = model.score(train).map_err(|e| e.to_string())?;
-    let test_score = model.score(test).map_err(|e| e.to_string())?;
+    let train_score = model.score(train)?;
+    let test_score = model.score(test)?;
     let mut section = format!("## {heading}\n\n");
     let figure = |name: &str| published.get(name).map_or("-".into(), format_value);
     let _ = writeln!(
@@ -1011,9 +1006,7 @@ fn train_final(
         history.epochs.len()
     );
     if classification {
-        let (report, log_loss) = model
-            .classification_report(test)
-            .map_err(|e| e.to_string())?;
+        let (report, log_loss) = model.classification_report(test)?;
         let text = report.to_text();
         dir.write("classification_report.txt", &text)?;
         let _ = writeln!(
@@ -1021,7 +1014,7 @@ fn train_final(
             "Test set classification report (log loss {log_loss:.4}):\n\n```\n{text}```\n"
         );
     } else {
-        let mse = model.mse(test).map_err(|e| e.to_string())?;
+        let mse = model.mse(test)?;
         let _ = writeln!(
             section,
             "Test mean squared error {mse:.1} (target units).\n"

@@ -240,15 +240,15 @@ impl Training {
     pub fn merged(
         layers: &[&Map<String, Value>],
         trial: Option<&Map<String, Value>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::Error> {
         let mut all = Map::new();
         for layer in layers {
             for (k, v) in layer.iter() {
                 if !TRAINING_KEYS.contains(&k.as_str()) {
-                    return Err(format!(
+                    return Err(crate::Error::from(format!(
                         "training: unknown setting {k:?} (known: {})",
                         TRAINING_KEYS.join(", ")
-                    ));
+                    )));
                 }
                 all.insert(k.clone(), v.clone());
             }
@@ -261,10 +261,10 @@ impl Training {
         let training: Training =
             serde_json::from_value(Value::Object(all)).map_err(|e| format!("training: {e}"))?;
         if !(0.0..1.0).contains(&training.validation) {
-            return Err(format!(
+            return Err(crate::Error::from(format!(
                 "training: validation {} must be in [0, 1)",
                 training.validation
-            ));
+            )));
         }
         // Everything `fit` would refuse, refused now, before anything trains.
         training
@@ -274,7 +274,7 @@ impl Training {
     }
 
     /// The optimizer with its learning rate.
-    pub fn optimizer_spec(&self) -> Result<OptimizerSpec, String> {
+    pub fn optimizer_spec(&self) -> Result<OptimizerSpec, crate::Error> {
         let name = match &self.optimizer {
             OptimizerChoice::Spec(spec) => return Ok(spec.clone()),
             OptimizerChoice::Name(name) => name.to_ascii_lowercase(),
@@ -304,16 +304,16 @@ impl Training {
             "adagrad" => OptimizerSpec::adagrad(lr(0.001)),
             "adadelta" => OptimizerSpec::adadelta(lr(0.001)),
             other => {
-                return Err(format!(
+                return Err(crate::Error::from(format!(
                     "training: unknown optimizer {other:?} (adam, amsgrad, nadam, sgd, rmsprop, \
                      adagrad, adadelta, or a table with name and lr)"
-                ));
+                )));
             }
         })
     }
 
     /// The `fit` settings (loss: cross-entropy; the seed fixes shuffle and dropout).
-    pub fn fit_config(&self, seed: u64, verbose: Verbosity) -> Result<FitConfig, String> {
+    pub fn fit_config(&self, seed: u64, verbose: Verbosity) -> Result<FitConfig, crate::Error> {
         let mut config = FitConfig::new(
             self.epochs,
             self.batch_size,
@@ -331,7 +331,7 @@ impl Training {
 
     /// The settings in the canonical form of result keys (explicit names; the optimizer
     /// with every one of its parameters, after Keras' defaults are filled in).
-    pub fn key_config(&self) -> Result<Value, String> {
+    pub fn key_config(&self) -> Result<Value, crate::Error> {
         let value = |v: Result<Value, serde_json::Error>| v.map_err(|e| format!("training: {e}"));
         Ok(serde_json::json!({
             "optimizer": value(serde_json::to_value(self.optimizer_spec()?))?,
@@ -350,7 +350,7 @@ impl Training {
     pub fn describe(&self) -> String {
         let mut text = match self.optimizer_spec() {
             Ok(spec) => spec.label(),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         let _ = write!(text, ", batch {}, {} epochs", self.batch_size, self.epochs);
         if self.validation > 0.0 {
@@ -409,7 +409,7 @@ fn template_text(value: &Value) -> String {
 /// Expands every `{name|pattern}`: the pattern once per item of the list `name`, `#`
 /// replaced by the item, joined by `; ` (`{architecture|dense(#, relu)}` with `[512, 256]`
 /// gives `dense(512, relu); dense(256, relu)`).
-fn expand_repeats(template: &str, params: &Map<String, Value>) -> Result<String, String> {
+fn expand_repeats(template: &str, params: &Map<String, Value>) -> Result<String, crate::Error> {
     let mut text = template.to_string();
     while let Some((start, bar)) = find_repeat(&text) {
         let name = &text[start + 1..bar];
@@ -433,7 +433,11 @@ fn expand_repeats(template: &str, params: &Map<String, Value>) -> Result<String,
         let items = match params.get(name) {
             Some(Value::Array(items)) => items.clone(),
             Some(other) => vec![other.clone()],
-            None => return Err(format!("layers: {{{name}|...}} has no value in the grid")),
+            None => {
+                return Err(crate::Error::from(format!(
+                    "layers: {{{name}|...}} has no value in the grid"
+                )));
+            }
         };
         let expanded = items
             .iter()
@@ -464,7 +468,7 @@ fn find_repeat(text: &str) -> Option<(usize, usize)> {
 /// Fills a layer template with a trial's values: `{name|pattern}` repeats (see
 /// `expand_repeats`), then every `{name}` becomes the value (lists as `a, b`), repeating
 /// so that a value may itself hold placeholders; a placeholder left over is an error.
-pub fn fill_template(template: &str, params: &Map<String, Value>) -> Result<String, String> {
+pub fn fill_template(template: &str, params: &Map<String, Value>) -> Result<String, crate::Error> {
     let mut text = expand_repeats(template, params)?;
     for _ in 0..4 {
         let before = text.clone();
@@ -479,13 +483,21 @@ pub fn fill_template(template: &str, params: &Map<String, Value>) -> Result<Stri
     if let Some(start) = text.find('{') {
         let rest = &text[start..];
         let end = rest.find('}').map_or(rest.len(), |e| e + 1);
-        return Err(format!("layers: {} has no value in the grid", &rest[..end]));
+        return Err(crate::Error::from(format!(
+            "layers: {} has no value in the grid",
+            &rest[..end]
+        )));
     }
     Ok(text)
 }
 
 /// Parses a model's layers for items of shape `input`, naming the model in any error.
-pub fn model_spec(name: &str, input: Shape, layers: &str, init: Init) -> Result<ModelSpec, String> {
+pub fn model_spec(
+    name: &str,
+    input: Shape,
+    layers: &str,
+    init: Init,
+) -> Result<ModelSpec, crate::Error> {
     let spec = ModelSpec::parse(name, input, layers)
         .map_err(|e| format!("{name}: {}", e.0))?
         .with_init(init);
@@ -514,7 +526,7 @@ mod tests {
             "flatten; dense(512, relu); dropout(0.25); dense(10, softmax)"
         );
         let err = fill_template("conv({filters}, 3x3)", &params).unwrap_err();
-        assert!(err.contains("{filters}"), "{err}");
+        assert!(err.to_string().contains("{filters}"), "{err}");
         let params = map(json!({"architecture": [512, 256], "dropout": 0.3}));
         assert_eq!(
             fill_template(
@@ -525,7 +537,7 @@ mod tests {
             "flatten; dense(512, relu); dropout(0.3); dense(256, relu); dropout(0.3)"
         );
         let err = fill_template("{layers|dense(#)}", &params).unwrap_err();
-        assert!(err.contains("layers"), "{err}");
+        assert!(err.to_string().contains("layers"), "{err}");
     }
 
     #[test]
@@ -536,6 +548,7 @@ mod tests {
         assert!(
             Training::merged(&[&file, &trial], None)
                 .unwrap_err()
+                .to_string()
                 .contains("filters")
         );
         assert_eq!((t.batch_size, t.epochs), (256, 100));
@@ -555,17 +568,19 @@ mod tests {
         assert!(
             Training::merged(&[&bad], None)
                 .unwrap_err()
+                .to_string()
                 .contains("adamw")
         );
         let bad = map(json!({"validation": 1.5}));
         assert!(
             Training::merged(&[&bad], None)
                 .unwrap_err()
+                .to_string()
                 .contains("validation")
         );
         let bad = map(json!({"early_stopping": {"monitor": "val_accuracy", "patience": 3}}));
         let err = Training::merged(&[&bad], None).unwrap_err();
-        assert!(err.contains("validation"), "{err}");
+        assert!(err.to_string().contains("validation"), "{err}");
         for (field, value) in [
             ("learning_rate", json!(-0.1)),
             ("learning_rate", json!(0.0)),

@@ -108,7 +108,7 @@ pub fn row_trainings(
     config: &ModelTableConfig,
     input: Shape,
     path: &Path,
-) -> Result<Vec<Option<(ModelSpec, Training)>>, String> {
+) -> Result<Vec<Option<(ModelSpec, Training)>>, crate::Error> {
     use clap::Parser;
     let flags = Flags::try_parse_from(["book", "--rows"]).map_err(|e| e.to_string())?;
     let resolved = resolve(config, &flags, input, path, &Value::Null)?;
@@ -131,7 +131,7 @@ fn resolve(
     input: Shape,
     path: &Path,
     data: &Value,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, crate::Error> {
     let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
     let file_training = json(&config.training);
     let mut plans: Vec<Plan> = Vec::new();
@@ -144,7 +144,10 @@ fn resolve(
     };
     for (s, section) in config.sections.iter().enumerate() {
         if names.contains(&section.name.as_str()) {
-            return Err(at("section", format!("{:?} appears twice", section.name)));
+            return Err(crate::Error::from(at(
+                "section",
+                format!("{:?} appears twice", section.name),
+            )));
         }
         names.push(&section.name);
         let where_ = format!("section {:?}", section.name);
@@ -162,9 +165,9 @@ fn resolve(
             let model_training = json(&model.training);
             let training =
                 Training::merged(&[&file_training, &section_training, &model_training], None)
-                    .map_err(|e| at(&format!("{where_}, model {:?}", model.name), e))?;
+                    .map_err(|e| at(&format!("{where_}, model {:?}", model.name), e.to_string()))?;
             let spec = model_spec(&model.name, input, &model.layers, training.init)
-                .map_err(|e| at(&where_, e))?;
+                .map_err(|e| at(&where_, e.to_string()))?;
             let published = json(&model.published);
             let plan = if wanted(&section.name, &model.name) {
                 let mut params = Map::new();
@@ -180,7 +183,7 @@ fn resolve(
                     save: section.save.unwrap_or(true),
                 }
                 .keyed(data, flags.seed)
-                .map_err(|e| at(&where_, e))?;
+                .map_err(|e| at(&where_, e.to_string()))?;
                 plans.push(plan);
                 Some(plans.len() - 1)
             } else {
@@ -196,14 +199,17 @@ fn resolve(
         // A grid over a layer template.
         let Some(template) = &section.layers else {
             if !section.grid.is_empty() || !section.published.is_empty() {
-                return Err(at(&where_, "a grid needs `layers`, its template".into()));
+                return Err(crate::Error::from(at(
+                    &where_,
+                    "a grid needs `layers`, its template".into(),
+                )));
             }
             continue;
         };
         let grid = Grid::from_value(Value::Object(json(&section.grid)))
             .map_err(|e| at(&format!("{where_}, grid"), e.to_string()))?;
         let dims: Vec<String> = grid.dimensions.iter().map(|d| d.name.clone()).collect();
-        let make = |params: &Map<String, Value>, index: usize| -> Result<Plan, String> {
+        let make = |params: &Map<String, Value>, index: usize| -> Result<Plan, crate::Error> {
             let training = Training::merged(&[&file_training, &section_training], Some(params))?;
             let label = params_label(params);
             let layers = fill_template(template, params)?;
@@ -228,10 +234,10 @@ fn resolve(
             let (figures, params) = split_published(json(published), &dims);
             let missing: Vec<&String> = dims.iter().filter(|d| !params.contains_key(*d)).collect();
             if !missing.is_empty() {
-                return Err(at(
+                return Err(crate::Error::from(at(
                     &format!("{where_}, published row {}", i + 1),
                     format!("gives no value for {missing:?}"),
-                ));
+                )));
             }
             let params = all
                 .iter()
@@ -260,19 +266,19 @@ fn resolve(
         let chosen = flags.pick_rest(chosen, rest, config.quick.extra_trials);
         let first_row = rows.len() - row_params.len();
         for params in chosen {
-            let plan = make(&params, plans.len()).map_err(|e| at(&where_, e))?;
+            let plan = make(&params, plans.len()).map_err(|e| at(&where_, e.to_string()))?;
             if section.layout == Layout::Report
                 && config.rank == RankBy::Validation
                 && plan.training.validation <= 0.0
             {
-                return Err(at(
+                return Err(crate::Error::from(at(
                     &where_,
                     "its trials are ranked on validation data (the study's rank = \"validation\", \
                      the default) but have none: set `validation` (a fraction of the training \
                      data) in its training, or rank = \"test\" where the report ranked by test \
                      score"
                         .into(),
-                ));
+                )));
             }
             if !wanted(&section.name, &plan.label) {
                 continue;
@@ -295,12 +301,12 @@ impl Plan {
     /// The plan with its trial's configuration set (everything beyond its parameters that
     /// determines its result: layers, input and initialiser, training settings, `data`, the
     /// seed, the numerics version) and its key computed once from it.
-    fn keyed(mut self, data: &Value, seed: u64) -> Result<Self, String> {
+    fn keyed(mut self, data: &Value, seed: u64) -> Result<Self, crate::Error> {
         let config = serde_json::json!({
             "model": {
                 "layers": self.spec.to_text(),
-                "input": serde_json::to_value(self.spec.input).map_err(|e| e.to_string())?,
-                "init": serde_json::to_value(self.spec.init).map_err(|e| e.to_string())?,
+                "input": serde_json::to_value(self.spec.input)?,
+                "init": serde_json::to_value(self.spec.init)?,
             },
             "training": self.training.key_config()?,
             "data": data,
@@ -320,7 +326,7 @@ fn validation_parts(
     train: &Samples,
     plans: &[Plan],
     seed: u64,
-) -> Result<BTreeMap<u64, Parts>, String> {
+) -> Result<BTreeMap<u64, Parts>, crate::Error> {
     let mut parts = BTreeMap::new();
     for plan in plans {
         let v = plan.training.validation;
@@ -329,8 +335,7 @@ fn validation_parts(
         }
         let split = if v > 0.0 {
             let (fit, val) =
-                config::hold_out(train, SplitKind::Stratified, HoldOut::Fraction(v), seed)
-                    .map_err(|e| e.to_string())?;
+                config::hold_out(train, SplitKind::Stratified, HoldOut::Fraction(v), seed)?;
             (fit, Some(val))
         } else {
             (train.clone(), None)
@@ -371,7 +376,11 @@ struct PlanContext<'a> {
 }
 
 /// Trains one plan; saves it when asked; returns the figures.
-fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<TrialOutcome, String> {
+fn train_plan(
+    plan: &Plan,
+    parts: &Parts,
+    context: &PlanContext,
+) -> Result<TrialOutcome, crate::Error> {
     let started = Instant::now();
     let PlanContext {
         test,
@@ -383,7 +392,7 @@ fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<Trial
     } = *context;
     let (fit_part, val_part) = parts;
     let seed = flags.seed;
-    let network = Network::new(&plan.spec, seed, device).map_err(|e| e.0)?;
+    let network = Network::new(&plan.spec, seed, device)?;
     let mut config = plan.training.fit_config(seed, verbose)?;
     config.checkpoint = Some(checkpointing(plan, flags, out));
     if val_part.is_none() {
@@ -403,8 +412,7 @@ fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<Trial
         preprocessing,
         &config,
         device,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     model.card.table = encoder.cloned();
     let histories = out.subdir("histories")?;
     let held_out = if val_part.is_some() {
@@ -434,13 +442,9 @@ fn train_plan(plan: &Plan, parts: &Parts, context: &PlanContext) -> Result<Trial
         });
     }
     let evaluate = |s: &Samples| model.evaluate(s).map(|e| (e.score, e.loss));
-    let train_fig = evaluate(fit_part).map_err(|e| e.to_string())?;
-    let val_fig = val_part
-        .as_ref()
-        .map(evaluate)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let test_fig = evaluate(test).map_err(|e| e.to_string())?;
+    let train_fig = evaluate(fit_part)?;
+    let val_fig = val_part.as_ref().map(evaluate).transpose()?;
+    let test_fig = evaluate(test)?;
     if plan.save {
         save_model(plan, &model, &history, held_out, test, out)?;
     }
@@ -473,14 +477,12 @@ fn save_model(
     held_out: trainer::HeldOut,
     test: &Samples,
     out: &Output,
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
     let dir = out.subdir("models")?.subdir(&trial_file(plan))?;
-    model.save(&dir.dir).map_err(|e| e.to_string())?;
+    model.save(&dir.dir)?;
     dir.write("history.csv", &history.to_csv_as(held_out))?;
     draw_model(plan, model, history, held_out, test, &dir)?;
-    let (report, _) = model
-        .classification_report(test)
-        .map_err(|e| e.to_string())?;
+    let (report, _) = model.classification_report(test)?;
     dir.write("classification_report.txt", &report.to_text())?;
     Ok(())
 }
@@ -500,7 +502,7 @@ fn draw_model(
     held_out: trainer::HeldOut,
     test: &Samples,
     dir: &Output,
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
     let title = format!("{}, {}", plan.label, test_description(test));
     plot::model_charts(
         dir,
@@ -524,7 +526,7 @@ fn redraw_saved(
     test: &Samples,
     out: &Output,
     device: &burn::tensor::Device,
-) -> Result<usize, String> {
+) -> Result<usize, crate::Error> {
     let mut drawn = 0;
     for plan in plans.iter().filter(|p| p.save) {
         let dir = Output {
@@ -537,8 +539,8 @@ fn redraw_saved(
         {
             continue;
         }
-        let model = TrainedModel::load(&dir.dir, device).map_err(|e| e.to_string())?;
-        let text = std::fs::read_to_string(&csv).map_err(|e| format!("{}: {e}", csv.display()))?;
+        let model = TrainedModel::load(&dir.dir, device)?;
+        let text = std::fs::read_to_string(&csv).map_err(|e| crate::Error::io(&csv, e))?;
         let (history, held_out) = trainer::History::from_csv(&text, Outcome::Finished)
             .map_err(|e| format!("{}: {e}", csv.display()))?;
         draw_model(plan, &model, &history, held_out, test, &dir)?;
@@ -555,9 +557,9 @@ fn test_description(test: &Samples) -> String {
 /// Checks a study file without data or training: it parses, every model and grid trial
 /// builds for items of `input` shape (layers, sizes, training settings, ranking rule).
 /// Returns the number of models a full run trains.
-pub fn check_study(path: &Path, input: Shape) -> Result<usize, String> {
+pub fn check_study(path: &Path, input: Shape) -> Result<usize, crate::Error> {
     use clap::Parser;
-    let config: ModelTableConfig = config::read(path).map_err(|e| e.to_string())?;
+    let config: ModelTableConfig = config::read(path)?;
     let flags = Flags::try_parse_from(["check"]).map_err(|e| e.to_string())?;
     Ok(resolve(&config, &flags, input, path, &Value::Null)?
         .plans
@@ -565,10 +567,10 @@ pub fn check_study(path: &Path, input: Shape) -> Result<usize, String> {
 }
 
 /// Runs the model-table experiment `name` (the binary's name) with `flags`.
-pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
+pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     let started = Instant::now();
     let path = flags.config_path(name);
-    let mut config: ModelTableConfig = config::read(&path).map_err(|e| e.to_string())?;
+    let mut config: ModelTableConfig = config::read(&path)?;
     config.title = config::title_or_file_name(&config.title, &path);
     let loaded =
         config::load_run_data(flags, &path, &config.dataset, &config.split, &config.quick)?;
@@ -577,13 +579,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     let encoder = loaded.encoder.clone();
     let (train, test) = (loaded.train, loaded.test);
     if train.num_classes().is_none() {
-        return Err(format!(
+        return Err(crate::Error::from(format!(
             "{}: model tables are for classification; {} has numeric targets",
             path.display(),
             config.dataset
-        ));
+        )));
     }
-    let input = Shape::from_dims(&train.shape).map_err(|e| e.0)?;
+    let input = Shape::from_dims(&train.shape)?;
     let data = config::data_config(
         &data_name,
         &train,
@@ -595,18 +597,18 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     .to_value();
     let Resolved { plans, rows } = resolve(&config, flags, input, &path, &data)?;
     if plans.is_empty() {
-        return Err(format!(
+        return Err(crate::Error::from(format!(
             "{}: nothing to run{}",
             path.display(),
             flags.only.as_ref().map_or(String::new(), |o| format!(
                 " (no section or model matches --only {o:?})"
             ))
-        ));
+        )));
     }
     if flags.summary {
         return print_summaries(&plans, train.len());
     }
-    let selected = select_device(flags.device).map_err(|e| e.to_string())?;
+    let selected = select_device(flags.device)?;
     let out = Output::create(&flags.out_dir(name))?;
     let workers = flags.jobs.map_or(1, |j| j as usize);
     println!(
@@ -624,7 +626,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     );
     let parts = validation_parts(&train, &plans, flags.seed)?;
     flags.merge_shards(&out.dir)?;
-    let mut results = ResultsFile::open(&out.path("trials.jsonl")).map_err(|e| e.to_string())?;
+    let mut results = ResultsFile::open(&out.path("trials.jsonl"))?;
     let trials: Vec<Trial> = flags.shard_of(plans.iter().map(|p| p.trial.clone()).collect());
     let pending = trials
         .iter()
@@ -704,8 +706,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), String> {
     };
     let summary = run_search_recorded(&trials, &mut results, &options, train_one, |record| {
         drop_checkpoint(&plans, &record.key, flags, &out)
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if let Some(shard) = flags.shard {
         return shard_done(shard, &summary, &out);
     }
@@ -756,7 +757,7 @@ pub(crate) fn shard_done(
     shard: search::Shard,
     summary: &search::SearchSummary,
     out: &Output,
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
     println!(
         "shard {}/{}: {} trained now, {} already in {}; join the shards with the same command \
          and --merge <their folders>, without --shard",
@@ -775,7 +776,7 @@ pub(crate) fn shard_done(
 pub(crate) fn failures(
     records: &[TrialRecord],
     label: impl Fn(&TrialRecord) -> String,
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
     let bad: Vec<String> = records
         .iter()
         .filter_map(|r| match &r.status {
@@ -786,25 +787,25 @@ pub(crate) fn failures(
     if bad.is_empty() {
         return Ok(());
     }
-    Err(format!(
+    Err(crate::Error::from(format!(
         "{} of {} model(s) failed (the table and every other figure are written): {}",
         bad.len(),
         records.len(),
         bad.join("; ")
-    ))
+    )))
 }
 
 /// Prints every distinct model's summary, its forward FLOPs and training settings, and
 /// the work of the whole run: the FLOPs of every planned epoch (early stopping may cut it).
-fn print_summaries(plans: &[Plan], train_items: usize) -> Result<(), String> {
+fn print_summaries(plans: &[Plan], train_items: usize) -> Result<(), crate::Error> {
     let mut seen: Vec<String> = Vec::new();
     let mut total = 0f64;
     for plan in plans {
-        let flops = plan.spec.forward_flops().map_err(|e| e.0)? as f64;
+        let flops = plan.spec.forward_flops()? as f64;
         // A training step is about three forward passes; add one pass over the data for
         // evaluation.
         total += flops * train_items as f64 * (3.0 * plan.training.epochs as f64 + 1.0);
-        let text = plan.spec.summary().map_err(|e| e.0)?;
+        let text = plan.spec.summary()?;
         if !seen.contains(&text) {
             println!(
                 "{text}Forward pass: {:.2} MFLOP per item\ntraining: {}\n",
@@ -857,15 +858,14 @@ fn fold_accuracy(
     folds: usize,
     seed: u64,
     device: &burn::tensor::Device,
-) -> Result<(f64, f64), String> {
-    let model = TrainedModel::load(dir, device).map_err(|e| e.to_string())?;
+) -> Result<(f64, f64), crate::Error> {
+    let model = TrainedModel::load(dir, device)?;
     let labels = test.targets.labels().unwrap_or(&[]);
-    let splits = data::stratified_k_fold(labels, folds, seed).map_err(|e| e.to_string())?;
+    let splits = data::stratified_k_fold(labels, folds, seed)?;
     let scores: Vec<f64> = splits
         .iter()
         .map(|s| model.score(&test.subset(&s.held_out)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<_, _>>()?;
     let mean = scores.iter().sum::<f64>() / scores.len() as f64;
     let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / scores.len() as f64;
     Ok((mean, var.sqrt()))
@@ -881,7 +881,7 @@ fn write_report(
     out: &Output,
     test: &Samples,
     selected: &models::SelectedDevice,
-) -> Result<String, String> {
+) -> Result<String, crate::Error> {
     let record_of =
         |plan: Option<usize>| plan.and_then(|p| records.iter().find(|r| r.key == plans[p].key));
     let mut report = format!(
@@ -1146,7 +1146,7 @@ fn section_chart<'a>(
     rows: &[&Row],
     figures: &[&str],
     record_of: &dyn Fn(Option<usize>) -> Option<&'a TrialRecord>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, crate::Error> {
     let Some(figure) = ["test_accuracy", "val_accuracy", "train_accuracy"]
         .into_iter()
         .find(|f| figures.contains(f))

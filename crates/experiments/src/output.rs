@@ -13,8 +13,8 @@ pub struct Output {
 
 impl Output {
     /// Creates `dir` (and its parents) if needed.
-    pub fn create(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn create(dir: &Path) -> Result<Self, crate::Error> {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
         Ok(Output {
             dir: dir.to_path_buf(),
         })
@@ -26,13 +26,13 @@ impl Output {
     }
 
     /// Writes `text` to `name` inside the folder.
-    pub fn write(&self, name: &str, text: &str) -> Result<(), String> {
+    pub fn write(&self, name: &str, text: &str) -> Result<(), crate::Error> {
         let path = self.path(name);
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+        std::fs::write(&path, text).map_err(|e| crate::Error::io(&path, e))
     }
 
     /// A sub-folder.
-    pub fn subdir(&self, name: &str) -> Result<Output, String> {
+    pub fn subdir(&self, name: &str) -> Result<Output, crate::Error> {
         Output::create(&self.path(name))
     }
 }

@@ -169,7 +169,7 @@ map(function(m){return m.getAttribute('src')}).join(' '))});</script>\n";
 
 /// Writes `index.html` into `out`: `title`, the run's Markdown `report`, then every chart
 /// of the folder grouped by sub-folder with each saved model's summary.
-pub fn write_index(out: &Output, title: &str, report: &str) -> Result<(), String> {
+pub fn write_index(out: &Output, title: &str, report: &str) -> Result<(), crate::Error> {
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>{}</title><style>{STYLE}</style></head><body>\n",

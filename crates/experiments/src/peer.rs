@@ -51,7 +51,7 @@ impl Pair {
 /// The Python that runs the peer: `--peer-python`, else `out/torch-venv/bin/python`,
 /// created (a virtual environment with PyTorch and NumPy from PyPI) when it cannot import
 /// torch.
-pub fn peer_python(flags: &BenchFlags) -> Result<PathBuf, String> {
+pub fn peer_python(flags: &BenchFlags) -> Result<PathBuf, crate::Error> {
     if let Some(p) = &flags.peer_python {
         return Ok(p.clone());
     }
@@ -70,19 +70,23 @@ pub fn peer_python(flags: &BenchFlags) -> Result<PathBuf, String> {
         "PyTorch is missing: installing it into {} (python3 -m venv; pip install torch numpy)",
         venv.display()
     );
-    let run = |cmd: &mut Command| -> Result<(), String> {
+    let run = |cmd: &mut Command| -> Result<(), crate::Error> {
         let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
         status
             .success()
             .then_some(())
             .ok_or_else(|| format!("{cmd:?} failed ({status})"))
+            .map_err(crate::Error::from)
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
     run(Command::new(&python).args(["-m", "pip", "install", "-q", "torch", "numpy"]))?;
     if has_torch(&python) {
         Ok(python)
     } else {
-        Err(format!("{} still cannot import torch", python.display()))
+        Err(crate::Error::from(format!(
+            "{} still cannot import torch",
+            python.display()
+        )))
     }
 }
 
@@ -115,7 +119,7 @@ fn peer_run(
     model: &BenchModel,
     phase: Phase,
     seconds: f64,
-) -> Result<(f64, Option<f64>), String> {
+) -> Result<(f64, Option<f64>), crate::Error> {
     let out = tempfile_path(&model.name, phase);
     let output = Command::new(python)
         .arg(script)
@@ -133,15 +137,15 @@ fn peer_run(
         .args(["--threads", &THREADS.to_string(), "--out"])
         .arg(&out)
         .output()
-        .map_err(|e| format!("{}: {e}", python.display()))?;
+        .map_err(|e| crate::Error::io(python, e))?;
     if !output.status.success() {
-        return Err(format!(
+        return Err(crate::Error::from(format!(
             "the PyTorch peer failed on {}: {}",
             model.name,
             String::from_utf8_lossy(&output.stderr)
-        ));
+        )));
     }
-    let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let text = std::fs::read_to_string(&out).map_err(|e| crate::Error::io(&out, e))?;
     let _ = std::fs::remove_file(&out);
     let line: serde_json::Value = text
         .lines()
@@ -177,7 +181,7 @@ fn our_run(
     device: &Device,
     phase: Phase,
     seconds: f64,
-) -> Result<(f64, Option<f64>), String> {
+) -> Result<(f64, Option<f64>), crate::Error> {
     reset_peak_memory();
     let runs = match phase {
         Phase::Train => bench_training(model, spec, device, 1, seconds)?,
@@ -188,7 +192,11 @@ fn our_run(
 
 /// Runs the comparison and returns its report: per model and phase a line
 /// `ratio <model> <train|infer> <median ours/peer>` with the spread, and the memory of both.
-pub fn run(flags: &BenchFlags, models: &[BenchModel], config: &Path) -> Result<String, String> {
+pub fn run(
+    flags: &BenchFlags,
+    models: &[BenchModel],
+    config: &Path,
+) -> Result<String, crate::Error> {
     let python = peer_python(flags)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_pytorch.py");
     let script = if Path::new("scripts/bench_pytorch.py").exists() {
@@ -196,9 +204,7 @@ pub fn run(flags: &BenchFlags, models: &[BenchModel], config: &Path) -> Result<S
     } else {
         script
     };
-    let device = select_device(DeviceChoice::Cpu)
-        .map_err(|e| e.to_string())?
-        .device;
+    let device = select_device(DeviceChoice::Cpu)?.device;
     let mut report = String::new();
     warn_if_busy("at the start", &mut report);
     let (peak, peak_how) = crate::cpu_peak::cpu_peak_gflops();
@@ -207,13 +213,9 @@ pub fn run(flags: &BenchFlags, models: &[BenchModel], config: &Path) -> Result<S
     for round in 1..=flags.rounds {
         for model in models {
             let [c, h, w] = model.input;
-            let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
-                .map_err(|e| e.0)?;
+            let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)?;
             if round == 1 {
-                flops.push((
-                    model.name.clone(),
-                    spec.forward_flops().map_err(|e| e.0)? as f64,
-                ));
+                flops.push((model.name.clone(), spec.forward_flops()? as f64));
             }
             for phase in flags.phases() {
                 let (ours, ours_mib) = our_run(model, &spec, &device, phase, flags.seconds)?;

@@ -45,11 +45,11 @@ pub trait Chart {
     /// Width and height in pixels.
     fn size(&self) -> (u32, u32);
     /// Draws onto `root`.
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error>;
 }
 
 /// Writes `chart` as `<stem>.svg` and `<stem>.png` in `out`; returns the two file names.
-pub fn render(out: &Output, stem: &str, chart: &impl Chart) -> Result<[String; 2], String> {
+pub fn render(out: &Output, stem: &str, chart: &impl Chart) -> Result<[String; 2], crate::Error> {
     register_fonts();
     let size = chart.size();
     let names = [format!("{stem}.svg"), format!("{stem}.png")];
@@ -73,11 +73,11 @@ pub fn render(out: &Output, stem: &str, chart: &impl Chart) -> Result<[String; 2
 
 /// plotters' SVG backend labels embedded bitmaps `data:png`, which browsers do not show:
 /// the media type is `image/png`.
-fn fix_embedded_images(svg: &std::path::Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(svg).map_err(|e| format!("{}: {e}", svg.display()))?;
+fn fix_embedded_images(svg: &std::path::Path) -> Result<(), crate::Error> {
+    let text = std::fs::read_to_string(svg).map_err(|e| crate::Error::io(svg, e))?;
     if text.contains("\"data:png;") {
         let fixed = text.replace("\"data:png;", "\"data:image/png;");
-        std::fs::write(svg, fixed).map_err(|e| format!("{}: {e}", svg.display()))?;
+        std::fs::write(svg, fixed).map_err(|e| crate::Error::io(svg, e))?;
     }
     Ok(())
 }
@@ -126,16 +126,18 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
 fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
-) -> Result<DrawingArea<DB, Shift>, String> {
+) -> Result<DrawingArea<DB, Shift>, crate::Error> {
     root.fill(&WHITE).map_err(err)?;
-    root.titled(title, bold(18)).map_err(err)
+    root.titled(title, bold(18))
+        .map_err(err)
+        .map_err(crate::Error::from)
 }
 
 /// A legend drawn as a row of coloured marks and names in its own strip (never on the data).
 fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[(String, RGBColor, bool)],
-) -> Result<(), String> {
+) -> Result<(), crate::Error> {
     let mut x = 20;
     for (name, colour, dashed) in entries {
         let y = 12;
@@ -192,7 +194,7 @@ impl Curves<'_> {
         area: &DrawingArea<DB, Shift>,
         y_name: &str,
         pick: fn(&trainer::EpochRecord) -> (f64, Option<f64>),
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::Error> {
         let epochs = &self.history.epochs;
         let train: Vec<(f64, f64)> = epochs.iter().map(|e| (e.epoch as f64, pick(e).0)).collect();
         let held: Vec<(f64, f64)> = epochs
@@ -255,7 +257,7 @@ impl Chart for Curves<'_> {
         (1000, 440)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let (top, panels) = body.split_vertically(28);
         let mut entries = vec![("training".to_string(), PALETTE[0], false)];
@@ -315,7 +317,7 @@ impl Confusion<'_> {
         area: &DrawingArea<DB, Shift>,
         heading: &str,
         normalised: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::Error> {
         let n = self.names.len();
         let labels = self.label_space() as i32;
         let cell = self.cell() as i32;
@@ -398,7 +400,7 @@ impl Chart for Confusion<'_> {
         )
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let (w, _) = body.dim_in_pixel();
         let (left, right) = body.split_horizontally(w / 2);
@@ -426,7 +428,7 @@ impl Chart for Bars<'_> {
         (1000, 120 + per_row * self.rows.len().max(1) as u32)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let (top, plot) = body.split_vertically(28);
         let entries: Vec<(String, RGBColor, bool)> = self
@@ -527,7 +529,7 @@ impl Chart for Scatter<'_> {
         (620, 560)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let (x_range, y_range) = if self.identity {
             let r = padded(self.x.iter().chain(self.y).copied());
@@ -604,7 +606,7 @@ impl Chart for ImageGrid<'_> {
         ((Self::COLUMNS * tile) as u32, (40 + rows * height) as u32)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let [channels, h, w] = self.shape;
         let s = self.scale();
@@ -673,7 +675,7 @@ impl Strip<'_> {
         name: &str,
         points: &[(String, f64)],
         range: (f64, f64),
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::Error> {
         let mut values: Vec<&str> = Vec::new();
         for (v, _) in points {
             if !values.contains(&v.as_str()) {
@@ -729,7 +731,7 @@ impl Chart for Strip<'_> {
         (2 * Self::PANEL.0, 40 + rows * Self::PANEL.1)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let range = padded(self.params.iter().flat_map(|p| p.1.iter().map(|s| s.1)));
         let rows = self.params.len().div_ceil(2).max(1);
@@ -757,7 +759,7 @@ impl Chart for Overlay {
         (1000, 520)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let rows = self.series.len().div_ceil(2).max(1) as u32;
         let (top, plot) = body.split_vertically(24 * rows + 8);
@@ -822,7 +824,7 @@ pub struct ModelCharts<'a> {
 /// Writes a trained model's charts into `dir`: its curves; for classes the confusion matrix
 /// and, for images, a sample of test images and the most confident mistakes; for values
 /// predicted against true values and the residuals. Returns the files, SVG and PNG.
-pub fn model_charts(dir: &Output, charts: &ModelCharts) -> Result<Vec<String>, String> {
+pub fn model_charts(dir: &Output, charts: &ModelCharts) -> Result<Vec<String>, crate::Error> {
     let ModelCharts {
         title,
         model,
@@ -844,7 +846,7 @@ pub fn model_charts(dir: &Output, charts: &ModelCharts) -> Result<Vec<String>, S
         kept,
     };
     files.extend(render(dir, "curves", &curves)?);
-    let predictions = model.predict(test).map_err(|e| e.to_string())?;
+    let predictions = model.predict(test)?;
     match (&predictions, &test.targets) {
         (
             trainer::Predictions::Classes {

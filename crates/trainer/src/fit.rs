@@ -105,18 +105,18 @@ impl FitConfig {
     }
 
     /// Checks every field, naming the bad one.
-    pub fn validate(&self, has_validation: bool) -> Result<(), String> {
+    pub fn validate(&self, has_validation: bool) -> Result<(), FitError> {
         if self.epochs == 0 {
-            return Err("epochs must be at least 1".into());
+            return Err(FitError::Config("epochs must be at least 1".into()));
         }
         if self.batch_size == 0 {
-            return Err("batch size must be at least 1".into());
+            return Err(FitError::Config("batch size must be at least 1".into()));
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
-            return Err(format!(
-                "alpha (L2) {} must be a non-negative number",
+            return Err(FitError::Config(format!(
+                "l2 {} must be a non-negative number",
                 self.l2
-            ));
+            )));
         }
         self.optimizer.validate()?;
         let monitors = self
@@ -126,18 +126,18 @@ impl FitConfig {
             .chain(self.reduce_lr.iter().map(|r| r.monitor));
         for m in monitors {
             if m.needs_validation() && !has_validation {
-                return Err(format!(
+                return Err(FitError::Config(format!(
                     "callback monitors {m:?}, but there is no validation set"
-                ));
+                )));
             }
         }
         if let Some(r) = &self.reduce_lr
             && !(r.factor > 0.0 && r.factor < 1.0)
         {
-            return Err(format!(
+            return Err(FitError::Config(format!(
                 "ReduceLROnPlateau factor {} must be in (0, 1)",
                 r.factor
-            ));
+            )));
         }
         Ok(())
     }
@@ -217,9 +217,12 @@ impl History {
 
     /// Reads a history written by [`History::to_csv_as`] back, with `outcome` (which the CSV
     /// does not hold) and what its held-out columns were measured on; `Err` names the line.
-    pub fn from_csv(text: &str, outcome: Outcome) -> Result<(History, HeldOut), String> {
+    pub fn from_csv(text: &str, outcome: Outcome) -> Result<(History, HeldOut), HistoryCsvError> {
         let mut lines = text.lines();
-        let header = lines.next().ok_or("an empty history")?;
+        let header = lines.next().ok_or(HistoryCsvError {
+            line: 1,
+            message: "an empty history".into(),
+        })?;
         let held_out = if header.contains("test_loss") {
             HeldOut::Test
         } else {
@@ -227,7 +230,10 @@ impl History {
         };
         let mut epochs = Vec::new();
         for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let bad = || format!("line {}: {line:?} is not a history row", i + 2);
+            let bad = || HistoryCsvError {
+                line: i + 2,
+                message: format!("{line:?} is not a history row"),
+            };
             let f: Vec<&str> = line.split(',').collect();
             if f.len() != 7 {
                 return Err(bad());
@@ -313,6 +319,16 @@ pub enum FitError {
     /// Data that does not fit the model or the loss.
     #[error("data does not fit the model: {0}")]
     Data(String),
+}
+
+/// A history CSV that [`History::to_csv_as`] did not write: the line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct HistoryCsvError {
+    /// One-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// Loss and score of a network on samples.
@@ -514,9 +530,7 @@ pub fn fit(
     config: &FitConfig,
     device: &Device,
 ) -> Result<FitResult, FitError> {
-    config
-        .validate(validation.is_some())
-        .map_err(FitError::Config)?;
+    config.validate(validation.is_some())?;
     check_data(&network, train, config.loss)?;
     if let Some(v) = validation {
         check_data(&network, v, config.loss)?;
@@ -936,7 +950,8 @@ mod tests {
         assert_eq!(back, history);
         assert_eq!(held_out, HeldOut::Test);
         let err = History::from_csv("epoch,loss\n1,x\n", Outcome::Finished).unwrap_err();
-        assert!(err.contains("line 2"), "{err}");
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.to_string().starts_with("line 2: "), "{err}");
         // Restoring early stopping keeps the best validation loss's epoch; without it, the last.
         let mut rule = EarlyStopping {
             monitor: Monitor::ValLoss,

@@ -27,8 +27,8 @@ pub use estimator::{
     train_model,
 };
 pub use fit::{
-    EpochRecord, Evaluation, FitConfig, FitError, FitResult, HeldOut, History, Loss, Outcome,
-    Verbosity, evaluate, fit, predict_outputs,
+    EpochRecord, Evaluation, FitConfig, FitError, FitResult, HeldOut, History, HistoryCsvError,
+    Loss, Outcome, Verbosity, evaluate, fit, predict_outputs,
 };
 pub use metrics::{ClassificationReport, accuracy, confusion_matrix, log_loss, r2_score};
 pub use mlp::Mlp;

@@ -203,18 +203,21 @@ impl OptimizerSpec {
     }
 
     /// Checks the hyperparameters, naming the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::FitError> {
         let lr = self.learning_rate();
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(format!(
+            return Err(crate::FitError::Config(format!(
                 "{}: the learning rate must be positive",
                 self.label()
-            ));
+            )));
         }
         if let OptimizerSpec::Sgd { momentum, .. } = self
             && !(0.0..1.0).contains(momentum)
         {
-            return Err(format!("{}: momentum must be in [0, 1)", self.label()));
+            return Err(crate::FitError::Config(format!(
+                "{}: momentum must be in [0, 1)",
+                self.label()
+            )));
         }
         Ok(())
     }

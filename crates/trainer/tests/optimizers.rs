@@ -183,12 +183,14 @@ fn invalid_hyperparameters_are_named() {
         OptimizerSpec::adam(0.0)
             .validate()
             .unwrap_err()
+            .to_string()
             .contains("learning rate")
     );
     assert!(
         OptimizerSpec::sgd(0.1, 1.5, false)
             .validate()
             .unwrap_err()
+            .to_string()
             .contains("momentum")
     );
     let json = r#"{"name":"nadam","lr":0.002}"#;

@@ -357,7 +357,7 @@ fn fit_config(args: &Args, train: &Samples, has_validation: bool) -> Result<FitC
             restore_best_weights: true,
         });
     }
-    config.validate(has_validation)?;
+    config.validate(has_validation).map_err(|e| e.to_string())?;
     Ok(config)
 }
 
