@@ -237,87 +237,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     );
 
     // The report's rows with the project's figures beside them.
-    let figure_names: Vec<String> = {
-        let mut names: Vec<String> = Vec::new();
-        for row in &config.published {
-            for k in row.keys() {
-                if !MLP_PARAMS.contains(&k.as_str()) && !names.contains(k) {
-                    names.push(k.clone());
-                }
-            }
-        }
-        names
-    };
-    let mut rows_table = Table {
-        header: MLP_COLUMNS.iter().map(|c| c.to_string()).collect(),
-        rows: Vec::new(),
-    };
     let as_written = if config.as_written {
         as_written_rows(&search, &row_trials, &train, &test, &selected.device)
     } else {
         Vec::new()
     };
-    for f in &figure_names {
-        rows_table.header.push(format!("{f} (report)"));
-        rows_table.header.push(format!("{f} (ours)"));
-        if config.as_written && AS_WRITTEN_FIGURES.contains(&f.as_str()) {
-            rows_table.header.push(format!("{f} (as written)"));
-        }
-    }
-    let mut run_rows: Vec<crate::book::RunRow> = Vec::new();
-    for (index, (row, trial)) in config.published.iter().zip(&row_trials).enumerate() {
-        let row = config::to_json(row);
-        let trial_key = trials
-            .iter()
-            .find(|t| t.index == trial.index)
-            .map(Trial::key)
-            .unwrap_or_default();
-        let ours = records.iter().find(|r| r.key == trial_key);
-        let mut cells: Vec<String> = MLP_COLUMNS
-            .iter()
-            .map(|c| match (c, ours) {
-                (&"epoch", Some(r)) => r.params.get("epoch").map_or("-".into(), format_value),
-                _ => row.get(*c).map_or("-".into(), format_value),
-            })
-            .collect();
-        let written = as_written.get(index).and_then(|r| r.as_ref().ok());
-        for f in &figure_names {
-            cells.push(row.get(f).map_or("-".into(), format_value));
-            cells.push(match ours.map(|r| (our_figure(r, f), &r.status)) {
-                Some((Some(v), _)) => format!("{v:.4}"),
-                Some((None, status)) => format!("{status:?}").to_lowercase(),
-                None => "not run (--limit)".into(),
-            });
-            if config.as_written && AS_WRITTEN_FIGURES.contains(&f.as_str()) {
-                cells.push(match as_written.get(index) {
-                    Some(Ok(fit)) => format!("{:.4}", as_written_figure(fit, f)),
-                    Some(Err(e)) => format!("failed ({e})"),
-                    None => "-".into(),
-                });
-            }
-        }
-        if let Some(r) = ours {
-            let mut figures: Map<String, Value> = figure_names
-                .iter()
-                .filter_map(|f| our_figure(r, f).map(|v| (f.clone(), Value::from(v))))
-                .collect();
-            for f in AS_WRITTEN_FIGURES {
-                if let Some(fit) = written {
-                    figures.insert(
-                        format!("{f}_as_written"),
-                        Value::from(as_written_figure(fit, f)),
-                    );
-                }
-            }
-            run_rows.push(crate::book::RunRow {
-                index,
-                row: cells[..MLP_COLUMNS.len()].join(", "),
-                ours: figures,
-                commit: r.commit.clone(),
-            });
-        }
-        rows_table.rows.push(cells);
-    }
+    let (rows_table, mut run_rows) =
+        report_rows(&config, &trials, &row_trials, &records, &as_written);
     if !rows_table.rows.is_empty() {
         let _ = writeln!(
             report,
@@ -340,61 +266,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     } else {
         "R²"
     };
-    let mut best_table = Table {
-        header: MLP_COLUMNS
-            .iter()
-            .map(|c| c.to_string())
-            .chain(
-                if task == Task::Classification {
-                    [
-                        "val_score",
-                        "test_score",
-                        "train_score",
-                        "train_loss",
-                        "test_loss",
-                        "seconds",
-                    ]
-                } else {
-                    [
-                        "val_r2",
-                        "test_r2",
-                        "train_r2",
-                        "train_mse",
-                        "test_mse",
-                        "seconds",
-                    ]
-                }
-                .map(String::from),
-            )
-            .collect(),
-        rows: Vec::new(),
-    };
-    for r in best.iter().take(flags.top) {
-        let mut cells: Vec<String> = MLP_COLUMNS
-            .iter()
-            .map(|c| {
-                r.params.get(*c).map_or_else(
-                    || {
-                        search
-                            .mlp(&Trial::new(r.index, r.params.clone()))
-                            .map_or("-".into(), |m| default_cell(&m, c))
-                    },
-                    format_value,
-                )
-            })
-            .collect();
-        for v in [
-            r.val_score,
-            r.test_score,
-            r.train_score,
-            r.train_loss,
-            r.test_loss,
-        ] {
-            cells.push(v.map_or("-".into(), |v| format!("{v:.4}")));
-        }
-        cells.push(format!("{:.2}", r.seconds));
-        best_table.rows.push(cells);
-    }
+    let best_table = best_table(&best, &search, task, flags.top);
     let _ = writeln!(
         report,
         "## This project's {} best trials ({score_name}; {}; ties by the lower loss)\n\n{}",
@@ -405,60 +277,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     if let Some(pick) = &pick {
         let _ = writeln!(report, "{pick}\n");
     }
-    let chart: Vec<(String, f64)> = best
-        .iter()
-        .take(flags.top)
-        .filter_map(|r| r.test_score.map(|s| (trial_label(r), s)))
-        .collect();
-    let bars: Vec<(String, Vec<Option<f64>>)> = chart
-        .into_iter()
-        .map(|(label, v)| (label, vec![Some(v)]))
-        .collect();
-    plot::render(
-        &out,
-        "best-trials",
-        &plot::Bars {
-            title: format!(
-                "{}: the {} best trials ({})",
-                config.dataset,
-                bars.len(),
-                config.rank.describe()
-            ),
-            axis: format!("test {score_name}"),
-            series: &["this project"],
-            rows: &bars,
-        },
-    )?;
-    plot::render(
-        &out,
-        "scores-by-hyperparameter",
-        &scores_by_hyperparameter(&records, &config, score_name),
-    )?;
-    plot::render(
-        &out,
-        "best-trials-loss",
-        &best_trials_loss(&best, &search, &config),
+    best_charts(
+        &out, &best, &records, &search, &config, score_name, flags.top,
     )?;
 
     // The report's final model, or, where the report has none, the best trial's model.
     // A diverged or failed trial has no score and is never the best one.
-    let best_mlp = best
-        .iter()
-        .find(|r| r.test_score.is_some())
-        .and_then(|r| search.mlp(&Trial::new(r.index, r.params.clone())).ok());
-    let (chosen, heading, published) = match (&final_mlp, &config.final_model, best_mlp) {
-        (Some(m), Some(f), _) => (
-            Some(m.clone()),
-            "The report's final model",
-            config::to_json(&f.published),
-        ),
-        (None, _, Some(m)) => (
-            Some(m),
-            "This project's best trial, retrained and saved",
-            Map::new(),
-        ),
-        _ => (None, "", Map::new()),
-    };
+    let (chosen, heading, published) = choose_final(final_mlp.as_ref(), &config, &best, &search);
     // A final model that cannot be trained (it diverged) is said in the table, which is
     // still written with every trial's figures; the run then exits non-zero.
     let mut final_error = None;
@@ -496,6 +321,255 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
         }
     }
     crate::book::write_run_rows(&out, &config_path, flags, run_rows)?;
+    write_footer(&mut report, &config, started, &summary, chosen.is_some());
+    out.write("table.md", &report)?;
+    crate::page::write_index(&out, &config.title, &report)?;
+    out.write("table.csv", &rows_table.to_csv())?;
+    out.write("best.csv", &best_table.to_csv())?;
+    println!("\n{report}");
+    println!("written to {}", out.dir.display());
+    crate::model_table::failures(&records, |r| format!("trial {}", r.index))?;
+    if let Some(e) = final_error {
+        return Err(e);
+    }
+    some_trial_scored(&records, chosen.is_some())
+}
+
+/// The figures the as-written column gives.
+const AS_WRITTEN_FIGURES: [&str; 3] = ["test_score", "train_score", "loss"];
+
+/// The report's figures named in its rows (the columns that are not hyperparameters), in
+/// the order they first appear.
+fn figure_names(published: &[toml::Table]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for row in published {
+        for k in row.keys() {
+            if !MLP_PARAMS.contains(&k.as_str()) && !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The report's rows with this project's figures beside each published one (and the
+/// as-written fit's, where the study asks for it), and the rows for the results book.
+fn report_rows(
+    config: &MlpTableConfig,
+    trials: &[Trial],
+    row_trials: &[Trial],
+    records: &[TrialRecord],
+    as_written: &[Result<AsWrittenFit, crate::Error>],
+) -> (Table, Vec<crate::book::RunRow>) {
+    let figure_names = figure_names(&config.published);
+    let shows_as_written = |f: &str| config.as_written && AS_WRITTEN_FIGURES.contains(&f);
+    let mut table = Table {
+        header: MLP_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        rows: Vec::new(),
+    };
+    for f in &figure_names {
+        table.header.push(format!("{f} (report)"));
+        table.header.push(format!("{f} (ours)"));
+        if shows_as_written(f) {
+            table.header.push(format!("{f} (as written)"));
+        }
+    }
+    let mut run_rows: Vec<crate::book::RunRow> = Vec::new();
+    for (index, (row, trial)) in config.published.iter().zip(row_trials).enumerate() {
+        let row = config::to_json(row);
+        let trial_key = trials
+            .iter()
+            .find(|t| t.index == trial.index)
+            .map(Trial::key)
+            .unwrap_or_default();
+        let ours = records.iter().find(|r| r.key == trial_key);
+        let mut cells: Vec<String> = MLP_COLUMNS
+            .iter()
+            .map(|c| match (c, ours) {
+                (&"epoch", Some(r)) => r.params.get("epoch").map_or("-".into(), format_value),
+                _ => row.get(*c).map_or("-".into(), format_value),
+            })
+            .collect();
+        let written = as_written.get(index).and_then(|r| r.as_ref().ok());
+        for f in &figure_names {
+            cells.push(row.get(f).map_or("-".into(), format_value));
+            cells.push(match ours.map(|r| (our_figure(r, f), &r.status)) {
+                Some((Some(v), _)) => format!("{v:.4}"),
+                Some((None, status)) => format!("{status:?}").to_lowercase(),
+                None => "not run (--limit)".into(),
+            });
+            if shows_as_written(f) {
+                cells.push(match as_written.get(index) {
+                    Some(Ok(fit)) => format!("{:.4}", as_written_figure(fit, f)),
+                    Some(Err(e)) => format!("failed ({e})"),
+                    None => "-".into(),
+                });
+            }
+        }
+        if let Some(r) = ours {
+            let mut figures: Map<String, Value> = figure_names
+                .iter()
+                .filter_map(|f| our_figure(r, f).map(|v| (f.clone(), Value::from(v))))
+                .collect();
+            for f in AS_WRITTEN_FIGURES {
+                if let Some(fit) = written {
+                    figures.insert(
+                        format!("{f}_as_written"),
+                        Value::from(as_written_figure(fit, f)),
+                    );
+                }
+            }
+            run_rows.push(crate::book::RunRow {
+                index,
+                row: cells[..MLP_COLUMNS.len()].join(", "),
+                ours: figures,
+                commit: r.commit.clone(),
+            });
+        }
+        table.rows.push(cells);
+    }
+    (table, run_rows)
+}
+
+/// The `top` best trials: their hyperparameters (the search's defaults where a trial does
+/// not set one) and every figure.
+fn best_table(best: &[&TrialRecord], search: &MlpSearch, task: Task, top: usize) -> Table {
+    let figures = if task == Task::Classification {
+        [
+            "val_score",
+            "test_score",
+            "train_score",
+            "train_loss",
+            "test_loss",
+            "seconds",
+        ]
+    } else {
+        [
+            "val_r2",
+            "test_r2",
+            "train_r2",
+            "train_mse",
+            "test_mse",
+            "seconds",
+        ]
+    };
+    let mut table = Table {
+        header: MLP_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .chain(figures.map(String::from))
+            .collect(),
+        rows: Vec::new(),
+    };
+    for r in best.iter().take(top) {
+        let mut cells: Vec<String> = MLP_COLUMNS
+            .iter()
+            .map(|c| {
+                r.params.get(*c).map_or_else(
+                    || {
+                        search
+                            .mlp(&Trial::new(r.index, r.params.clone()))
+                            .map_or("-".into(), |m| default_cell(&m, c))
+                    },
+                    format_value,
+                )
+            })
+            .collect();
+        for v in [
+            r.val_score,
+            r.test_score,
+            r.train_score,
+            r.train_loss,
+            r.test_loss,
+        ] {
+            cells.push(v.map_or("-".into(), |v| format!("{v:.4}")));
+        }
+        cells.push(format!("{:.2}", r.seconds));
+        table.rows.push(cells);
+    }
+    table
+}
+
+/// The charts of the search: the `top` best trials' test scores, the scores by
+/// hyperparameter, and the best trials' training loss (retrained).
+fn best_charts(
+    out: &Output,
+    best: &[&TrialRecord],
+    records: &[TrialRecord],
+    search: &MlpSearch,
+    config: &MlpTableConfig,
+    score_name: &str,
+    top: usize,
+) -> Result<(), crate::Error> {
+    let bars: Vec<(String, Vec<Option<f64>>)> = best
+        .iter()
+        .take(top)
+        .filter_map(|r| r.test_score.map(|s| (trial_label(r), vec![Some(s)])))
+        .collect();
+    plot::render(
+        out,
+        "best-trials",
+        &plot::Bars {
+            title: format!(
+                "{}: the {} best trials ({})",
+                config.dataset,
+                bars.len(),
+                config.rank.describe()
+            ),
+            axis: format!("test {score_name}"),
+            series: &["this project"],
+            rows: &bars,
+        },
+    )?;
+    plot::render(
+        out,
+        "scores-by-hyperparameter",
+        &scores_by_hyperparameter(records, config, score_name),
+    )?;
+    plot::render(
+        out,
+        "best-trials-loss",
+        &best_trials_loss(best, search, config),
+    )?;
+    Ok(())
+}
+
+/// The model to train and save after the search, its section's heading and the report's
+/// figures for it: the report's final model, or, where the report has none, the best
+/// trial's (a diverged or failed trial has no score and is never the best one).
+fn choose_final(
+    final_mlp: Option<&Mlp>,
+    config: &MlpTableConfig,
+    best: &[&TrialRecord],
+    search: &MlpSearch,
+) -> (Option<Mlp>, &'static str, Map<String, Value>) {
+    let best_mlp = best
+        .iter()
+        .find(|r| r.test_score.is_some())
+        .and_then(|r| search.mlp(&Trial::new(r.index, r.params.clone())).ok());
+    match (final_mlp, &config.final_model, best_mlp) {
+        (Some(m), Some(f), _) => (
+            Some(m.clone()),
+            "The report's final model",
+            config::to_json(&f.published),
+        ),
+        (None, _, Some(m)) => (
+            Some(m),
+            "This project's best trial, retrained and saved",
+            Map::new(),
+        ),
+        _ => (None, "", Map::new()),
+    }
+}
+
+/// The end of the report: baselines, the study's notes, the run time and the files.
+fn write_footer(
+    report: &mut String,
+    config: &MlpTableConfig,
+    started: Instant,
+    summary: &search::SearchSummary,
+    saved_final: bool,
+) {
     for b in &config.baselines {
         let _ = writeln!(
             report,
@@ -522,39 +596,30 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
         started.elapsed().as_secs_f64(),
         summary.ran,
         summary.skipped,
-        if chosen.is_some() {
+        if saved_final {
             ", final/ (model, history.csv, curves, and a confusion matrix or predicted against \
              true values, as SVG and PNG)"
         } else {
             ""
         }
     );
-    out.write("table.md", &report)?;
-    crate::page::write_index(&out, &config.title, &report)?;
-    out.write("table.csv", &rows_table.to_csv())?;
-    out.write("best.csv", &best_table.to_csv())?;
-    println!("\n{report}");
-    println!("written to {}", out.dir.display());
-    crate::model_table::failures(&records, |r| format!("trial {}", r.index))?;
-    if let Some(e) = final_error {
-        return Err(e);
-    }
+}
+
+/// An error when trials ran and every one diverged or failed: no model is the best one.
+fn some_trial_scored(records: &[TrialRecord], saved_final: bool) -> Result<(), crate::Error> {
     if !records.is_empty() && records.iter().all(|r| r.test_score.is_none()) {
         return Err(crate::Error::from(format!(
             "every one of the {} trial(s) diverged or failed: no model is the best one{}",
             records.len(),
-            if chosen.is_none() {
-                ", and none was saved"
-            } else {
+            if saved_final {
                 ""
+            } else {
+                ", and none was saved"
             }
         )));
     }
     Ok(())
 }
-
-/// The figures the as-written column gives.
-const AS_WRITTEN_FIGURES: [&str; 3] = ["test_score", "train_score", "loss"];
 
 /// What a run of an MLP table trains.
 struct Planned {

@@ -716,9 +716,16 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
         println!("drew the charts of {redrawn} saved model(s) from their weights and history");
     }
     crate::book::write_run_rows(&out, &path, flags, run_rows(&rows, &plans, &records))?;
-    let mut report = write_report(
-        &config, flags, &plans, &rows, &records, &out, &test, &selected,
-    )?;
+    let mut report = write_report(&ReportInput {
+        config: &config,
+        flags,
+        plans: &plans,
+        rows: &rows,
+        records: &records,
+        out: &out,
+        test: &test,
+        selected: &selected,
+    })?;
     if let Some(form) = form {
         let _ = writeln!(
             report,
@@ -871,19 +878,30 @@ fn fold_accuracy(
     Ok((mean, var.sqrt()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_report(
-    config: &ModelTableConfig,
-    flags: &Flags,
-    plans: &[Plan],
-    rows: &[Row],
-    records: &[TrialRecord],
-    out: &Output,
-    test: &Samples,
-    selected: &models::SelectedDevice,
-) -> Result<String, crate::Error> {
-    let record_of =
-        |plan: Option<usize>| plan.and_then(|p| records.iter().find(|r| r.key == plans[p].key));
+/// What writing a table run's report reads: the study, the flags, the plans, the report's
+/// rows, the trials' records, and where and on what the run ran.
+struct ReportInput<'a> {
+    config: &'a ModelTableConfig,
+    flags: &'a Flags,
+    plans: &'a [Plan],
+    rows: &'a [Row],
+    records: &'a [TrialRecord],
+    out: &'a Output,
+    test: &'a Samples,
+    selected: &'a models::SelectedDevice,
+}
+
+impl ReportInput<'_> {
+    /// The record of a row's plan, if it has run.
+    fn record_of(&self, plan: Option<usize>) -> Option<&TrialRecord> {
+        plan.and_then(|p| self.records.iter().find(|r| r.key == self.plans[p].key))
+    }
+}
+
+/// The report (Markdown) of a table run, section by section, and its table.csv: every
+/// report row with the report's figures and this project's.
+fn write_report(input: &ReportInput) -> Result<String, crate::Error> {
+    let (config, flags) = (input.config, input.flags);
     let mut report = format!(
         "# {}{}\n\n{}{}; device {}; seed {}.\n\n",
         config.title,
@@ -894,13 +912,13 @@ fn write_report(
         },
         config::report_prefix(&config.report),
         config.dataset,
-        selected.description,
+        input.selected.description,
         flags.seed
     );
     // Every figure any row publishes: the CSV's columns.
     let all_figures: Vec<&str> = FIGURES
         .into_iter()
-        .filter(|f| *f != "label" && rows.iter().any(|r| r.figures.contains_key(*f)))
+        .filter(|f| *f != "label" && input.rows.iter().any(|r| r.figures.contains_key(*f)))
         .collect();
     let mut csv = Table {
         header: ["section", "row", "report's label"]
@@ -915,170 +933,7 @@ fn write_report(
         rows: Vec::new(),
     };
     for (s, section) in config.sections.iter().enumerate() {
-        let section_rows: Vec<&Row> = rows.iter().filter(|r| r.section == s).collect();
-        let section_plans: Vec<&Plan> = plans.iter().filter(|p| p.section == s).collect();
-        if section_plans.is_empty() {
-            continue;
-        }
-        let _ = writeln!(report, "## {}\n", section.name);
-        let _ = writeln!(
-            report,
-            "Training: {}.\n",
-            section_plans[0].training.describe()
-        );
-        let mut figures: Vec<&str> = FIGURES
-            .iter()
-            .copied()
-            .filter(|f| *f != "label" && section_rows.iter().any(|r| r.figures.contains_key(*f)))
-            .collect();
-        if figures.is_empty() {
-            figures = vec!["epochs", "train_accuracy", "val_accuracy", "test_accuracy"];
-        }
-        let has_labels = section_rows.iter().any(|r| r.figures.contains_key("label"));
-        let mut table = Table {
-            header: vec![
-                if section.models.is_empty() {
-                    "trial".into()
-                } else {
-                    "model".into()
-                },
-                "params".into(),
-            ],
-            rows: Vec::new(),
-        };
-        if has_labels {
-            table.header.push("report's label".into());
-        }
-        for f in &figures {
-            table.header.push(format!("{f} (report)"));
-            table.header.push(format!("{f} (ours)"));
-        }
-        for row in &section_rows {
-            let record = record_of(row.plan);
-            let params = row.plan.map_or("-".into(), |p| {
-                plans[p]
-                    .spec
-                    .param_counts()
-                    .map_or("?".into(), |c| models::spec::group_thousands(c.0))
-            });
-            let mut cells = vec![row.label.clone(), params];
-            let label = row.figures.get("label").map_or("-".into(), format_value);
-            if has_labels {
-                cells.push(label.clone());
-            }
-            let mut csv_cells = vec![section.name.clone(), row.label.clone(), label];
-            // The same figure order as the header: the section's figures for the
-            // Markdown table, every figure of the file for the CSV.
-            for f in &figures {
-                cells.push(row.figures.get(*f).map_or("-".into(), format_value));
-                cells.push(our_cell(record, f, row.plan.is_some()));
-            }
-            for f in &all_figures {
-                csv_cells.push(row.figures.get(*f).map_or(String::new(), format_value));
-                csv_cells.push(our_cell(record, f, row.plan.is_some()));
-            }
-            table.rows.push(cells);
-            csv.rows.push(csv_cells);
-        }
-        if !table.rows.is_empty() {
-            let _ = writeln!(
-                report,
-                "The report's rows, with this project's figures:\n\n{}",
-                table.to_markdown()
-            );
-        }
-        // Every trial of the section, best first.
-        let section_records: Vec<TrialRecord> = section_plans
-            .iter()
-            .filter_map(|p| records.iter().find(|r| r.key == p.key).cloned())
-            .collect();
-        let dims: Vec<String> = section.grid.keys().cloned().collect();
-        let dim_refs: Vec<&str> = dims.iter().map(String::as_str).collect();
-        if !section.grid.is_empty() {
-            let best = match section.layout {
-                Layout::Talos => {
-                    let mut columns = dim_refs.clone();
-                    columns.push("test_score");
-                    let mut t = Table::talos(&section_records, flags.top, &columns);
-                    if let Some(last) = t.header.last_mut() {
-                        *last = "test_accuracy".into();
-                    }
-                    t
-                }
-                Layout::Report => {
-                    let columns: Vec<&str> = dim_refs
-                        .iter()
-                        .copied()
-                        .chain([
-                            "epochs",
-                            "train_score",
-                            "val_score",
-                            "test_score",
-                            "test_loss",
-                            "seconds",
-                        ])
-                        .collect();
-                    Table::top(&section_records, flags.top, &columns, config.rank)
-                }
-            };
-            let _ = writeln!(
-                report,
-                "This project's {} best of {} trial(s) ({}):\n\n{}",
-                best.rows.len(),
-                section_records.len(),
-                if section.layout == Layout::Talos {
-                    "ranked by validation accuracy, Talos' columns"
-                } else {
-                    config.rank.describe()
-                },
-                best.to_markdown()
-            );
-            if section.layout == Layout::Report && config.rank == RankBy::Test {
-                let _ = writeln!(report, "{}\n", validation_pick(&section_records, plans));
-            }
-        }
-        let chart_file = section_chart(out, section, &section_rows, &figures, &record_of)?;
-        if let Some(file) = chart_file {
-            let _ = writeln!(report, "Chart: {file} (and .png).\n");
-        }
-        // Saved models: k-fold figures and classification reports.
-        for plan in section_plans.iter().filter(|p| p.save) {
-            let dir = out.path("models").join(trial_file(plan));
-            if !dir.join("model.json").exists() {
-                continue;
-            }
-            if section.test_folds > 1 {
-                let (mean, sd) =
-                    fold_accuracy(&dir, test, section.test_folds, flags.seed, &selected.device)?;
-                let theirs = rows
-                    .iter()
-                    .find(|r| r.plan.is_some_and(|p| plans[p].key == plan.key))
-                    .and_then(|r| r.figures.get("test_accuracy_folds"))
-                    .map_or("-".into(), format_value);
-                let _ = writeln!(
-                    report,
-                    "{}: test accuracy over {} stratified folds of the test set {mean:.4} ± \
-                     {sd:.4} (report: {theirs}).\n",
-                    plan.label, section.test_folds
-                );
-            }
-            let entry = section
-                .models
-                .iter()
-                .find(|m| m.name == plan.label && m.classification_report);
-            if let Some(entry) = entry
-                && let Ok(text) = std::fs::read_to_string(dir.join("classification_report.txt"))
-            {
-                let _ = writeln!(
-                    report,
-                    "{}: classification report on the test set (this project):\n\n```\n{text}```\n",
-                    plan.label
-                );
-                if let Some(theirs) = &entry.published_report {
-                    let _ = writeln!(report, "The report's:\n\n```\n{}\n```\n", theirs.trim());
-                }
-            }
-        }
+        write_section(input, s, section, &all_figures, &mut report, &mut csv)?;
     }
     if !config.notes.is_empty() {
         let _ = writeln!(report, "## Choices where the report is silent\n");
@@ -1087,8 +942,232 @@ fn write_report(
         }
         let _ = writeln!(report);
     }
-    out.write("table.csv", &csv.to_csv())?;
+    input.out.write("table.csv", &csv.to_csv())?;
     Ok(report)
+}
+
+/// Section `s` of the report: its training, the report's rows with this project's figures
+/// (also added to `csv`), its best trials, its chart and its saved models' extra figures.
+fn write_section(
+    input: &ReportInput,
+    s: usize,
+    section: &Section,
+    all_figures: &[&str],
+    report: &mut String,
+    csv: &mut Table,
+) -> Result<(), crate::Error> {
+    let section_rows: Vec<&Row> = input.rows.iter().filter(|r| r.section == s).collect();
+    let section_plans: Vec<&Plan> = input.plans.iter().filter(|p| p.section == s).collect();
+    if section_plans.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(report, "## {}\n", section.name);
+    let _ = writeln!(
+        report,
+        "Training: {}.\n",
+        section_plans[0].training.describe()
+    );
+    let mut figures: Vec<&str> = FIGURES
+        .iter()
+        .copied()
+        .filter(|f| *f != "label" && section_rows.iter().any(|r| r.figures.contains_key(*f)))
+        .collect();
+    if figures.is_empty() {
+        figures = vec!["epochs", "train_accuracy", "val_accuracy", "test_accuracy"];
+    }
+    let table = section_rows_table(input, section, &section_rows, &figures, all_figures, csv);
+    if !table.rows.is_empty() {
+        let _ = writeln!(
+            report,
+            "The report's rows, with this project's figures:\n\n{}",
+            table.to_markdown()
+        );
+    }
+    // Every trial of the section, best first.
+    let section_records: Vec<TrialRecord> = section_plans
+        .iter()
+        .filter_map(|p| input.records.iter().find(|r| r.key == p.key).cloned())
+        .collect();
+    if !section.grid.is_empty() {
+        write_section_best(input, section, &section_records, report);
+    }
+    let record_of = |plan: Option<usize>| input.record_of(plan);
+    let chart_file = section_chart(input.out, section, &section_rows, &figures, &record_of)?;
+    if let Some(file) = chart_file {
+        let _ = writeln!(report, "Chart: {file} (and .png).\n");
+    }
+    for plan in section_plans.iter().filter(|p| p.save) {
+        write_saved_model(input, section, plan, report)?;
+    }
+    Ok(())
+}
+
+/// The section's table of the report's rows (the section's `figures`, report's and ours),
+/// adding each row, with every figure of the file, to `csv`.
+fn section_rows_table(
+    input: &ReportInput,
+    section: &Section,
+    section_rows: &[&Row],
+    figures: &[&str],
+    all_figures: &[&str],
+    csv: &mut Table,
+) -> Table {
+    let has_labels = section_rows.iter().any(|r| r.figures.contains_key("label"));
+    let mut table = Table {
+        header: vec![
+            if section.models.is_empty() {
+                "trial".into()
+            } else {
+                "model".into()
+            },
+            "params".into(),
+        ],
+        rows: Vec::new(),
+    };
+    if has_labels {
+        table.header.push("report's label".into());
+    }
+    for f in figures {
+        table.header.push(format!("{f} (report)"));
+        table.header.push(format!("{f} (ours)"));
+    }
+    for row in section_rows {
+        let record = input.record_of(row.plan);
+        let params = row.plan.map_or("-".into(), |p| {
+            input.plans[p]
+                .spec
+                .param_counts()
+                .map_or("?".into(), |c| models::spec::group_thousands(c.0))
+        });
+        let mut cells = vec![row.label.clone(), params];
+        let label = row.figures.get("label").map_or("-".into(), format_value);
+        if has_labels {
+            cells.push(label.clone());
+        }
+        let mut csv_cells = vec![section.name.clone(), row.label.clone(), label];
+        // The same figure order as the header: the section's figures for the
+        // Markdown table, every figure of the file for the CSV.
+        for f in figures {
+            cells.push(row.figures.get(*f).map_or("-".into(), format_value));
+            cells.push(our_cell(record, f, row.plan.is_some()));
+        }
+        for f in all_figures {
+            csv_cells.push(row.figures.get(*f).map_or(String::new(), format_value));
+            csv_cells.push(our_cell(record, f, row.plan.is_some()));
+        }
+        table.rows.push(cells);
+        csv.rows.push(csv_cells);
+    }
+    table
+}
+
+/// The section's best trials (Talos' columns, or the report's), and for a ranking on the
+/// test set the trial a validation split would have picked.
+fn write_section_best(
+    input: &ReportInput,
+    section: &Section,
+    section_records: &[TrialRecord],
+    report: &mut String,
+) {
+    let (config, top) = (input.config, input.flags.top);
+    let dims: Vec<&str> = section.grid.keys().map(String::as_str).collect();
+    let best = match section.layout {
+        Layout::Talos => {
+            let mut columns = dims.clone();
+            columns.push("test_score");
+            let mut t = Table::talos(section_records, top, &columns);
+            if let Some(last) = t.header.last_mut() {
+                *last = "test_accuracy".into();
+            }
+            t
+        }
+        Layout::Report => {
+            let columns: Vec<&str> = dims
+                .iter()
+                .copied()
+                .chain([
+                    "epochs",
+                    "train_score",
+                    "val_score",
+                    "test_score",
+                    "test_loss",
+                    "seconds",
+                ])
+                .collect();
+            Table::top(section_records, top, &columns, config.rank)
+        }
+    };
+    let _ = writeln!(
+        report,
+        "This project's {} best of {} trial(s) ({}):\n\n{}",
+        best.rows.len(),
+        section_records.len(),
+        if section.layout == Layout::Talos {
+            "ranked by validation accuracy, Talos' columns"
+        } else {
+            config.rank.describe()
+        },
+        best.to_markdown()
+    );
+    if section.layout == Layout::Report && config.rank == RankBy::Test {
+        let _ = writeln!(
+            report,
+            "{}\n",
+            validation_pick(section_records, input.plans)
+        );
+    }
+}
+
+/// A saved model's extra figures: its accuracy over stratified folds of the test set, and
+/// its classification report beside the report's, where the study asks for them.
+fn write_saved_model(
+    input: &ReportInput,
+    section: &Section,
+    plan: &Plan,
+    report: &mut String,
+) -> Result<(), crate::Error> {
+    let dir = input.out.path("models").join(trial_file(plan));
+    if !dir.join("model.json").exists() {
+        return Ok(());
+    }
+    if section.test_folds > 1 {
+        let (mean, sd) = fold_accuracy(
+            &dir,
+            input.test,
+            section.test_folds,
+            input.flags.seed,
+            &input.selected.device,
+        )?;
+        let theirs = input
+            .rows
+            .iter()
+            .find(|r| r.plan.is_some_and(|p| input.plans[p].key == plan.key))
+            .and_then(|r| r.figures.get("test_accuracy_folds"))
+            .map_or("-".into(), format_value);
+        let _ = writeln!(
+            report,
+            "{}: test accuracy over {} stratified folds of the test set {mean:.4} ± \
+             {sd:.4} (report: {theirs}).\n",
+            plan.label, section.test_folds
+        );
+    }
+    let entry = section
+        .models
+        .iter()
+        .find(|m| m.name == plan.label && m.classification_report);
+    if let Some(entry) = entry
+        && let Ok(text) = std::fs::read_to_string(dir.join("classification_report.txt"))
+    {
+        let _ = writeln!(
+            report,
+            "{}: classification report on the test set (this project):\n\n```\n{text}```\n",
+            plan.label
+        );
+        if let Some(theirs) = &entry.published_report {
+            let _ = writeln!(report, "The report's:\n\n```\n{}\n```\n", theirs.trim());
+        }
+    }
+    Ok(())
 }
 
 /// This project's figures for every report row the run answered, for the results book.
