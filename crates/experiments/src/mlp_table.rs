@@ -84,6 +84,12 @@ pub fn check_study(path: &std::path::Path, like: &Samples) -> Result<usize, crat
 }
 
 /// Runs the MLP table experiment `name` (the binary's name) with `flags`.
+///
+/// Longer than this codebase's functions should be (about 250 lines): it is the sequence of
+/// a table run, each step a call (read the study, load and split the data, build the
+/// search, run it, write the rows, the best trials, the charts, the final model, the
+/// footer and the files), and the steps share a dozen values (data, search, records,
+/// report) that a struct would only rename.
 pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     let started = Instant::now();
     if flags.only.is_some() {

@@ -567,6 +567,9 @@ pub fn check_study(path: &Path, input: Shape) -> Result<usize, crate::Error> {
 }
 
 /// Runs the model-table experiment `name` (the binary's name) with `flags`.
+///
+/// About 190 lines, for the reason [`crate::mlp_table::run`] gives: the steps of a table
+/// run in order, sharing the plans, data, device and records.
 pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     let started = Instant::now();
     let path = flags.config_path(name);

@@ -241,6 +241,10 @@ impl Network {
     /// out (the output is logits, which the loss and `predict` turn into probabilities
     /// stably). Dropout is applied only when `dropout` gives a generator, that is, while
     /// training.
+    ///
+    /// One match over (layer, value) pairs, about 120 lines: each arm is a layer kind and
+    /// the fused kernels look one layer ahead (a convolution that also pools), which a split
+    /// per layer would have to pass back and forth.
     pub fn forward(&self, input: Tensor<2>, mut dropout: Option<&mut ChaCha8Rng>) -> Tensor<2> {
         let [batch, _] = input.dims();
         let mut value = match self.spec.input {
