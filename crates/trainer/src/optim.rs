@@ -69,6 +69,11 @@ pub enum OptimizerSpec {
         /// Numerical stability term.
         #[serde(default = "epsilon")]
         epsilon: f32,
+        /// Momentum on the scaled step (Keras' default 0; Burn's `RmsPropConfig` defaults to
+        /// 0.9, so it is always set). Written into every result key, so that records made
+        /// before it was set (with Burn's 0.9) are not taken for Keras' RMSprop.
+        #[serde(default)]
+        momentum: f32,
     },
     /// Adagrad.
     Adagrad {
@@ -144,6 +149,7 @@ impl OptimizerSpec {
             lr,
             rho: rho_rmsprop(),
             epsilon: epsilon(),
+            momentum: 0.0,
         }
     }
 
@@ -249,9 +255,15 @@ impl OptimizerSpec {
                 amsgrad,
                 ..
             } => ModuleOptimizer::from(Adam::new(beta_1, beta_2, epsilon, amsgrad)),
-            OptimizerSpec::RmsProp { rho, epsilon, .. } => RmsPropConfig::new()
+            OptimizerSpec::RmsProp {
+                rho,
+                epsilon,
+                momentum,
+                ..
+            } => RmsPropConfig::new()
                 .with_alpha(rho)
                 .with_epsilon(epsilon)
+                .with_momentum(momentum)
                 .init(),
             OptimizerSpec::Adagrad { epsilon, .. } => {
                 AdaGradConfig::new().with_epsilon(epsilon).init()

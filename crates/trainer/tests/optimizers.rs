@@ -108,6 +108,16 @@ fn rmsprop_and_adagrad() {
         &run(&OptimizerSpec::rmsprop(0.01), &[0.5]),
         &[1.0 - 0.005 / 0.025f64.sqrt()],
     );
+    // Three steps of Keras' RMSprop (no momentum): v = 0.9 v + 0.1 g², w -= lr g / (sqrt(v) + eps).
+    // A momentum left on (Burn's default 0.9) agrees on the first step only.
+    let grads = [0.5, -0.2, 0.3];
+    let (mut v, mut w, mut expected) = (0.0f64, 1.0f64, Vec::new());
+    for g in grads {
+        v = 0.9 * v + 0.1 * g * g;
+        w -= 0.01 * g / (v.sqrt() + 1e-7);
+        expected.push(w);
+    }
+    close(&run(&OptimizerSpec::rmsprop(0.01), &grads), &expected);
     // Adagrad: accumulator 0.25; w = 1 - 0.1 * 0.5 / 0.5
     close(
         &run(&OptimizerSpec::adagrad(0.1), &[0.5, 0.5]),
