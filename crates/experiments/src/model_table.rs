@@ -125,6 +125,11 @@ pub fn row_trainings(
 }
 
 /// Every plan of the file (keyed by `data` and the seed, [`Plan::keyed`]) and every row.
+///
+/// About 170 lines: one pass over the study's sections, first a section's named models,
+/// then its grid's published rows and trials, both halves using the same error context,
+/// `--only` filter and `--epochs`/`--quick` adjustment (the closures at its top). Splitting
+/// it means a per-section resolver carrying those; not done yet.
 fn resolve(
     config: &ModelTableConfig,
     flags: &Flags,
