@@ -655,8 +655,7 @@ fn read_run(path: &Path) -> Result<Option<RunRows>, crate::Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display()))
-            .map_err(crate::Error::from),
+            .map_err(|e| format!("{}: {e}", path.display()).into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(crate::Error::from(format!("{}: {e}", path.display()))),
     }

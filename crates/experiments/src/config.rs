@@ -158,6 +158,19 @@ pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigErro
     toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
 }
 
+/// The report's section for a study's `notes` (the choices the project made where the
+/// report is silent), or nothing when it has none.
+pub fn notes_section(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = notes.iter().map(|n| format!("- {n}\n")).collect();
+    format!(
+        "## Choices where the report is silent\n\n{}\n",
+        items.concat()
+    )
+}
+
 /// `Report 001; ` for a study that names its report, nothing for one that does not.
 pub fn report_prefix(report: &str) -> String {
     if report.trim().is_empty() {
@@ -358,8 +371,7 @@ pub fn load_run_data(
     let dirs = DataDirs::new(flags.data_dir.as_deref());
     let limits = flags.quick.then_some((quick.train_items, quick.test_items));
     load_split(&dirs, name, split, flags.seed, limits)
-        .map_err(|e| format!("{}: {e}", path.display()))
-        .map_err(crate::Error::from)
+        .map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
 /// A study's own data, split as its `[split]` says (a class-stratified hold-out for

@@ -587,13 +587,7 @@ fn write_footer(
                 .join(", ")
         );
     }
-    if !config.notes.is_empty() {
-        let _ = writeln!(report, "## Choices where the report is silent\n");
-        for n in &config.notes {
-            let _ = writeln!(report, "- {n}");
-        }
-        let _ = writeln!(report);
-    }
+    report.push_str(&config::notes_section(&config.notes));
     let _ = writeln!(
         report,
         "Run time {:.1} s ({} trial(s) trained now, {} from trials.jsonl).\n\nFiles: table.md, table.csv \

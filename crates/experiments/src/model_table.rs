@@ -943,13 +943,7 @@ fn write_report(input: &ReportInput) -> Result<String, crate::Error> {
     for (s, section) in config.sections.iter().enumerate() {
         write_section(input, s, section, &all_figures, &mut report, &mut csv)?;
     }
-    if !config.notes.is_empty() {
-        let _ = writeln!(report, "## Choices where the report is silent\n");
-        for n in &config.notes {
-            let _ = writeln!(report, "- {n}");
-        }
-        let _ = writeln!(report);
-    }
+    report.push_str(&config::notes_section(&config.notes));
     input.out.write("table.csv", &csv.to_csv())?;
     Ok(report)
 }

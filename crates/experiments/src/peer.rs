@@ -35,6 +35,8 @@ pub struct Pair {
     pub ours_mib: Option<f64>,
     /// PyTorch's peak resident memory, MiB.
     pub peer_mib: Option<f64>,
+    /// FLOPs per sample of the phase (three forward passes for a training sample).
+    pub flops_per_sample: f64,
 }
 
 impl Pair {
@@ -72,11 +74,10 @@ pub fn peer_python(flags: &BenchFlags) -> Result<PathBuf, crate::Error> {
     );
     let run = |cmd: &mut Command| -> Result<(), crate::Error> {
         let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
-        status
-            .success()
-            .then_some(())
-            .ok_or_else(|| format!("{cmd:?} failed ({status})"))
-            .map_err(crate::Error::from)
+        match status.success() {
+            true => Ok(()),
+            false => Err(format!("{cmd:?} failed ({status})").into()),
+        }
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
     run(Command::new(&python).args(["-m", "pip", "install", "-q", "torch", "numpy"]))?;
@@ -209,14 +210,11 @@ pub fn run(
     warn_if_busy("at the start", &mut report);
     let (peak, peak_how) = crate::cpu_peak::cpu_peak_gflops();
     let mut pairs: Vec<(String, Phase, Pair)> = Vec::new();
-    let mut flops: Vec<(String, f64)> = Vec::new();
     for round in 1..=flags.rounds {
         for model in models {
             let [c, h, w] = model.input;
             let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)?;
-            if round == 1 {
-                flops.push((model.name.clone(), spec.forward_flops()? as f64));
-            }
+            let forward = spec.forward_flops()? as f64;
             for phase in flags.phases() {
                 let (ours, ours_mib) = our_run(model, &spec, &device, phase, flags.seconds)?;
                 let (peer, peer_mib) =
@@ -234,7 +232,12 @@ pub fn run(
                 {
                     Some(i) => i,
                     None => {
-                        pairs.push((model.name.clone(), phase, Pair::default()));
+                        let passes = if phase == Phase::Train { 3.0 } else { 1.0 };
+                        let pair = Pair {
+                            flops_per_sample: forward * passes,
+                            ..Pair::default()
+                        };
+                        pairs.push((model.name.clone(), phase, pair));
                         pairs.len() - 1
                     }
                 };
@@ -269,9 +272,7 @@ pub fn run(
             Phase::Train => "train",
             Phase::Inference => "infer",
         };
-        let forward = flops.iter().find(|(n, _)| n == name).map_or(0.0, |f| f.1);
-        let passes = if *phase == Phase::Train { 3.0 } else { 1.0 };
-        let gflops = median(&pair.ours) * forward * passes / 1e9;
+        let gflops = median(&pair.ours) * pair.flops_per_sample / 1e9;
         let _ = writeln!(
             report,
             "ratio {name} {short} {:.2} ({lo:.2}-{hi:.2}; ours {:.0}, PyTorch {:.0} samples/s; \

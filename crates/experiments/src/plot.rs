@@ -128,9 +128,7 @@ fn titled<DB: DrawingBackend>(
     title: &str,
 ) -> Result<DrawingArea<DB, Shift>, crate::Error> {
     root.fill(&WHITE).map_err(err)?;
-    root.titled(title, bold(18))
-        .map_err(err)
-        .map_err(crate::Error::from)
+    Ok(root.titled(title, bold(18)).map_err(err)?)
 }
 
 /// A legend drawn as a row of coloured marks and names in its own strip (never on the data).

@@ -950,16 +950,23 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, relu: b
     let rows = m.div_ceil(threads).max(1);
     out.par_chunks_mut(rows * n)
         .zip(x.par_chunks(rows * k))
-        .for_each(|(out, x)| dense_rows(x, &weight, &bias, relu, out));
+        .for_each(|(out, x)| dense_rows(x, &weight, &bias, relu, out, [n, k]));
     // SAFETY: every row was written by `dense_rows`.
     let out = unsafe { assume_init(out) };
     flex_tensor(out, [m, n])
 }
 
-/// `relu?(x · weight + bias)` for the rows of `x` into `out`, on the calling thread.
-fn dense_rows(x: &[f32], weight: &[f32], bias: &[f32], relu: bool, out: &mut [MaybeUninit<f32>]) {
-    let (n, k) = (bias.len(), weight.len() / bias.len().max(1));
-    let m = out.len() / n.max(1);
+/// `relu?(x · weight + bias)` for the rows of `x` into `out`, on the calling thread; `n`
+/// units, `k` inputs.
+fn dense_rows(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    relu: bool,
+    out: &mut [MaybeUninit<f32>],
+    [n, k]: [usize; 2],
+) {
+    let m = out.len() / n;
     for row in out.chunks_mut(n) {
         for (o, &b) in row.iter_mut().zip(bias) {
             o.write(b);

@@ -15,7 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use burn::tensor::Device;
 use data::{DataDirs, DatasetName, HoldOut, stratified_split};
 use search::{
     Grid, MLP_COLUMNS, MlpSearch, RankBy, ResultsFile, SearchOptions, SearchSummary, Table, Trial,
@@ -196,10 +195,9 @@ fn ours(
     )?;
     let (train, test) = (all.subset(&split.train), all.subset(&split.held_out));
     let defaults = Mlp::new(Task::Classification, 0);
-    // As the `iris` binary's CPU device does (models::select_device): freed memory is kept
-    // for reuse instead of being returned to the system after each step.
-    models::device::keep_freed_memory();
-    let mut search = MlpSearch::new(&train, defaults, Device::flex());
+    // The CPU device as the `iris` binary chooses it (flex, freed memory kept for reuse).
+    let device = models::select_device(models::DeviceChoice::Cpu)?.device;
+    let mut search = MlpSearch::new(&train, defaults, device);
     search.test = Some(&test);
     search.stacked = args.stacked;
 
