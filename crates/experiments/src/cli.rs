@@ -45,7 +45,9 @@ pub struct Flags {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Run only the sections and models whose name contains this text (tables of
-    /// Keras-style models), for example `--only pooling` or `--only "Table 5"`.
+    /// Keras-style models), for example `--only pooling` or `--only "Table 5"`; the
+    /// `section / model` line a run prints before each model is matched too, so
+    /// `--only "series / Dropout"` picks one model of one section.
     #[arg(long)]
     pub only: Option<String>,
     /// Best trials listed beside the report's rows.

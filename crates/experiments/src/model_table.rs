@@ -18,6 +18,7 @@ use trainer::{Checkpointing, Outcome, Preprocessing, TrainedModel, Verbosity, tr
 
 use crate::cli::Flags;
 use crate::config::{self, SplitKind};
+use crate::estimate;
 use crate::model_config::Section;
 use crate::model_config::{
     FIGURES, Layout, ModelTableConfig, Training, fill_template, model_spec, split_published,
@@ -145,7 +146,7 @@ fn resolve(
     let only = flags.only.as_ref().map(|o| o.to_lowercase());
     let wanted = |section: &str, label: &str| {
         only.as_ref()
-            .is_none_or(|o| section.to_lowercase().contains(o) || label.to_lowercase().contains(o))
+            .is_none_or(|o| format!("{section} / {label}").to_lowercase().contains(o))
     };
     for (s, section) in config.sections.iter().enumerate() {
         if names.contains(&section.name.as_str()) {
@@ -635,7 +636,10 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     let parts = validation_parts(&train, &plans, flags.seed)?;
     flags.merge_shards(&out.dir)?;
     let mut results = ResultsFile::open(&out.path("trials.jsonl"))?;
-    let trials: Vec<Trial> = flags.shard_of(plans.iter().map(|p| p.trial.clone()).collect());
+    let mut trials: Vec<Trial> = flags.shard_of(plans.iter().map(|p| p.trial.clone()).collect());
+    if flags.rows {
+        cheapest_first(&mut trials, &plans, train.len());
+    }
     let pending = trials
         .iter()
         .filter(|t| !results.contains(&t.key()))
@@ -765,6 +769,18 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
             .find(|p| p.key == r.key)
             .map_or_else(|| r.index.to_string(), |p| p.label.clone())
     })
+}
+
+/// Orders `trials` by their estimated training FLOPs, cheapest first, so that a `--rows` run
+/// (the background queue's) fills the most report rows per hour; ties keep the study's order.
+fn cheapest_first(trials: &mut [Trial], plans: &[Plan], train_items: usize) {
+    let cost = |t: &Trial| {
+        let p = &plans[t.index];
+        let training = &p.training;
+        estimate::training_flops(&p.spec, train_items, training.validation, training.epochs)
+            .unwrap_or(f64::INFINITY)
+    };
+    trials.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
 }
 
 /// The end of a shard's run: what it trained, and how to join it.

@@ -354,3 +354,66 @@ fn a_diverged_model_reports_no_figure_and_is_not_saved() {
             .exists()
     );
 }
+
+/// `--rows` trains the cheapest models first (the background queue fills the most rows per
+/// hour), and `--only` also matches the `section / model` line a run prints, so one model of
+/// one section can be picked where its name alone is shared.
+#[test]
+fn rows_run_cheapest_first_and_only_matches_section_and_model() {
+    let header = STUDY.split("[[section]]").next().unwrap();
+    let study = format!(
+        r#"{header}
+[[section]]
+name = "Wide first"
+
+[[section.model]]
+name = "wide"
+layers = "dense(64, relu); dense(64, relu); dense(3, softmax)"
+
+[[section.model]]
+name = "narrow"
+layers = "dense(3, softmax)"
+
+[[section]]
+name = "Other"
+
+[[section.model]]
+name = "narrow"
+layers = "dense(3, softmax)"
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("study.toml");
+    std::fs::write(&config, study).unwrap();
+
+    let rows = run(
+        &config,
+        &dir.path().join("rows"),
+        &["--rows", "--epochs", "2"],
+    );
+    let log = text(&rows);
+    assert!(rows.status.success(), "{log}");
+    let at = |line: &str| {
+        log.find(line)
+            .unwrap_or_else(|| panic!("{line:?} in\n{log}"))
+    };
+    assert!(
+        at("] Wide first / narrow:") < at("] Wide first / wide:"),
+        "{log}"
+    );
+    assert!(
+        at("] Other / narrow:") < at("] Wide first / wide:"),
+        "{log}"
+    );
+
+    let one = dir.path().join("one");
+    let only = run(
+        &config,
+        &one,
+        &["--epochs", "2", "--only", "first / narrow"],
+    );
+    assert!(only.status.success(), "{}", text(&only));
+    let trials = std::fs::read_to_string(one.join("trials.jsonl")).unwrap();
+    assert_eq!(trials.lines().count(), 1, "{trials}");
+    assert!(trials.contains("Wide first"), "{trials}");
+}
