@@ -1014,6 +1014,12 @@ fn write_section(
     if let Some(file) = chart_file {
         let _ = writeln!(report, "Chart: {file} (and .png).\n");
     }
+    if !section.grid.is_empty() {
+        let files = grid_charts(input, section, &section_records)?;
+        if !files.is_empty() {
+            let _ = writeln!(report, "The search: {} (and .png).\n", files.join(", "));
+        }
+    }
     for plan in section_plans.iter().filter(|p| p.save) {
         write_saved_model(input, section, plan, report)?;
     }
@@ -1234,7 +1240,6 @@ fn validation_pick(records: &[TrialRecord], plans: &[Plan]) -> String {
     )
 }
 
-/// This project's figure for a table cell.
 /// The report's figure beside ours for every row of a section that has one, on the first
 /// score the section's rows publish; `None` when no row publishes a score.
 fn section_chart<'a>(
@@ -1270,6 +1275,98 @@ fn section_chart<'a>(
         },
     )?;
     Ok(Some(format!("{stem}.svg")))
+}
+
+/// A grid section's pictures of its search, from the trials it ran: every trial's score by
+/// hyperparameter value, and the training loss per epoch of its 5 best (the chart report
+/// 001 draws for its MLP grids as Figures 7, 9, 10 and 12), read from `histories/`. None
+/// when fewer than 3 trials have a score.
+fn grid_charts(
+    input: &ReportInput,
+    section: &Section,
+    records: &[TrialRecord],
+) -> Result<Vec<String>, crate::Error> {
+    let rank = match section.layout {
+        Layout::Talos => RankBy::Validation,
+        Layout::Report => input.config.rank,
+    };
+    let split = match rank {
+        RankBy::Validation => "validation",
+        RankBy::Test => "test",
+    };
+    let scored: Vec<&TrialRecord> = search::ranked(records, rank)
+        .into_iter()
+        .filter(|r| r.score(rank).is_some())
+        .collect();
+    if scored.len() < 3 {
+        return Ok(Vec::new());
+    }
+    let stem = slug(&section.name);
+    let mut files = Vec::new();
+    // Each hyperparameter's values in the grid's order, its columns left to right.
+    let params: Vec<(String, Vec<(String, f64)>)> = json(&section.grid)
+        .into_iter()
+        .filter_map(|(name, values)| {
+            let values = values.as_array().cloned().unwrap_or_default();
+            let column = |v: &Value| values.iter().position(|w| same_value(v, w));
+            let mut points: Vec<(Option<usize>, String, f64)> = scored
+                .iter()
+                .filter_map(|r| {
+                    let value = r.params.get(&name)?;
+                    Some((column(value), format_value(value), r.score(rank)?))
+                })
+                .collect();
+            points.sort_by_key(|p| p.0);
+            let distinct: std::collections::BTreeSet<&String> =
+                points.iter().map(|p| &p.1).collect();
+            let points = points.iter().map(|p| (p.1.clone(), p.2)).collect();
+            (distinct.len() > 1).then_some((name, points))
+        })
+        .collect();
+    if !params.is_empty() {
+        let score = format!("{split} accuracy");
+        let name = format!("{stem}-by-hyperparameter");
+        let chart = plot::Strip {
+            title: format!(
+                "{}: {} trials' {score} by hyperparameter value",
+                section.name,
+                scored.len()
+            ),
+            score: &score,
+            params,
+        };
+        plot::render(input.out, &name, &chart)?;
+        files.push(format!("{name}.svg"));
+    }
+    let series: Vec<(String, Vec<(f64, f64)>)> = scored
+        .iter()
+        .take(5)
+        .filter_map(|r| {
+            let plan = input.plans.iter().find(|p| p.key == r.key)?;
+            let file = input
+                .out
+                .path(&format!("histories/{}.csv", trial_file(plan)));
+            let text = std::fs::read_to_string(file).ok()?;
+            let (history, _) = trainer::History::from_csv(&text, Outcome::Finished).ok()?;
+            let points = history.epochs.iter().map(|e| (e.epoch as f64, e.loss));
+            Some((plan.label.clone(), points.collect()))
+        })
+        .collect();
+    if !series.is_empty() {
+        let name = format!("{stem}-best-trials-loss");
+        let chart = plot::Overlay {
+            title: format!(
+                "{}: training loss of the {} best trials (by {split} accuracy)",
+                section.name,
+                series.len()
+            ),
+            axis: "training loss".into(),
+            series,
+        };
+        plot::render(input.out, &name, &chart)?;
+        files.push(format!("{name}.svg"));
+    }
+    Ok(files)
 }
 
 fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String {

@@ -667,6 +667,34 @@ pub struct Strip<'a> {
 impl Strip<'_> {
     const PANEL: (u32, u32) = (480, 300);
 
+    /// A panel's values in their first order.
+    fn values(points: &[(String, f64)]) -> Vec<&str> {
+        let mut values: Vec<&str> = Vec::new();
+        for (v, _) in points {
+            if !values.contains(&v.as_str()) {
+                values.push(v);
+            }
+        }
+        values
+    }
+
+    /// Whether a panel's value names fit side by side under their columns; a panel whose
+    /// names do not lists them down its left side instead (full, never cut).
+    fn across(points: &[(String, f64)]) -> bool {
+        let values = Self::values(points);
+        let longest = values.iter().map(|v| v.chars().count()).max().unwrap_or(0);
+        longest as u32 * 6 <= (Self::PANEL.0 - 80) / values.len().max(1) as u32
+    }
+
+    /// Panels per row: two, or one where some panel lists long names down its side.
+    fn columns(&self) -> usize {
+        if self.params.iter().all(|(_, points)| Self::across(points)) {
+            2
+        } else {
+            1
+        }
+    }
+
     fn panel<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, Shift>,
@@ -674,49 +702,70 @@ impl Strip<'_> {
         points: &[(String, f64)],
         range: (f64, f64),
     ) -> Result<(), crate::Error> {
-        let mut values: Vec<&str> = Vec::new();
-        for (v, _) in points {
-            if !values.contains(&v.as_str()) {
-                values.push(v);
-            }
-        }
+        let values = Self::values(points);
         let k = values.len();
-        let mut chart = ChartBuilder::on(area)
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5..(k as f64 - 0.5), range.0..range.1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(k)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < k {
-                    values[i as usize].to_string()
-                } else {
-                    String::new()
-                }
-            })
-            .y_label_formatter(&tick)
-            .x_desc(name)
-            .y_desc(self.score)
-            .axis_desc_style(font(14))
-            .label_style(font(12))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
-        for (n, (v, score)) in points.iter().enumerate() {
+        let value_name = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < k {
+                values[i as usize].to_string()
+            } else {
+                String::new()
+            }
+        };
+        // Each trial at its value's position, with a fixed spread inside the value's
+        // column so that equal scores stay visible.
+        let placed = points.iter().enumerate().map(|(n, (v, score))| {
             let column = values.iter().position(|x| x == v).unwrap_or(0) as f64;
-            // A fixed spread inside the column, so equal scores stay visible.
-            let jitter = ((n * 37) % 21) as f64 / 21.0 * 0.5 - 0.25;
+            (column + ((n * 37) % 21) as f64 / 21.0 * 0.5 - 0.25, *score)
+        });
+        let dot = |at: (f64, f64)| Circle::new(at, 3, PALETTE[0].mix(0.55).filled());
+        let grid = RGBColor(235, 235, 235);
+        if Self::across(points) {
+            let mut chart = ChartBuilder::on(area)
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.5..(k as f64 - 0.5), range.0..range.1)
+                .map_err(err)?;
             chart
-                .draw_series(std::iter::once(Circle::new(
-                    (column + jitter, *score),
-                    3,
-                    PALETTE[0].mix(0.55).filled(),
-                )))
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(k)
+                .x_label_formatter(&value_name)
+                .y_label_formatter(&tick)
+                .x_desc(name)
+                .y_desc(self.score)
+                .axis_desc_style(font(14))
+                .label_style(font(12))
+                .light_line_style(grid)
+                .max_light_lines(2)
+                .draw()
+                .map_err(err)?;
+            chart.draw_series(placed.map(dot)).map_err(err)?;
+        } else {
+            let longest = values.iter().map(|v| v.chars().count()).max().unwrap_or(0);
+            let mut chart = ChartBuilder::on(area)
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(longest as u32 * 7 + 40)
+                .build_cartesian_2d(range.0..range.1, -0.5..(k as f64 - 0.5))
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(k)
+                .y_label_formatter(&value_name)
+                .x_label_formatter(&tick)
+                .x_desc(self.score)
+                .y_desc(name)
+                .axis_desc_style(font(14))
+                .label_style(font(12))
+                .light_line_style(grid)
+                .max_light_lines(2)
+                .draw()
+                .map_err(err)?;
+            chart
+                .draw_series(placed.map(|(column, score)| dot((score, column))))
                 .map_err(err)?;
         }
         Ok(())
@@ -725,15 +774,16 @@ impl Strip<'_> {
 
 impl Chart for Strip<'_> {
     fn size(&self) -> (u32, u32) {
-        let rows = self.params.len().div_ceil(2).max(1) as u32;
+        let rows = self.params.len().div_ceil(self.columns()).max(1) as u32;
         (2 * Self::PANEL.0, 40 + rows * Self::PANEL.1)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), crate::Error> {
         let body = titled(root, &self.title)?;
         let range = padded(self.params.iter().flat_map(|p| p.1.iter().map(|s| s.1)));
-        let rows = self.params.len().div_ceil(2).max(1);
-        let panels = body.split_evenly((rows, 2));
+        let columns = self.columns();
+        let rows = self.params.len().div_ceil(columns).max(1);
+        let panels = body.split_evenly((rows, columns));
         for ((name, points), area) in self.params.iter().zip(panels.iter()) {
             self.panel(area, name, points, range)?;
         }

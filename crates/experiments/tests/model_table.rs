@@ -99,8 +99,15 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
         std::fs::read_dir(out.join("histories")).unwrap().count(),
         10
     );
+    // The grid's search drawn: scores by hyperparameter value, the best trials' loss.
+    for chart in ["grid-by-hyperparameter", "grid-best-trials-loss"] {
+        for ext in ["svg", "png"] {
+            assert!(out.join(format!("{chart}.{ext}")).exists(), "{chart}.{ext}");
+        }
+    }
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(table.contains("round_epochs"), "talos layout:\n{table}");
+    assert!(table.contains("grid-by-hyperparameter.svg"), "{table}");
     assert!(table.contains("classification report"), "{table}");
     // Each report figure sits under its own header, whatever figures other rows give.
     let cells =
