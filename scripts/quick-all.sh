@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every experiment binary with --quick and checks that each table has every row the
 # report publishes: the [[published]] rows of an MLP grid file, the [[section.published]]
-# rows and [[section.model]] entries of a file of Keras-style models.
+# rows and [[section.model]] entries of a file of Keras-style models, and that its run page
+# shows every chart (scripts/check-page.sh: files present, and loaded in Chromium if installed).
 # Usage: scripts/quick-all.sh [OUT_DIR]   (default: out/quick-all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +27,7 @@ for b in "${binaries[@]}"; do
     grep -E 'FAILED|panick' "$out/$b.log" || tail -30 "$out/$b.log"
     echo "FAIL: $b: a report row was not run or failed"; exit 1
   fi
-  echo "ok: $b --quick: $rows of $expected report rows, $(( $(date +%s) - start )) s"
+  scripts/check-page.sh "$out/$b" >"$out/$b.page.log" || { cat "$out/$b.page.log"; exit 1; }
+  echo "ok: $b --quick: $rows of $expected report rows, $(tail -1 "$out/$b.page.log" |
+    sed 's/.*index.html: //'), $(( $(date +%s) - start )) s"
 done
