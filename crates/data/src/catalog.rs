@@ -348,48 +348,12 @@ impl DatasetName {
             })
         };
         match self {
-            DatasetName::Mnist | DatasetName::FashionMnist => {
-                let classes = if self == DatasetName::Mnist {
-                    ClassNames::numbered(10)
-                } else {
-                    ClassNames(FASHION_CLASSES.map(String::from).to_vec())
-                };
-                let train = load_idx_images(
-                    &file("train-images-idx3-ubyte.gz")?,
-                    &file("train-labels-idx1-ubyte.gz")?,
-                    classes.clone(),
-                )?;
-                let test = load_idx_images(
-                    &file("t10k-images-idx3-ubyte.gz")?,
-                    &file("t10k-labels-idx1-ubyte.gz")?,
-                    classes,
-                )?;
-                Ok(Splits {
-                    train,
-                    test: Some(test),
-                    form: None,
-                })
-            }
-            DatasetName::Cifar10 => {
-                let binary = folder.join(CIFAR10_OFFICIAL.unpacks_to);
-                if binary.is_dir() {
-                    let (train, test) = cifar::load_binary_dir(&binary)?;
-                    return Ok(Splits {
-                        train,
-                        test: Some(test),
-                        form: Some(DataForm::Official),
-                    });
-                }
-                let jpeg = folder.join(CIFAR10_MIRROR.unpacks_to);
-                let train = load_image_folder(&jpeg.join("train"), None, Channels::Rgb)?;
-                let classes = train.targets.classes().cloned();
-                let test = load_image_folder(&jpeg.join("test"), classes.as_ref(), Channels::Rgb)?;
-                Ok(Splits {
-                    train,
-                    test: Some(test),
-                    form: Some(DataForm::JpegMirror),
-                })
-            }
+            DatasetName::Mnist => load_idx_pairs(&file, ClassNames::numbered(10)),
+            DatasetName::FashionMnist => load_idx_pairs(
+                &file,
+                ClassNames(FASHION_CLASSES.map(String::from).to_vec()),
+            ),
+            DatasetName::Cifar10 => load_cifar10(folder),
             // The documented classes: a label outside them (a typo such as
             // "Iris-setosaa") is an error naming its line, not a new class.
             DatasetName::Iris => Ok(Splits {
@@ -405,21 +369,7 @@ impl DatasetName {
                 test: None,
                 form: None,
             }),
-            DatasetName::Statlog => {
-                let format = DelimitedFormat {
-                    separator: Separator::Whitespace,
-                    ..DelimitedFormat::csv_class_last()
-                };
-                let known = names(&["1", "2", "3", "4", "5", "7"]);
-                let train = load_delimited(&file("sat.trn")?, &format, Some(&known))?;
-                let classes = train.targets.classes().cloned();
-                let test = load_delimited(&file("sat.tst")?, &format, classes.as_ref())?;
-                Ok(Splits {
-                    train,
-                    test: Some(test),
-                    form: None,
-                })
-            }
+            DatasetName::Statlog => load_statlog(&file),
             DatasetName::Diabetes => {
                 let format = DelimitedFormat {
                     separator: Separator::Tab,
@@ -435,6 +385,67 @@ impl DatasetName {
             }
         }
     }
+}
+
+/// The MNIST-style IDX files (train and t10k images and labels) through `file`, which finds
+/// each in the dataset's folder.
+fn load_idx_pairs(file: &dyn Fn(&str) -> Result<PathBuf>, classes: ClassNames) -> Result<Splits> {
+    let train = load_idx_images(
+        &file("train-images-idx3-ubyte.gz")?,
+        &file("train-labels-idx1-ubyte.gz")?,
+        classes.clone(),
+    )?;
+    let test = load_idx_images(
+        &file("t10k-images-idx3-ubyte.gz")?,
+        &file("t10k-labels-idx1-ubyte.gz")?,
+        classes,
+    )?;
+    Ok(Splits {
+        train,
+        test: Some(test),
+        form: None,
+    })
+}
+
+/// CIFAR-10 from its official binary batches where unpacked in `folder`, else from the JPEG
+/// mirror's class folders.
+fn load_cifar10(folder: &Path) -> Result<Splits> {
+    let binary = folder.join(CIFAR10_OFFICIAL.unpacks_to);
+    if binary.is_dir() {
+        let (train, test) = cifar::load_binary_dir(&binary)?;
+        return Ok(Splits {
+            train,
+            test: Some(test),
+            form: Some(DataForm::Official),
+        });
+    }
+    let jpeg = folder.join(CIFAR10_MIRROR.unpacks_to);
+    let train = load_image_folder(&jpeg.join("train"), None, Channels::Rgb)?;
+    let classes = train.targets.classes().cloned();
+    let test = load_image_folder(&jpeg.join("test"), classes.as_ref(), Channels::Rgb)?;
+    Ok(Splits {
+        train,
+        test: Some(test),
+        form: Some(DataForm::JpegMirror),
+    })
+}
+
+/// Statlog (Landsat Satellite): whitespace-separated, the class last, its six documented
+/// labels (there is no class 6).
+fn load_statlog(file: &dyn Fn(&str) -> Result<PathBuf>) -> Result<Splits> {
+    let format = DelimitedFormat {
+        separator: Separator::Whitespace,
+        ..DelimitedFormat::csv_class_last()
+    };
+    let known = names(&["1", "2", "3", "4", "5", "7"]);
+    let train = load_delimited(&file("sat.trn")?, &format, Some(&known))?;
+    let classes = train.targets.classes().cloned();
+    let test = load_delimited(&file("sat.tst")?, &format, classes.as_ref())?;
+    Ok(Splits {
+        train,
+        test: Some(test),
+        form: None,
+    })
 }
 
 impl std::fmt::Display for DatasetName {

@@ -141,15 +141,13 @@ pub fn load_image_folder(
     load_image_folder_sized(split_dir, classes, channels, None)
 }
 
-/// As [`load_image_folder`], with `size`: `None` requires every image to have the first
-/// one's size (an error naming both sizes otherwise); `Some((width, height))` resizes every
-/// image of another size to it (bilinear, aspect ratio not kept).
-pub fn load_image_folder_sized(
+/// The image files under `split_dir`'s class folders, each with its class index, and the
+/// classes: `classes` when given (a folder of another name is an error), else the folders'
+/// names in order.
+fn class_files(
     split_dir: &Path,
     classes: Option<&ClassNames>,
-    channels: Channels,
-    size: Option<(u32, u32)>,
-) -> Result<Samples> {
+) -> Result<(Vec<(PathBuf, usize)>, ClassNames)> {
     let class_dirs = sorted_entries(split_dir, true)?;
     if class_dirs.is_empty() {
         return Err(DataError::format(
@@ -199,6 +197,19 @@ pub fn load_image_folder_sized(
         ));
     }
 
+    Ok((files, classes))
+}
+
+/// As [`load_image_folder`], with `size`: `None` requires every image to have the first
+/// one's size (an error naming both sizes otherwise); `Some((width, height))` resizes every
+/// image of another size to it (bilinear, aspect ratio not kept).
+pub fn load_image_folder_sized(
+    split_dir: &Path,
+    classes: Option<&ClassNames>,
+    channels: Channels,
+    size: Option<(u32, u32)>,
+) -> Result<Samples> {
+    let (files, classes) = class_files(split_dir, classes)?;
     let (w0, h0) = match size {
         Some(size) => size,
         None => {

@@ -354,10 +354,16 @@ fn cell(value: Option<&Value>) -> String {
     }
 }
 
-/// The book's text for the studies in `studies` (`experiments/`) and the runs in
-/// `results` (`experiments/results/`): its first line `rows with a current figure of
-/// ours: N / M`, then one line per row.
-pub fn book(studies: &Path, results: &Path) -> Result<String, crate::Error> {
+/// Rows counted so far: current ones, and all.
+#[derive(Default)]
+struct Count {
+    current: usize,
+    total: usize,
+}
+
+/// The study files' names in `studies` (without `.toml`), sorted, less the benchmark's and
+/// the figure list.
+fn study_names(studies: &Path) -> Result<Vec<String>, crate::Error> {
     let mut names: Vec<String> = std::fs::read_dir(studies)
         .map_err(|e| crate::Error::io(studies, e))?
         .filter_map(|e| e.ok())
@@ -366,67 +372,96 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, crate::Error> {
         .filter(|n| n != "bench" && n != FIGURES)
         .collect();
     names.sort();
-    let rates = Rates::measure(results)?;
-    let (mut current, mut total) = (0usize, 0usize);
-    let mut queued = Queued::default();
-    let mut lines = String::new();
-    for name in &names {
-        let path = studies.join(format!("{name}.toml"));
-        let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
-        let study = Study::parse(&text, &path)?;
-        let rows = study_rows(&study);
-        let estimates = row_estimates(&study, &path, &rates)?;
-        let run = read_run(&results.join(name).join(RUN_ROWS))?;
-        let seeds = seed_runs(&results.join(name), &text)?;
+    Ok(names)
+}
+
+/// The book's section for the study `name`: a line per row with the report's figure, ours,
+/// the seeds' spread, the commit and the status; counts its rows into `count` and its
+/// queued rows' estimates into `queued`.
+fn table_lines(
+    name: &str,
+    studies: &Path,
+    results: &Path,
+    rates: &Rates,
+    count: &mut Count,
+    queued: &mut Queued,
+) -> Result<String, crate::Error> {
+    let path = studies.join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
+    let study = Study::parse(&text, &path)?;
+    let rows = study_rows(&study);
+    let estimates = row_estimates(&study, &path, rates)?;
+    let run = read_run(&results.join(name).join(RUN_ROWS))?;
+    let seeds = seed_runs(&results.join(name), &text)?;
+    let mut lines = format!(
+        "\n## `{name}` ({} row(s)): `cargo run --release -p experiments --bin {name}`\n\n",
+        rows.len()
+    );
+    lines.push_str("| table | row | figure | report | ours | seeds | commit | status |\n");
+    lines.push_str("|---|---|---|---|---|---|---|---|\n");
+    for (i, row) in rows.iter().enumerate() {
+        count.total += 1;
+        let figure = main_figure(&row.report).unwrap_or("-");
+        let ours = run
+            .as_ref()
+            .and_then(|r| r.rows.iter().find(|o| o.index == i).map(|o| (r, o)))
+            .filter(|(_, o)| o.ours.get(figure).is_some_and(|v| !v.is_null()));
+        let status = match ours {
+            None => RowStatus::Queued,
+            Some((r, _)) if is_current(r, &text) => RowStatus::Current,
+            Some(_) => RowStatus::Stale,
+        };
+        if status == RowStatus::Current {
+            count.current += 1;
+        }
+        let spread = (status == RowStatus::Current)
+            .then(|| seed_spread(&seeds, ours.map(|(_, o)| o), i, figure))
+            .flatten();
+        let commit = ours.map_or("-".to_string(), |(r, o)| {
+            o.commit
+                .as_ref()
+                .unwrap_or(&r.commit)
+                .chars()
+                .take(7)
+                .collect()
+        });
         let _ = writeln!(
             lines,
-            "\n## `{name}` ({} row(s)): `cargo run --release -p experiments --bin {name}`\n",
-            rows.len()
-        );
-        lines.push_str("| table | row | figure | report | ours | seeds | commit | status |\n");
-        lines.push_str("|---|---|---|---|---|---|---|---|\n");
-        for (i, row) in rows.iter().enumerate() {
-            total += 1;
-            let figure = main_figure(&row.report).unwrap_or("-");
-            let ours = run
-                .as_ref()
-                .and_then(|r| r.rows.iter().find(|o| o.index == i).map(|o| (r, o)))
-                .filter(|(_, o)| o.ours.get(figure).is_some_and(|v| !v.is_null()));
-            let status = match ours {
-                None => RowStatus::Queued,
-                Some((r, _)) if is_current(r, &text) => RowStatus::Current,
-                Some(_) => RowStatus::Stale,
-            };
-            if status == RowStatus::Current {
-                current += 1;
+            "| {} | {} | {figure} | {} | {} | {} | {commit} | {} |",
+            row.table.replace('|', "/"),
+            row.row.replace('|', "/"),
+            cell(row.report.get(figure)),
+            ours.map_or("-".into(), |(_, o)| cell(o.ours.get(figure))),
+            spread.map_or("-".into(), |s| s.text()),
+            match (status, ours) {
+                (RowStatus::Current, _) => current_status(row, figure, spread),
+                (RowStatus::Stale, Some((r, _))) => format!("stale ({})", stale_reason(r, &text)),
+                _ => queued.add(estimates.get(i).copied().flatten()),
             }
-            let spread = (status == RowStatus::Current)
-                .then(|| seed_spread(&seeds, ours.map(|(_, o)| o), i, figure))
-                .flatten();
-            let _ = writeln!(
-                lines,
-                "| {} | {} | {figure} | {} | {} | {} | {} | {} |",
-                row.table.replace('|', "/"),
-                row.row.replace('|', "/"),
-                cell(row.report.get(figure)),
-                ours.map_or("-".into(), |(_, o)| cell(o.ours.get(figure))),
-                spread.map_or("-".into(), |s| s.text()),
-                ours.map_or("-".to_string(), |(r, o)| o
-                    .commit
-                    .as_ref()
-                    .unwrap_or(&r.commit)
-                    .chars()
-                    .take(7)
-                    .collect::<String>()),
-                match (status, ours) {
-                    (RowStatus::Current, _) => current_status(row, figure, spread),
-                    (RowStatus::Stale, Some((r, _))) =>
-                        format!("stale ({})", stale_reason(r, &text)),
-                    _ => queued.add(estimates.get(i).copied().flatten()),
-                }
-            );
-        }
+        );
     }
+    Ok(lines)
+}
+
+/// The book's text for the studies in `studies` (`experiments/`) and the runs in
+/// `results` (`experiments/results/`): its first line `rows with a current figure of
+/// ours: N / M`, then one line per row.
+pub fn book(studies: &Path, results: &Path) -> Result<String, crate::Error> {
+    let rates = Rates::measure(results)?;
+    let mut count = Count::default();
+    let mut queued = Queued::default();
+    let mut lines = String::new();
+    for name in study_names(studies)? {
+        lines.push_str(&table_lines(
+            &name,
+            studies,
+            results,
+            &rates,
+            &mut count,
+            &mut queued,
+        )?);
+    }
+    let Count { current, total } = count;
     Ok(format!(
         "rows with a current figure of ours: {current} / {total}\n\n# The results book\n\n\
          Every row of the four reports' tables, as the study files in `experiments/` list them, \

@@ -1039,8 +1039,6 @@ fn train_final(
     model.save(&dir.dir)?;
     // The test set is watched each epoch for the report's curves: named test, not validation.
     dir.write("history.csv", &history.to_csv_as(trainer::HeldOut::Test))?;
-    let classification = matches!(mlp.task, Task::Classification);
-    let score_name = if classification { "accuracy" } else { "R²" };
     plot::model_charts(
         &dir,
         &plot::ModelCharts {
@@ -1055,8 +1053,46 @@ fn train_final(
             test,
         },
     )?;
-    let train_score = model.score(train)?;
-    let test_score = model.score(test)?;
+    let scores = (model.score(train)?, model.score(test)?);
+    let figures = FinalFigures {
+        scores,
+        epochs: history.epochs.len(),
+        seconds,
+    };
+    let section = final_section(mlp, heading, &model, test, published, &figures)?;
+    if matches!(mlp.task, Task::Classification) {
+        dir.write("classification_report.txt", &section.1)?;
+    }
+    Ok((section.0, scores))
+}
+
+/// What the final model's training measured.
+struct FinalFigures {
+    /// Train and test score.
+    scores: (f64, f64),
+    /// Epochs trained.
+    epochs: usize,
+    /// Wall seconds of training.
+    seconds: f64,
+}
+
+/// The final model's section of the report: train and test score beside the report's, and
+/// its classification report (also returned, for its file) or test mean squared error.
+fn final_section(
+    mlp: &Mlp,
+    heading: &str,
+    model: &TrainedModel,
+    test: &Samples,
+    published: &Map<String, Value>,
+    figures: &FinalFigures,
+) -> Result<(String, String), crate::Error> {
+    let FinalFigures {
+        scores: (train_score, test_score),
+        epochs,
+        seconds,
+    } = *figures;
+    let classification = matches!(mlp.task, Task::Classification);
+    let score_name = if classification { "accuracy" } else { "R²" };
     let mut section = format!("## {heading}\n\n");
     let figure = |name: &str| published.get(name).map_or("-".into(), format_value);
     let _ = writeln!(
@@ -1068,15 +1104,15 @@ fn train_final(
         mlp.activation,
         figure("train_score"),
         figure("test_score"),
-        history.epochs.len()
+        epochs
     );
+    let mut report_text = String::new();
     if classification {
         let (report, log_loss) = model.classification_report(test)?;
-        let text = report.to_text();
-        dir.write("classification_report.txt", &text)?;
+        report_text = report.to_text();
         let _ = writeln!(
             section,
-            "Test set classification report (log loss {log_loss:.4}):\n\n```\n{text}```\n"
+            "Test set classification report (log loss {log_loss:.4}):\n\n```\n{report_text}```\n"
         );
     } else {
         let mse = model.mse(test)?;
@@ -1085,5 +1121,5 @@ fn train_final(
             "Test mean squared error {mse:.1} (target units).\n"
         );
     }
-    Ok((section, (train_score, test_score)))
+    Ok((section, report_text))
 }

@@ -388,6 +388,43 @@ fn train_plan(
     context: &PlanContext,
 ) -> Result<TrialOutcome, crate::Error> {
     let started = Instant::now();
+    let (model, history, held_out) = fit_plan(plan, parts, context)?;
+    let status = match history.outcome {
+        Outcome::Finished => Status::Finished,
+        Outcome::EarlyStopped { .. } => Status::EarlyStopped,
+        Outcome::Diverged { .. } => Status::Diverged,
+    };
+    let mut outcome = TrialOutcome {
+        status,
+        epochs: history.epochs.len(),
+        train: None,
+        validation: None,
+        test: None,
+        final_lr: history.epochs.last().map(|e| e.lr),
+        earlier_seconds: earlier_seconds(&history, started),
+    };
+    // A diverged model's outputs are NaN: no figure of it is reported, and it is not saved.
+    if outcome.status == Status::Diverged {
+        return Ok(outcome);
+    }
+    let (fit_part, val_part) = parts;
+    let evaluate = |s: &Samples| model.evaluate(s).map(|e| (e.score, e.loss));
+    outcome.train = Some(evaluate(fit_part)?);
+    outcome.validation = val_part.as_ref().map(evaluate).transpose()?;
+    outcome.test = Some(evaluate(context.test)?);
+    if plan.save {
+        save_model(plan, &model, &history, held_out, context.test, context.out)?;
+    }
+    Ok(outcome)
+}
+
+/// Trains one plan from its checkpoint, if any, and writes its history to `histories/`;
+/// returns the model, its history and what the history's held-out columns measured.
+fn fit_plan(
+    plan: &Plan,
+    parts: &Parts,
+    context: &PlanContext,
+) -> Result<(TrainedModel, trainer::History, trainer::HeldOut), crate::Error> {
     let PlanContext {
         test,
         flags,
@@ -401,9 +438,12 @@ fn train_plan(
     let network = Network::new(&plan.spec, seed, device)?;
     let mut config = plan.training.fit_config(seed, verbose)?;
     config.checkpoint = Some(checkpointing(plan, flags, out));
-    if val_part.is_none() {
-        config.held_out = trainer::HeldOut::Test;
-    }
+    let held_out = if val_part.is_some() {
+        trainer::HeldOut::Validation
+    } else {
+        trainer::HeldOut::Test
+    };
+    config.held_out = held_out;
     let preprocessing = Preprocessing {
         inputs: plan.training.inputs,
         scale_targets: false,
@@ -420,49 +460,11 @@ fn train_plan(
         device,
     )?;
     model.card.table = encoder.cloned();
-    let histories = out.subdir("histories")?;
-    let held_out = if val_part.is_some() {
-        trainer::HeldOut::Validation
-    } else {
-        trainer::HeldOut::Test
-    };
-    histories.write(
+    out.subdir("histories")?.write(
         &format!("{}.csv", trial_file(plan)),
         &history.to_csv_as(held_out),
     )?;
-    let status = match history.outcome {
-        Outcome::Finished => Status::Finished,
-        Outcome::EarlyStopped { .. } => Status::EarlyStopped,
-        Outcome::Diverged { .. } => Status::Diverged,
-    };
-    // A diverged model's outputs are NaN: no figure of it is reported, and it is not saved.
-    if status == Status::Diverged {
-        return Ok(TrialOutcome {
-            status,
-            epochs: history.epochs.len(),
-            train: None,
-            validation: None,
-            test: None,
-            final_lr: history.epochs.last().map(|e| e.lr),
-            earlier_seconds: earlier_seconds(&history, started),
-        });
-    }
-    let evaluate = |s: &Samples| model.evaluate(s).map(|e| (e.score, e.loss));
-    let train_fig = evaluate(fit_part)?;
-    let val_fig = val_part.as_ref().map(evaluate).transpose()?;
-    let test_fig = evaluate(test)?;
-    if plan.save {
-        save_model(plan, &model, &history, held_out, test, out)?;
-    }
-    Ok(TrialOutcome {
-        status,
-        epochs: history.epochs.len(),
-        train: Some(train_fig),
-        validation: val_fig,
-        test: Some(test_fig),
-        final_lr: history.epochs.last().map(|e| e.lr),
-        earlier_seconds: earlier_seconds(&history, started),
-    })
+    Ok((model, history, held_out))
 }
 
 /// The file name of a plan's outputs: `section--label`.
@@ -1303,8 +1305,48 @@ fn grid_charts(
     }
     let stem = slug(&section.name);
     let mut files = Vec::new();
-    // Each hyperparameter's values in the grid's order, its columns left to right.
-    let params: Vec<(String, Vec<(String, f64)>)> = json(&section.grid)
+    let params = scores_by_value(section, &scored, rank);
+    if !params.is_empty() {
+        let score = format!("{split} accuracy");
+        let name = format!("{stem}-by-hyperparameter");
+        let chart = plot::Strip {
+            title: format!(
+                "{}: {} trials' {score} by hyperparameter value",
+                section.name,
+                scored.len()
+            ),
+            score: &score,
+            params,
+        };
+        plot::render(input.out, &name, &chart)?;
+        files.push(format!("{name}.svg"));
+    }
+    let series = training_losses(input, &scored[..scored.len().min(5)]);
+    if !series.is_empty() {
+        let name = format!("{stem}-best-trials-loss");
+        let chart = plot::Overlay {
+            title: format!(
+                "{}: training loss of the {} best trials (by {split} accuracy)",
+                section.name,
+                series.len()
+            ),
+            axis: "training loss".into(),
+            series,
+        };
+        plot::render(input.out, &name, &chart)?;
+        files.push(format!("{name}.svg"));
+    }
+    Ok(files)
+}
+
+/// Per hyperparameter the section's grid varies among `scored`: each trial's value (as
+/// text) and score, the values in the grid's order (the chart's columns left to right).
+fn scores_by_value(
+    section: &Section,
+    scored: &[&TrialRecord],
+    rank: RankBy,
+) -> Vec<(String, Vec<(String, f64)>)> {
+    json(&section.grid)
         .into_iter()
         .filter_map(|(name, values)| {
             let values = values.as_array().cloned().unwrap_or_default();
@@ -1322,25 +1364,17 @@ fn grid_charts(
             let points = points.iter().map(|p| (p.1.clone(), p.2)).collect();
             (distinct.len() > 1).then_some((name, points))
         })
-        .collect();
-    if !params.is_empty() {
-        let score = format!("{split} accuracy");
-        let name = format!("{stem}-by-hyperparameter");
-        let chart = plot::Strip {
-            title: format!(
-                "{}: {} trials' {score} by hyperparameter value",
-                section.name,
-                scored.len()
-            ),
-            score: &score,
-            params,
-        };
-        plot::render(input.out, &name, &chart)?;
-        files.push(format!("{name}.svg"));
-    }
-    let series: Vec<(String, Vec<(f64, f64)>)> = scored
+        .collect()
+}
+
+/// Each record's training loss per epoch, labelled by its model, from its history in
+/// `histories/` (a record whose history cannot be read is left out).
+fn training_losses(
+    input: &ReportInput,
+    records: &[&TrialRecord],
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    records
         .iter()
-        .take(5)
         .filter_map(|r| {
             let plan = input.plans.iter().find(|p| p.key == r.key)?;
             let file = input
@@ -1351,22 +1385,7 @@ fn grid_charts(
             let points = history.epochs.iter().map(|e| (e.epoch as f64, e.loss));
             Some((plan.label.clone(), points.collect()))
         })
-        .collect();
-    if !series.is_empty() {
-        let name = format!("{stem}-best-trials-loss");
-        let chart = plot::Overlay {
-            title: format!(
-                "{}: training loss of the {} best trials (by {split} accuracy)",
-                section.name,
-                series.len()
-            ),
-            axis: "training loss".into(),
-            series,
-        };
-        plot::render(input.out, &name, &chart)?;
-        files.push(format!("{name}.svg"));
-    }
-    Ok(files)
+        .collect()
 }
 
 fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String {

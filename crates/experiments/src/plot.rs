@@ -925,36 +925,47 @@ pub fn model_charts(dir: &Output, charts: &ModelCharts) -> Result<Vec<String>, c
                 names,
                 ..
             },
-        ) => {
-            let predicted: Vec<f64> = values.iter().map(|&v| v as f64).collect();
-            let actual: Vec<f64> = truth.iter().map(|&v| v as f64).collect();
-            let residuals: Vec<f64> = actual.iter().zip(&predicted).map(|(t, p)| t - p).collect();
-            let name = names.join(", ");
-            files.extend(render(
-                dir,
-                "predicted-vs-true",
-                &Scatter {
-                    title: format!("{title}: test set"),
-                    x: &actual,
-                    y: &predicted,
-                    axes: (&format!("true {name}"), &format!("predicted {name}")),
-                    identity: true,
-                },
-            )?);
-            files.extend(render(
-                dir,
-                "residuals",
-                &Scatter {
-                    title: format!("{title}: test set residuals"),
-                    x: &predicted,
-                    y: &residuals,
-                    axes: (&format!("predicted {name}"), "true - predicted"),
-                    identity: false,
-                },
-            )?);
-        }
+        ) => files.extend(value_charts(dir, title, values, truth, &names.join(", "))?),
         _ => {}
     }
+    Ok(files)
+}
+
+/// A regression's test charts: predicted against true values (with the identity line) and
+/// the residuals against the predictions, for the target `name`.
+fn value_charts(
+    dir: &Output,
+    title: &str,
+    predicted: &[f32],
+    truth: &[f32],
+    name: &str,
+) -> Result<Vec<String>, crate::Error> {
+    let predicted: Vec<f64> = predicted.iter().map(|&v| v as f64).collect();
+    let actual: Vec<f64> = truth.iter().map(|&v| v as f64).collect();
+    let residuals: Vec<f64> = actual.iter().zip(&predicted).map(|(t, p)| t - p).collect();
+    let mut files = render(
+        dir,
+        "predicted-vs-true",
+        &Scatter {
+            title: format!("{title}: test set"),
+            x: &actual,
+            y: &predicted,
+            axes: (&format!("true {name}"), &format!("predicted {name}")),
+            identity: true,
+        },
+    )?
+    .to_vec();
+    files.extend(render(
+        dir,
+        "residuals",
+        &Scatter {
+            title: format!("{title}: test set residuals"),
+            x: &predicted,
+            y: &residuals,
+            axes: (&format!("predicted {name}"), "true - predicted"),
+            identity: false,
+        },
+    )?);
     Ok(files)
 }
 
