@@ -100,6 +100,39 @@ pub fn load_delimited(
     parse_delimited(path, &text, format, classes)
 }
 
+/// What a file's data rows hold: the features row by row, and the target column's labels
+/// (each with its line) or values.
+#[derive(Default)]
+struct Columns {
+    features: Vec<f32>,
+    labels: Vec<(usize, String)>,
+    values: Vec<f32>,
+}
+
+impl Columns {
+    /// Adds the row on `line` of `path`: field `target` as a label or value (by `kind`),
+    /// every other field as a feature (a field that is not a finite number is an error).
+    fn push_row(
+        &mut self,
+        path: &Path,
+        line: usize,
+        fields: &[&str],
+        target: usize,
+        kind: TargetKind,
+    ) -> Result<()> {
+        for (i, field) in fields.iter().enumerate() {
+            if i != target {
+                self.features.push(parse_number(path, line, i, field)?);
+            } else if kind == TargetKind::Class {
+                self.labels.push((line, field.to_string()));
+            } else {
+                self.values.push(parse_number(path, line, i, field)?);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses delimited text read from `path` (used only in messages); see [`load_delimited`].
 pub fn parse_delimited(
     path: &Path,
@@ -117,46 +150,33 @@ pub fn parse_delimited(
         let (n, line) = lines
             .next()
             .ok_or_else(|| DataError::format(path, "file is empty: no header line"))?;
-        Some((
-            n,
-            format
-                .separator
-                .split(line)
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        ))
+        let names = format.separator.split(line);
+        Some((n, names.iter().map(|s| s.to_string()).collect()))
     } else {
         None
     };
-
     let mut width: Option<usize> = header.as_ref().map(|(_, h)| h.len());
-    let mut target_index: Option<usize> = None;
-    if let Some((line, names)) = &header {
-        target_index = Some(resolve_target(
+    let mut target_index: Option<usize> = match &header {
+        Some((line, names)) => Some(resolve_target(
             path,
             *line,
             &format.target,
             names.len(),
             Some(names),
-        )?);
-    }
+        )?),
+        None => None,
+    };
 
-    let mut features: Vec<f32> = Vec::new();
-    let mut raw_labels: Vec<(usize, String)> = Vec::new();
-    let mut values: Vec<f32> = Vec::new();
+    let mut columns = Columns::default();
     for (line_no, line) in lines {
         let fields = format.separator.split(line);
         let expected = *width.get_or_insert(fields.len());
         if fields.len() != expected {
-            return Err(DataError::line(
-                path,
-                line_no,
-                format!(
-                    "{} fields, expected {expected} like the first row",
-                    fields.len()
-                ),
-            ));
+            let message = format!(
+                "{} fields, expected {expected} like the first row",
+                fields.len()
+            );
+            return Err(DataError::line(path, line_no, message));
         }
         let target = match target_index {
             Some(t) => t,
@@ -166,17 +186,13 @@ pub fn parse_delimited(
                 t
             }
         };
-        for (i, field) in fields.iter().enumerate() {
-            if i == target {
-                match format.kind {
-                    TargetKind::Class => raw_labels.push((line_no, field.to_string())),
-                    TargetKind::Value => values.push(parse_number(path, line_no, i, field)?),
-                }
-            } else {
-                features.push(parse_number(path, line_no, i, field)?);
-            }
-        }
+        columns.push_row(path, line_no, &fields, target, format.kind)?;
     }
+    let Columns {
+        features,
+        labels: raw_labels,
+        values,
+    } = columns;
     let (Some(width), Some(target)) = (width, target_index) else {
         return Err(DataError::format(path, "file is empty: no data rows"));
     };
@@ -187,47 +203,53 @@ pub fn parse_delimited(
         ));
     }
 
-    let column_names: Vec<String> = match &header {
-        Some((_, names)) => names.clone(),
+    // The header's names, or x0, x1, ... without one.
+    let mut feature_names: Vec<String> = match header {
+        Some((_, names)) => names,
         None => (0..width).map(|i| format!("x{i}")).collect(),
     };
-    let feature_names: Vec<String> = column_names
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != target)
-        .map(|(_, n)| n.clone())
-        .collect();
+    let target_name = feature_names.remove(target);
 
     let targets = match format.kind {
-        TargetKind::Class => {
-            let classes = match classes {
-                Some(c) => c.clone(),
-                None => ClassNames::from_labels(raw_labels.iter().map(|(_, l)| l.as_str())),
-            };
-            let mut labels = Vec::with_capacity(raw_labels.len());
-            for (line_no, raw) in &raw_labels {
-                let index = classes.index_of(raw).ok_or_else(|| {
-                    DataError::line(
-                        path,
-                        *line_no,
-                        format!(
-                            "unknown class {raw:?} in field {}; known classes: {}",
-                            target + 1,
-                            classes.0.join(", ")
-                        ),
-                    )
-                })?;
-                labels.push(index);
-            }
-            Targets::Classes { labels, classes }
-        }
+        TargetKind::Class => class_targets(path, &raw_labels, classes, target)?,
         TargetKind::Value => Targets::Values {
             values,
             width: 1,
-            names: vec![column_names[target].clone()],
+            names: vec![target_name],
         },
     };
     Samples::new(features, vec![width - 1], feature_names, targets)
+}
+
+/// The class targets of the labels read (each with its line), as indices into `classes`
+/// when given (a label outside them is an error naming its line and field `target`), else
+/// into the labels' own sorted set.
+fn class_targets(
+    path: &Path,
+    raw_labels: &[(usize, String)],
+    classes: Option<&ClassNames>,
+    target: usize,
+) -> Result<Targets> {
+    let classes = match classes {
+        Some(c) => c.clone(),
+        None => ClassNames::from_labels(raw_labels.iter().map(|(_, l)| l.as_str())),
+    };
+    let mut labels = Vec::with_capacity(raw_labels.len());
+    for (line_no, raw) in raw_labels {
+        let index = classes.index_of(raw).ok_or_else(|| {
+            DataError::line(
+                path,
+                *line_no,
+                format!(
+                    "unknown class {raw:?} in field {}; known classes: {}",
+                    target + 1,
+                    classes.0.join(", ")
+                ),
+            )
+        })?;
+        labels.push(index);
+    }
+    Ok(Targets::Classes { labels, classes })
 }
 
 fn resolve_target(

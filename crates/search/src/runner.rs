@@ -156,21 +156,13 @@ where
     run_grouped_recorded(trials, results, options, group_key, run_group, |_| {})
 }
 
-/// As [`run_grouped`], calling `recorded` with each record once it is in `results`.
-pub fn run_grouped_recorded<K, F, R>(
+/// The trials not yet in `results`, grouped by `group_key` in the order each group first
+/// appears, and how many were skipped as stored.
+fn pending_groups<K: Fn(&Trial) -> String>(
     trials: &[Trial],
-    results: &mut ResultsFile,
-    options: &SearchOptions,
+    results: &ResultsFile,
     group_key: K,
-    run_group: F,
-    mut recorded: R,
-) -> Result<SearchSummary, SearchError>
-where
-    K: Fn(&Trial) -> String,
-    F: Fn(&[Trial]) -> Vec<TrialOutcome> + Sync,
-    R: FnMut(&TrialRecord),
-{
-    let start = Instant::now();
+) -> (Vec<Vec<Trial>>, usize) {
     let pending: Vec<Trial> = trials
         .iter()
         .filter(|t| !results.contains(&t.key()))
@@ -186,32 +178,87 @@ where
         }
         groups.entry(key).or_default().push(trial);
     }
-    let groups: Vec<Vec<Trial>> = order
+    let groups = order
         .into_iter()
         .filter_map(|k| groups.remove(&k))
         .collect();
+    (groups, skipped)
+}
+
+/// The search's progress bar over `total` trials (hidden unless `options.progress`), having
+/// said how many were `skipped` as already in `results`.
+fn trials_bar(
+    options: &SearchOptions,
+    total: usize,
+    skipped: usize,
+    results: &ResultsFile,
+) -> ProgressBar {
+    if !options.progress || total == 0 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "trials [{bar:30}] {pos}/{len} {msg} elapsed {elapsed} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    if skipped > 0 {
+        bar.println(format!(
+            "{skipped} trials already in {}: skipped",
+            results.path().display()
+        ));
+    }
+    bar
+}
+
+/// Runs one group and makes a record per trial, each with its share of the group's time; a
+/// panic fails the group's trials, and a missing outcome fails its trial.
+fn run_one_group<F>(group: &[Trial], run_group: &F) -> Vec<TrialRecord>
+where
+    F: Fn(&[Trial]) -> Vec<TrialOutcome>,
+{
+    let started = Instant::now();
+    let outcomes = catch_unwind(AssertUnwindSafe(|| run_group(group))).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into());
+        vec![TrialOutcome::failed(format!("panic: {message}")); group.len()]
+    });
+    let seconds = started.elapsed().as_secs_f64() / group.len().max(1) as f64;
+    let mut outcomes = outcomes.into_iter();
+    group
+        .iter()
+        .map(|t| {
+            outcomes
+                .next()
+                .unwrap_or_else(|| TrialOutcome::failed("no outcome returned"))
+                .into_record(t, seconds)
+        })
+        .collect()
+}
+
+/// As [`run_grouped`], calling `recorded` with each record once it is in `results`.
+pub fn run_grouped_recorded<K, F, R>(
+    trials: &[Trial],
+    results: &mut ResultsFile,
+    options: &SearchOptions,
+    group_key: K,
+    run_group: F,
+    mut recorded: R,
+) -> Result<SearchSummary, SearchError>
+where
+    K: Fn(&Trial) -> String,
+    F: Fn(&[Trial]) -> Vec<TrialOutcome> + Sync,
+    R: FnMut(&TrialRecord),
+{
+    let start = Instant::now();
+    let (groups, skipped) = pending_groups(trials, results, group_key);
     let total: usize = groups.iter().map(Vec::len).sum();
-
-    let bar = if options.progress && total > 0 {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "trials [{bar:30}] {pos}/{len} {msg} elapsed {elapsed} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        if skipped > 0 {
-            bar.println(format!(
-                "{skipped} trials already in {}: skipped",
-                results.path().display()
-            ));
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-
+    let bar = trials_bar(options, total, skipped, results);
     let next = AtomicUsize::new(0);
     let groups = &groups;
     let run_group = &run_group;
@@ -225,28 +272,7 @@ where
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(group) = groups.get(i) else { break };
-                    let started = Instant::now();
-                    let outcomes = catch_unwind(AssertUnwindSafe(|| run_group(group)))
-                        .unwrap_or_else(|panic| {
-                            let message = panic
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_else(|| "panicked".into());
-                            vec![TrialOutcome::failed(format!("panic: {message}")); group.len()]
-                        });
-                    let seconds = started.elapsed().as_secs_f64() / group.len().max(1) as f64;
-                    let mut outcomes = outcomes.into_iter();
-                    let records = group
-                        .iter()
-                        .map(|t| {
-                            outcomes
-                                .next()
-                                .unwrap_or_else(|| TrialOutcome::failed("no outcome returned"))
-                                .into_record(t, seconds)
-                        })
-                        .collect();
-                    if sender.send(records).is_err() {
+                    if sender.send(run_one_group(group, run_group)).is_err() {
                         break;
                     }
                 }
