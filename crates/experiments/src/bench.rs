@@ -289,27 +289,57 @@ pub fn run(flags: &BenchFlags) -> Result<(), crate::Error> {
             flags.seconds
         )));
     }
+    let wanted = |m: &&BenchModel| {
+        flags
+            .only
+            .as_ref()
+            .is_none_or(|o| m.name.to_lowercase().contains(&o.to_lowercase()))
+    };
+    let models: Vec<BenchModel> = file.model.iter().filter(wanted).cloned().collect();
     if flags.peer {
-        let models: Vec<BenchModel> = file
-            .model
-            .iter()
-            .filter(|m| {
-                flags
-                    .only
-                    .as_ref()
-                    .is_none_or(|o| m.name.to_lowercase().contains(&o.to_lowercase()))
-            })
-            .cloned()
-            .collect();
         let report = crate::peer::run(flags, &models, &path)?;
         println!("\n{report}");
-        std::fs::create_dir_all(&flags.out).map_err(|e| crate::Error::io(&flags.out, e))?;
-        let md = flags.out.join("peer.md");
-        std::fs::write(&md, &report).map_err(|e| crate::Error::io(&md, e))?;
+        let md = write_out(flags, "peer.md", &report)?;
         println!("written to {}", md.display());
         return Ok(());
     }
-    let choices = match flags.device.to_ascii_lowercase().as_str() {
+    let pytorch = read_pytorch(flags)?;
+    let (cpu_peak, cpu_how) = crate::cpu_peak::cpu_peak_gflops();
+    let mut results: Vec<Measurement> = Vec::new();
+    for choice in device_choices(flags)? {
+        let selected = match select_device(choice) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipping {choice:?}: {e}");
+                continue;
+            }
+        };
+        for model in &models {
+            results.extend(measure_model(flags, model, &path, &selected, choice)?);
+        }
+    }
+    if results.is_empty() {
+        return Err("no backend could be benchmarked".into());
+    }
+    let table = report(&results, &pytorch, flags.peak_gflops, (cpu_peak, &cpu_how));
+    println!("\n{table}");
+    let md = write_out(flags, "bench.md", &table)?;
+    let csv = write_out(flags, "bench.csv", &results_csv(&results, &pytorch))?;
+    println!("written to {} and {}", md.display(), csv.display());
+    Ok(())
+}
+
+/// Writes `text` to `name` in the output folder (made if missing); returns its path.
+fn write_out(flags: &BenchFlags, name: &str, text: &str) -> Result<PathBuf, crate::Error> {
+    std::fs::create_dir_all(&flags.out).map_err(|e| crate::Error::io(&flags.out, e))?;
+    let path = flags.out.join(name);
+    std::fs::write(&path, text).map_err(|e| crate::Error::io(&path, e))?;
+    Ok(path)
+}
+
+/// The devices `--device` names: one, or every backend this build has (`all`).
+fn device_choices(flags: &BenchFlags) -> Result<Vec<DeviceChoice>, crate::Error> {
+    Ok(match flags.device.to_ascii_lowercase().as_str() {
         "all" => {
             let mut c = Vec::new();
             if cfg!(feature = "flex") {
@@ -321,91 +351,82 @@ pub fn run(flags: &BenchFlags) -> Result<(), crate::Error> {
             c
         }
         other => vec![other.parse::<DeviceChoice>()?],
+    })
+}
+
+/// The lines of `--pytorch`'s JSON-lines file (none without it); a bad line is an error
+/// naming it.
+fn read_pytorch(flags: &BenchFlags) -> Result<Vec<serde_json::Value>, crate::Error> {
+    let Some(p) = &flags.pytorch else {
+        return Ok(Vec::new());
     };
-    let pytorch: Vec<serde_json::Value> = match &flags.pytorch {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| crate::Error::io(p, e))?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| format!("{}: line {}: {e}", p.display(), i + 1))
-            })
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
-    let (cpu_peak, cpu_how) = crate::cpu_peak::cpu_peak_gflops();
-    let mut results: Vec<Measurement> = Vec::new();
-    let mut devices_seen: Vec<String> = Vec::new();
-    for choice in choices {
-        let selected = match select_device(choice) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("skipping {choice:?}: {e}");
-                continue;
-            }
+    let text = std::fs::read_to_string(p).map_err(|e| crate::Error::io(p, e))?;
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}: line {}: {e}", p.display(), i + 1))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(lines)
+}
+
+/// Measures one model on one device, a measurement per phase asked for.
+fn measure_model(
+    flags: &BenchFlags,
+    model: &BenchModel,
+    path: &Path,
+    selected: &models::SelectedDevice,
+    choice: DeviceChoice,
+) -> Result<Vec<Measurement>, crate::Error> {
+    let [c, h, w] = model.input;
+    let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
+        .map_err(|e| format!("{}: {}", path.display(), e.0))?;
+    let flops = spec.forward_flops()? as f64;
+    let mut measured = Vec::new();
+    for phase in flags.phases() {
+        eprintln!(
+            "{} / {} / {}: warming up, then {} timed runs of about {} s",
+            selected.description,
+            model.name,
+            phase.name(),
+            flags.runs,
+            flags.seconds
+        );
+        reset_peak_memory();
+        let (device, runs, seconds) = (&selected.device, flags.runs, flags.seconds);
+        let runs = match phase {
+            Phase::Train => bench_training(model, &spec, device, runs, seconds)?,
+            Phase::Inference => bench_inference(model, &spec, device, runs, seconds)?,
         };
-        devices_seen.push(selected.description.clone());
-        for model in &file.model {
-            if let Some(o) = &flags.only
-                && !model.name.to_lowercase().contains(&o.to_lowercase())
-            {
-                continue;
-            }
-            let [c, h, w] = model.input;
-            let spec = ModelSpec::parse(&model.name, Shape::image(c, [h, w]), &model.layers)
-                .map_err(|e| format!("{}: {}", path.display(), e.0))?;
-            let flops = spec.forward_flops()? as f64;
-            for phase in flags.phases() {
-                eprintln!(
-                    "{} / {} / {}: warming up, then {} timed runs of about {} s",
-                    selected.description,
-                    model.name,
-                    phase.name(),
-                    flags.runs,
-                    flags.seconds
-                );
-                reset_peak_memory();
-                let runs = match phase {
-                    Phase::Train => {
-                        bench_training(model, &spec, &selected.device, flags.runs, flags.seconds)?
-                    }
-                    Phase::Inference => {
-                        bench_inference(model, &spec, &selected.device, flags.runs, flags.seconds)?
-                    }
-                };
-                let m = Measurement {
-                    backend: selected.description.clone(),
-                    model: model.name.clone(),
-                    phase,
-                    batch_size: model.batch_size,
-                    runs,
-                    flops_per_sample: if phase == Phase::Train {
-                        3.0 * flops
-                    } else {
-                        flops
-                    },
-                    peak_mib: (choice == DeviceChoice::Cpu)
-                        .then(peak_memory_mib)
-                        .flatten(),
-                };
-                eprintln!("  {:.1} samples/s", m.median());
-                results.push(m);
-            }
-        }
+        let m = Measurement {
+            backend: selected.description.clone(),
+            model: model.name.clone(),
+            phase,
+            batch_size: model.batch_size,
+            runs,
+            flops_per_sample: if phase == Phase::Train {
+                3.0 * flops
+            } else {
+                flops
+            },
+            peak_mib: (choice == DeviceChoice::Cpu)
+                .then(peak_memory_mib)
+                .flatten(),
+        };
+        eprintln!("  {:.1} samples/s", m.median());
+        measured.push(m);
     }
-    if results.is_empty() {
-        return Err("no backend could be benchmarked".into());
-    }
-    let table = report(&results, &pytorch, flags.peak_gflops, (cpu_peak, &cpu_how));
-    println!("\n{table}");
-    std::fs::create_dir_all(&flags.out).map_err(|e| crate::Error::io(&flags.out, e))?;
-    let md = flags.out.join("bench.md");
-    std::fs::write(&md, &table).map_err(|e| crate::Error::io(&md, e))?;
+    Ok(measured)
+}
+
+/// The measurements as CSV, with PyTorch's figure where given.
+fn results_csv(results: &[Measurement], pytorch: &[serde_json::Value]) -> String {
     let mut csv = String::from(
         "backend,model,phase,batch_size,samples_per_s,min,max,gflops_per_s,flops_per_sample,peak_mib,pytorch_samples_per_s\n",
     );
-    for m in &results {
+    for m in results {
         let gflops = m.median() * m.flops_per_sample / 1e9;
         let (min, max) = m.range();
         let _ = writeln!(
@@ -419,14 +440,10 @@ pub fn run(flags: &BenchFlags) -> Result<(), crate::Error> {
             gflops,
             m.flops_per_sample,
             m.peak_mib.map_or(String::new(), |p| format!("{p:.0}")),
-            pytorch_figure(&pytorch, &m.model, m.phase)
-                .map_or(String::new(), |p| format!("{p:.1}"))
+            pytorch_figure(pytorch, &m.model, m.phase).map_or(String::new(), |p| format!("{p:.1}"))
         );
     }
-    let csv_path = flags.out.join("bench.csv");
-    std::fs::write(&csv_path, csv).map_err(|e| crate::Error::io(&csv_path, e))?;
-    println!("written to {} and {}", md.display(), csv_path.display());
-    Ok(())
+    csv
 }
 
 /// The Markdown table of the measurements.

@@ -191,6 +191,65 @@ fn our_run(
     Ok((median(&runs), peak_memory_mib()))
 }
 
+/// The pair of `name` and `phase` in `pairs`, added (with its FLOPs per sample from the
+/// model's `forward` FLOPs) when it is not there yet.
+fn pair_for<'a>(
+    pairs: &'a mut Vec<(String, Phase, Pair)>,
+    name: &str,
+    phase: Phase,
+    forward: f64,
+) -> &'a mut Pair {
+    let at = match pairs.iter().position(|(n, p, _)| n == name && *p == phase) {
+        Some(i) => i,
+        None => {
+            let passes = if phase == Phase::Train { 3.0 } else { 1.0 };
+            let pair = Pair {
+                flops_per_sample: forward * passes,
+                ..Pair::default()
+            };
+            pairs.push((name.to_string(), phase, pair));
+            pairs.len() - 1
+        }
+    };
+    &mut pairs[at].2
+}
+
+/// Per model and phase the line `ratio <model> <train|infer> <median>` with the spread,
+/// both sides' samples per second and our fraction of the CPU's `peak`, and a memory line.
+fn ratio_lines(pairs: &[(String, Phase, Pair)], peak: f64) -> String {
+    let mut lines = String::new();
+    for (name, phase, pair) in pairs {
+        let ratios = pair.ratios();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| {
+                (a.min(*r), b.max(*r))
+            });
+        let short = match phase {
+            Phase::Train => "train",
+            Phase::Inference => "infer",
+        };
+        let gflops = median(&pair.ours) * pair.flops_per_sample / 1e9;
+        let _ = writeln!(
+            lines,
+            "ratio {name} {short} {:.2} ({lo:.2}-{hi:.2}; ours {:.0}, PyTorch {:.0} samples/s; \
+             ours {gflops:.0} GFLOP/s, {:.2} of peak)",
+            median(&ratios),
+            median(&pair.ours),
+            median(&pair.peer),
+            gflops / peak
+        );
+        let mib = |m: Option<f64>| m.map_or("-".into(), |m| format!("{m:.0} MiB"));
+        let _ = writeln!(
+            lines,
+            "memory {name} {short}: ours {}, PyTorch {}",
+            mib(pair.ours_mib),
+            mib(pair.peer_mib)
+        );
+    }
+    lines
+}
+
 /// Runs the comparison and returns its report: per model and phase a line
 /// `ratio <model> <train|infer> <median ours/peer>` with the spread, and the memory of both.
 pub fn run(
@@ -226,22 +285,7 @@ pub fn run(
                     phase.name(),
                     ours / peer
                 );
-                let at = match pairs
-                    .iter()
-                    .position(|(n, p, _)| n == &model.name && *p == phase)
-                {
-                    Some(i) => i,
-                    None => {
-                        let passes = if phase == Phase::Train { 3.0 } else { 1.0 };
-                        let pair = Pair {
-                            flops_per_sample: forward * passes,
-                            ..Pair::default()
-                        };
-                        pairs.push((model.name.clone(), phase, pair));
-                        pairs.len() - 1
-                    }
-                };
-                let pair = &mut pairs[at].2;
+                let pair = pair_for(&mut pairs, &model.name, phase, forward);
                 pair.ours.push(ours);
                 pair.peer.push(peer);
                 pair.ours_mib = max_of(pair.ours_mib, ours_mib);
@@ -261,35 +305,7 @@ pub fn run(
          training sample.\n",
         flags.rounds, flags.seconds
     );
-    for (name, phase, pair) in &pairs {
-        let ratios = pair.ratios();
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| {
-                (a.min(*r), b.max(*r))
-            });
-        let short = match phase {
-            Phase::Train => "train",
-            Phase::Inference => "infer",
-        };
-        let gflops = median(&pair.ours) * pair.flops_per_sample / 1e9;
-        let _ = writeln!(
-            report,
-            "ratio {name} {short} {:.2} ({lo:.2}-{hi:.2}; ours {:.0}, PyTorch {:.0} samples/s; \
-             ours {gflops:.0} GFLOP/s, {:.2} of peak)",
-            median(&ratios),
-            median(&pair.ours),
-            median(&pair.peer),
-            gflops / peak
-        );
-        let mib = |m: Option<f64>| m.map_or("-".into(), |m| format!("{m:.0} MiB"));
-        let _ = writeln!(
-            report,
-            "memory {name} {short}: ours {}, PyTorch {}",
-            mib(pair.ours_mib),
-            mib(pair.peer_mib)
-        );
-    }
+    report.push_str(&ratio_lines(&pairs, peak));
     Ok(report)
 }
 

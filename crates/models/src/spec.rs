@@ -773,71 +773,8 @@ impl FromStr for Layer {
                     activation,
                 })
             }
-            "conv" | "conv2d" => {
-                let filters = args
-                    .first()
-                    .ok_or_else(|| bad("needs a number of filters"))?;
-                let kernel = args
-                    .get(1)
-                    .ok_or_else(|| bad("needs a kernel size like 3x3"))?;
-                let mut layer = Layer::Conv {
-                    filters: number(filters, text)?,
-                    kernel: pair(kernel, text)?,
-                    stride: [1, 1],
-                    padding: Padding::Valid,
-                    activation: Activation::Linear,
-                };
-                if let Layer::Conv {
-                    stride,
-                    padding,
-                    activation,
-                    ..
-                } = &mut layer
-                {
-                    for arg in &args[2..] {
-                        if let Some(s) = arg.strip_prefix("stride") {
-                            *stride = pair(s, text)?;
-                        } else if arg == "same" {
-                            *padding = Padding::Same;
-                        } else if arg == "valid" {
-                            *padding = Padding::Valid;
-                        } else {
-                            *activation = arg.parse()?;
-                        }
-                    }
-                }
-                Ok(layer)
-            }
-            "maxpool" | "avgpool" | "averagepool" | "minpool" => {
-                let kind = match name.as_str() {
-                    "maxpool" => PoolKind::Max,
-                    "minpool" => PoolKind::Min,
-                    _ => PoolKind::Average,
-                };
-                let size = pair(
-                    args.first().ok_or_else(|| bad("needs a window size"))?,
-                    text,
-                )?;
-                let mut stride = size;
-                let mut padding = Padding::Valid;
-                for arg in &args[1..] {
-                    if let Some(s) = arg.strip_prefix("stride") {
-                        stride = pair(s, text)?;
-                    } else if arg == "same" {
-                        padding = Padding::Same;
-                    } else if arg == "valid" {
-                        padding = Padding::Valid;
-                    } else {
-                        return Err(bad(&format!("unknown pooling option {arg:?}")));
-                    }
-                }
-                Ok(Layer::Pool {
-                    kind,
-                    size,
-                    stride,
-                    padding,
-                })
-            }
+            "conv" | "conv2d" => parse_conv(&args, text),
+            "maxpool" | "avgpool" | "averagepool" | "minpool" => parse_pool(&name, &args, text),
             "dropout" => match args.as_slice() {
                 [rate] => Ok(Layer::Dropout {
                     rate: number(rate, text)?,
@@ -859,6 +796,70 @@ impl FromStr for Layer {
                 }),
         }
     }
+}
+
+/// `conv(FILTERS, KxK[, stride S][, same|valid][, ACTIVATION])`, its arguments `args`.
+fn parse_conv(args: &[String], text: &str) -> Result<Layer> {
+    let bad = |why: &str| SpecError(format!("layer {text:?}: {why}"));
+    let filters = args
+        .first()
+        .ok_or_else(|| bad("needs a number of filters"))?;
+    let kernel = args
+        .get(1)
+        .ok_or_else(|| bad("needs a kernel size like 3x3"))?;
+    let (mut stride, mut padding, mut activation) = ([1, 1], Padding::Valid, Activation::Linear);
+    for arg in &args[2..] {
+        if let Some(s) = arg.strip_prefix("stride") {
+            stride = pair(s, text)?;
+        } else if arg == "same" {
+            padding = Padding::Same;
+        } else if arg == "valid" {
+            padding = Padding::Valid;
+        } else {
+            activation = arg.parse()?;
+        }
+    }
+    Ok(Layer::Conv {
+        filters: number(filters, text)?,
+        kernel: pair(kernel, text)?,
+        stride,
+        padding,
+        activation,
+    })
+}
+
+/// `maxpool|avgpool|minpool(SIZE[, stride S][, same|valid])` (`name` the first word), its
+/// arguments `args`; the stride defaults to the window size, as in Keras.
+fn parse_pool(name: &str, args: &[String], text: &str) -> Result<Layer> {
+    let bad = |why: &str| SpecError(format!("layer {text:?}: {why}"));
+    let kind = match name {
+        "maxpool" => PoolKind::Max,
+        "minpool" => PoolKind::Min,
+        _ => PoolKind::Average,
+    };
+    let size = pair(
+        args.first().ok_or_else(|| bad("needs a window size"))?,
+        text,
+    )?;
+    let mut stride = size;
+    let mut padding = Padding::Valid;
+    for arg in &args[1..] {
+        if let Some(s) = arg.strip_prefix("stride") {
+            stride = pair(s, text)?;
+        } else if arg == "same" {
+            padding = Padding::Same;
+        } else if arg == "valid" {
+            padding = Padding::Valid;
+        } else {
+            return Err(bad(&format!("unknown pooling option {arg:?}")));
+        }
+    }
+    Ok(Layer::Pool {
+        kind,
+        size,
+        stride,
+        padding,
+    })
 }
 
 /// Splits a model text into layers at newlines, `;`, `->`, commas and spaces outside
