@@ -31,6 +31,6 @@ pub use locate::{DATA_DIR_ENV, DataDirs, Origin};
 pub use preprocess::{FeatureScaler, TargetScaler, one_hot};
 pub use samples::{ClassNames, Samples, Targets};
 pub use split::{
-    HoldOut, Split, shuffle_split, split_samples, stratified_k_fold, stratified_split,
+    HoldOut, Split, TestSplit, shuffle_split, split_samples, stratified_k_fold, stratified_split,
 };
 pub use tabular::Task;

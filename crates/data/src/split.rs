@@ -7,6 +7,104 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{DataError, Result};
 use crate::samples::{Samples, Targets};
 
+/// Where a run's test data comes from: the one split type of the workspace. Study files
+/// write it as `[split]` with `kind` (`official`, `stratified` or `random`) and, for a
+/// hold-out, `test_fraction` (default 0.2); result keys record it; [`split_samples`] makes
+/// a hold-out's parts ([`Split`], sized by a [`HoldOut`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "SplitFields", into = "SplitFields")]
+pub enum TestSplit {
+    /// The dataset's own test set.
+    Official,
+    /// A class-stratified hold-out of this fraction.
+    Stratified(f64),
+    /// A shuffled hold-out of this fraction (for values).
+    Random(f64),
+}
+
+impl TestSplit {
+    /// `official`, `stratified` or `random`, as study files and result keys write it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            TestSplit::Official => "official",
+            TestSplit::Stratified(_) => "stratified",
+            TestSplit::Random(_) => "random",
+        }
+    }
+
+    /// The parts of `all` for a hold-out (its training and test items' positions, drawn
+    /// with `seed`; stratified by class for [`TestSplit::Stratified`]); an error for
+    /// [`TestSplit::Official`], which holds nothing out.
+    pub fn hold_out(self, all: &Samples, seed: u64) -> Result<Split> {
+        match self {
+            TestSplit::Official => Err(DataError::Invalid(
+                "the official split holds nothing out: its test set is the dataset's own".into(),
+            )),
+            TestSplit::Stratified(f) => split_samples(all, HoldOut::Fraction(f), true, seed),
+            TestSplit::Random(f) => split_samples(all, HoldOut::Fraction(f), false, seed),
+        }
+    }
+
+    /// The held-out fraction of a hold-out; `None` for the official test set.
+    pub fn test_fraction(self) -> Option<f64> {
+        match self {
+            TestSplit::Official => None,
+            TestSplit::Stratified(f) | TestSplit::Random(f) => Some(f),
+        }
+    }
+}
+
+/// [`TestSplit`] as study files write it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitFields {
+    kind: SplitKindName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    test_fraction: Option<f64>,
+}
+
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SplitKindName {
+    Official,
+    Stratified,
+    Random,
+}
+
+impl TryFrom<SplitFields> for TestSplit {
+    type Error = String;
+
+    fn try_from(fields: SplitFields) -> std::result::Result<Self, String> {
+        let fraction = fields.test_fraction.unwrap_or(0.2);
+        match fields.kind {
+            SplitKindName::Official if fields.test_fraction.is_some() => Err(
+                "test_fraction is for a hold-out: kind \"official\" uses the dataset's own test set"
+                    .into(),
+            ),
+            SplitKindName::Official => Ok(TestSplit::Official),
+            _ if !(fraction > 0.0 && fraction < 1.0) => Err(format!(
+                "test_fraction {fraction} is not between 0 and 1"
+            )),
+            SplitKindName::Stratified => Ok(TestSplit::Stratified(fraction)),
+            SplitKindName::Random => Ok(TestSplit::Random(fraction)),
+        }
+    }
+}
+
+impl From<TestSplit> for SplitFields {
+    fn from(split: TestSplit) -> Self {
+        let kind = match split {
+            TestSplit::Official => SplitKindName::Official,
+            TestSplit::Stratified(_) => SplitKindName::Stratified,
+            TestSplit::Random(_) => SplitKindName::Random,
+        };
+        SplitFields {
+            kind,
+            test_fraction: split.test_fraction(),
+        }
+    }
+}
+
 /// How much of the data goes to the held-out part.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HoldOut {
@@ -161,6 +259,40 @@ pub fn stratified_k_fold(labels: &[usize], k: usize, seed: u64) -> Result<Vec<Sp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_test_split_reads_as_study_files_write_it_and_refuses_what_cannot_be() {
+        let read = |text: &str| serde_json::from_str::<TestSplit>(text).map_err(|e| e.to_string());
+        assert_eq!(read(r#"{"kind": "official"}"#), Ok(TestSplit::Official));
+        assert_eq!(
+            read(r#"{"kind": "stratified"}"#),
+            Ok(TestSplit::Stratified(0.2))
+        );
+        assert_eq!(
+            read(r#"{"kind": "random", "test_fraction": 0.25}"#),
+            Ok(TestSplit::Random(0.25))
+        );
+        for (bad, named) in [
+            (
+                r#"{"kind": "official", "test_fraction": 0.2}"#,
+                "test_fraction",
+            ),
+            (r#"{"kind": "stratified", "test_fraction": 1.5}"#, "1.5"),
+            (r#"{"kind": "stratified", "test_fraction": 0}"#, "0"),
+            (r#"{"kind": "stratifed"}"#, "stratifed"),
+            (
+                r#"{"kind": "random", "test_fractoin": 0.2}"#,
+                "test_fractoin",
+            ),
+        ] {
+            let error = read(bad).unwrap_err();
+            assert!(error.contains(named), "{bad}: {error}");
+        }
+        let written = serde_json::to_string(&TestSplit::Random(0.25)).unwrap();
+        assert_eq!(written, r#"{"kind":"random","test_fraction":0.25}"#);
+        assert_eq!(TestSplit::Official.test_fraction(), None);
+        assert_eq!(TestSplit::Stratified(0.3).kind(), "stratified");
+    }
 
     #[test]
     fn split_samples_stratifies_classes_only_when_asked() {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use data::{DataDirs, DatasetName, HoldOut, Samples, split_samples};
+use data::{DataDirs, DatasetName, HoldOut, Samples, TestSplit, split_samples};
 pub use search::key::DataKey;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -14,36 +14,8 @@ use serde_json::{Map, Value};
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// How the data is split into training and test parts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SplitConfig {
-    /// `official` (the dataset's own test set), `stratified` (class-balanced hold-out) or
-    /// `random`.
-    pub kind: SplitKind,
-    /// Held-out fraction for `stratified` and `random`.
-    #[serde(default = "default_test_fraction")]
-    pub test_fraction: f64,
-}
-
-fn default_test_fraction() -> f64 {
-    0.2
-}
-
 fn default_validation_fraction() -> f64 {
     0.2
-}
-
-/// The kinds of split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SplitKind {
-    /// The dataset's own test set.
-    Official,
-    /// A class-stratified hold-out.
-    Stratified,
-    /// A shuffled hold-out (regression).
-    Random,
 }
 
 /// How `--quick` shrinks a run (a study without `[quick]` gets [`QuickConfig::default`]:
@@ -97,7 +69,7 @@ pub struct MlpTableConfig {
     #[serde(default)]
     pub notes: Vec<String>,
     /// The split.
-    pub split: SplitConfig,
+    pub split: TestSplit,
     /// What picks the best trial: `validation` (the default: a part of `validation_fraction`
     /// carved from the training data) or `test` (only where the report ranked so).
     #[serde(default)]
@@ -291,7 +263,7 @@ impl LoadedSplit {
 pub fn load_split(
     dirs: &DataDirs,
     dataset: DatasetName,
-    split: &SplitConfig,
+    split: TestSplit,
     seed: u64,
     limits: Option<(usize, usize)>,
 ) -> Result<LoadedSplit, ConfigError> {
@@ -303,20 +275,17 @@ pub fn load_split(
         .map_err(|e| ConfigError(e.to_string()))?;
     let form = splits.form;
     let mut indices = None;
-    let (train, test) = match (split.kind, splits.test) {
-        (SplitKind::Official, Some(test)) => (splits.train, test),
-        (SplitKind::Official, None) => {
+    let (train, test) = match (split, splits.test) {
+        (TestSplit::Official, Some(test)) => (splits.train, test),
+        (TestSplit::Official, None) => {
             return Err(ConfigError(format!(
                 "{dataset} has no official test split: use kind = \"stratified\" or \"random\""
             )));
         }
-        (kind, _) => {
-            let parts = split_indices(
-                &splits.train,
-                kind,
-                HoldOut::Fraction(split.test_fraction),
-                seed,
-            )?;
+        (split, _) => {
+            let parts = split
+                .hold_out(&splits.train, seed)
+                .map_err(|e| ConfigError(format!("split: {e}")))?;
             let data = (
                 splits.train.subset(&parts.train),
                 splits.train.subset(&parts.held_out),
@@ -360,7 +329,7 @@ pub fn load_run_data(
     flags: &crate::cli::Flags,
     path: &Path,
     dataset_config: &DatasetConfig,
-    split: &SplitConfig,
+    split: TestSplit,
     quick: &QuickConfig,
 ) -> Result<LoadedSplit, crate::Error> {
     let dataset_name = match dataset_config {
@@ -380,22 +349,22 @@ fn load_own_data(
     flags: &crate::cli::Flags,
     path: &Path,
     file: &FileDataset,
-    split: &SplitConfig,
+    split: TestSplit,
     quick: &QuickConfig,
 ) -> Result<LoadedSplit, crate::Error> {
     use data::user_data::{LoadOptions, Source, load};
     let at = |e: String| format!("{}: [dataset]: {e}", path.display());
     let folder = path.parent().unwrap_or(Path::new(""));
     let test = file.test.as_ref().map(|t| folder.join(t));
-    match (split.kind, &test) {
-        (SplitKind::Official, None) => {
+    match (split, &test) {
+        (TestSplit::Official, None) => {
             return Err(crate::Error::from(at(
                 "[split] kind \"official\" needs a test file: give `test` in [dataset], or use \
                  kind = \"stratified\" or \"random\""
                     .into(),
             )));
         }
-        (SplitKind::Stratified | SplitKind::Random, Some(_)) => {
+        (TestSplit::Stratified(_) | TestSplit::Random(_), Some(_)) => {
             return Err(crate::Error::from(at(
                 "a `test` file is the official split: set [split] kind = \"official\"".into(),
             )));
@@ -411,7 +380,8 @@ fn load_own_data(
         header: file.header,
         impute: file.impute,
         test,
-        test_fraction: split.test_fraction,
+        // The official split's test file is given; a hold-out's fraction otherwise.
+        test_fraction: split.test_fraction().unwrap_or(0.2),
         resize: false,
         seed: flags.seed,
         data_dir: flags.data_dir.clone(),
@@ -453,19 +423,14 @@ pub fn data_config<'a>(
     dataset: &'a str,
     train: &Samples,
     form: Option<data::DataForm>,
-    split: &SplitConfig,
+    split: TestSplit,
     seed: u64,
     quick: Option<&QuickConfig>,
 ) -> DataKey<'a> {
-    use search::key::SplitKey;
     DataKey {
         dataset,
         classification: matches!(train.targets, data::Targets::Classes { .. }),
-        split: match split.kind {
-            SplitKind::Official => SplitKey::Official,
-            SplitKind::Stratified => SplitKey::Stratified(split.test_fraction),
-            SplitKind::Random => SplitKey::Random(split.test_fraction),
-        },
+        split,
         split_seed: seed,
         subset: quick.map(|q| (q.train_items, q.test_items)),
         validation_fraction: None,
@@ -473,25 +438,19 @@ pub fn data_config<'a>(
     }
 }
 
-/// Splits `all`, stratified for classes unless `kind` is random.
+/// Splits `all` into a training part and a held-out part of `held_out`'s size,
+/// stratified by class (the validation part of a run, or a test-fold's hold-out).
 pub fn hold_out(
     all: &Samples,
-    kind: SplitKind,
     held_out: HoldOut,
     seed: u64,
 ) -> Result<(Samples, Samples), ConfigError> {
-    let split = split_indices(all, kind, held_out, seed)?;
+    let split = split_indices(all, held_out, seed)?;
     Ok((all.subset(&split.train), all.subset(&split.held_out)))
 }
 
-fn split_indices(
-    all: &Samples,
-    kind: SplitKind,
-    held_out: HoldOut,
-    seed: u64,
-) -> Result<data::Split, ConfigError> {
-    split_samples(all, held_out, kind == SplitKind::Stratified, seed)
-        .map_err(|e| ConfigError(format!("split: {e}")))
+fn split_indices(all: &Samples, held_out: HoldOut, seed: u64) -> Result<data::Split, ConfigError> {
+    split_samples(all, held_out, true, seed).map_err(|e| ConfigError(format!("split: {e}")))
 }
 
 /// The positions of at most `items` of `all` (stratified for classes); 0 or more than
@@ -500,11 +459,6 @@ fn subset_indices(all: &Samples, items: usize, seed: u64) -> Result<Vec<usize>, 
     if items == 0 || items >= all.len() {
         return Ok((0..all.len()).collect());
     }
-    let split = split_indices(
-        all,
-        SplitKind::Stratified,
-        HoldOut::Count(all.len() - items),
-        seed,
-    )?;
+    let split = split_indices(all, HoldOut::Count(all.len() - items), seed)?;
     Ok(split.train)
 }

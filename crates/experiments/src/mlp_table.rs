@@ -106,7 +106,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
         flags,
         &config_path,
         &config.dataset,
-        &config.split,
+        config.split,
         &config.quick,
     )?;
     let form = loaded.form;
@@ -142,7 +142,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
             &data_name,
             &train,
             form,
-            &config.split,
+            config.split,
             flags.seed,
             flags.quick.then_some(&config.quick),
         )
@@ -869,13 +869,7 @@ fn carve_validation(
              on that part of the training data)"
         )));
     }
-    config::hold_out(
-        train,
-        config::SplitKind::Stratified,
-        data::HoldOut::Fraction(fraction),
-        seed,
-    )
-    .map_err(crate::Error::from)
+    config::hold_out(train, data::HoldOut::Fraction(fraction), seed).map_err(crate::Error::from)
 }
 
 fn default_cell(m: &Mlp, column: &str) -> String {

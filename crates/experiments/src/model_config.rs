@@ -13,7 +13,7 @@ use trainer::{
     Verbosity,
 };
 
-use crate::config::{QuickConfig, SplitConfig};
+use crate::config::QuickConfig;
 
 /// Names a published row may give its figures under. Anything else in a row is a
 /// parameter of the grid.
@@ -56,7 +56,7 @@ pub struct ModelTableConfig {
     #[serde(default)]
     pub notes: Vec<String>,
     /// The split into training and test data.
-    pub split: SplitConfig,
+    pub split: data::TestSplit,
     /// What ranks a grid section's trials (`layout = "talos"` sections always rank on
     /// validation): `validation` (the default; every trial needs a `validation` part) or
     /// `test` (only where the report ranked so).

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use trainer::{Checkpointing, Outcome, Preprocessing, TrainedModel, Verbosity, train_model};
 
 use crate::cli::Flags;
-use crate::config::{self, SplitKind};
+use crate::config;
 use crate::estimate;
 use crate::model_config::Section;
 use crate::model_config::{
@@ -340,8 +340,7 @@ fn validation_parts(
             continue;
         }
         let split = if v > 0.0 {
-            let (fit, val) =
-                config::hold_out(train, SplitKind::Stratified, HoldOut::Fraction(v), seed)?;
+            let (fit, val) = config::hold_out(train, HoldOut::Fraction(v), seed)?;
             (fit, Some(val))
         } else {
             (train.clone(), None)
@@ -583,8 +582,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     let path = flags.config_path(name);
     let mut config: ModelTableConfig = config::read(&path)?;
     config.title = config::title_or_file_name(&config.title, &path);
-    let loaded =
-        config::load_run_data(flags, &path, &config.dataset, &config.split, &config.quick)?;
+    let loaded = config::load_run_data(flags, &path, &config.dataset, config.split, &config.quick)?;
     let form = loaded.form;
     let data_name = loaded.data_name(&config.dataset);
     let encoder = loaded.encoder.clone();
@@ -601,7 +599,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
         &data_name,
         &train,
         form,
-        &config.split,
+        config.split,
         flags.seed,
         flags.quick.then_some(&config.quick),
     )

@@ -50,17 +50,6 @@ pub fn config_key(config: &Value) -> String {
     format!("v{KEY_VERSION}-{hex}")
 }
 
-/// How the training and test data were split, as result keys write it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum SplitKey {
-    /// The dataset's own test set.
-    Official,
-    /// A class-stratified hold-out of this fraction.
-    Stratified(f64),
-    /// A shuffled hold-out of this fraction.
-    Random(f64),
-}
-
 /// What a run's data is, the `data` part of every result key: one form for `grid` and the
 /// report binaries, so a result is never reused on other data (split, seed, subset).
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +59,7 @@ pub struct DataKey<'a> {
     /// Class targets (else real values).
     pub classification: bool,
     /// The train/test split.
-    pub split: SplitKey,
+    pub split: data::TestSplit,
     /// The split's seed.
     pub split_seed: u64,
     /// `--quick`'s subset: training and test items kept (0: all).
@@ -85,10 +74,9 @@ pub struct DataKey<'a> {
 impl DataKey<'_> {
     /// The canonical JSON of [`DataKey`].
     pub fn to_value(&self) -> Value {
-        let split = match self.split {
-            SplitKey::Official => json!({"kind": "official"}),
-            SplitKey::Stratified(f) => json!({"kind": "stratified", "test_fraction": f}),
-            SplitKey::Random(f) => json!({"kind": "random", "test_fraction": f}),
+        let split = match self.split.test_fraction() {
+            None => json!({"kind": self.split.kind()}),
+            Some(f) => json!({"kind": self.split.kind(), "test_fraction": f}),
         };
         let mut value = json!({
             "dataset": self.dataset,
@@ -150,7 +138,7 @@ mod tests {
         let key = DataKey {
             dataset: "diabetes",
             classification: false,
-            split: SplitKey::Random(0.2),
+            split: data::TestSplit::Random(0.2),
             split_seed: 0,
             subset: Some((100, 30)),
             validation_fraction: Some(0.2),
@@ -163,7 +151,7 @@ mod tests {
                    "subset": {"train_items": 100, "test_items": 30}, "validation_fraction": 0.2})
         );
         let plain = DataKey {
-            split: SplitKey::Official,
+            split: data::TestSplit::Official,
             subset: None,
             validation_fraction: None,
             ..key

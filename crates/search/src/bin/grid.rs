@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use data::TestSplit;
 use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, split_samples};
 use models::{DeviceChoice, select_device};
-use search::key::{DataKey, SplitKey};
+use search::key::DataKey;
 use search::{
     Grid, Halving, MLP_COLUMNS, MLP_PARAMS, MlpSearch, RankBy, ResultsFile, SearchOptions, Shard,
     Table, TrialRecord, best, merge, successive_halving,
@@ -243,15 +244,7 @@ fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) -> Table {
 struct GridFile {
     grid: Grid,
     defaults: serde_json::Map<String, serde_json::Value>,
-    split: Option<StudySplit>,
-}
-
-/// An experiment file's `[split]`.
-#[derive(serde::Deserialize)]
-struct StudySplit {
-    kind: String,
-    #[serde(default)]
-    test_fraction: Option<f64>,
+    split: Option<TestSplit>,
 }
 
 /// A grid file, or the `[grid]`, `[defaults]` and `[split]` of an experiment file.
@@ -287,7 +280,7 @@ fn read_grid(path: &Path) -> Result<GridFile, String> {
     };
     let split = value
         .get("split")
-        .map(|s| serde_json::from_value::<StudySplit>(s.clone()))
+        .map(|s| serde_json::from_value::<TestSplit>(s.clone()))
         .transpose()
         .map_err(|e| at("[split]", e.to_string()))?;
     Ok(GridFile {
@@ -297,18 +290,6 @@ fn read_grid(path: &Path) -> Result<GridFile, String> {
     })
 }
 
-/// Splits `all` into two parts, stratified for classes unless `stratified` is false.
-fn hold_out(
-    all: &Samples,
-    fraction: f64,
-    stratified: bool,
-    seed: u64,
-) -> Result<(Samples, Samples), String> {
-    let split = split_samples(all, HoldOut::Fraction(fraction), stratified, seed)
-        .map_err(|e| e.to_string())?;
-    Ok((all.subset(&split.train), all.subset(&split.held_out)))
-}
-
 /// Training and test data, and the split in the canonical form of result keys: the
 /// dataset's own test set, else the study file's `[split]`, else a stratified hold-out of
 /// `--test-fraction`.
@@ -316,7 +297,7 @@ fn split_data(
     args: &RunArgs,
     dataset: DatasetName,
     file: &GridFile,
-) -> Result<(Samples, Samples, SplitKey, Option<&'static str>), String> {
+) -> Result<(Samples, Samples, TestSplit, Option<&'static str>), String> {
     let splits = DataDirs::new(args.data_dir.as_deref())
         .load_or_fetch(
             dataset,
@@ -324,41 +305,38 @@ fn split_data(
         )
         .map_err(|e| e.to_string())?;
     let form = splits.form.and_then(data::DataForm::key);
-    let (kind, fraction) = match &file.split {
-        Some(s) => (s.kind.as_str(), s.test_fraction.unwrap_or(0.2)),
-        None => ("stratified", args.test_fraction),
-    };
-    if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(format!(
-            "{}: test fraction {fraction} must be between 0 and 1",
-            args.grid.display()
-        ));
-    }
     // Without a study `[split]`, the dataset's own test set when it has one.
-    let kind = match (&file.split, &splits.test) {
-        (None, Some(_)) => "official",
-        _ => kind,
+    let split = match (file.split, &splits.test) {
+        (Some(split), _) => split,
+        (None, Some(_)) => TestSplit::Official,
+        (None, None) if args.test_fraction > 0.0 && args.test_fraction < 1.0 => {
+            TestSplit::Stratified(args.test_fraction)
+        }
+        (None, None) => {
+            return Err(format!(
+                "{}: test fraction {} must be between 0 and 1",
+                args.grid.display(),
+                args.test_fraction
+            ));
+        }
     };
-    match (kind, splits.test) {
-        ("official", Some(test)) => Ok((splits.train, test, SplitKey::Official, form)),
-        ("official", None) => Err(format!(
+    match (split, splits.test) {
+        (TestSplit::Official, Some(test)) => Ok((splits.train, test, split, form)),
+        (TestSplit::Official, None) => Err(format!(
             "{}: [split] kind \"official\": {} has no official test split",
             args.grid.display(),
             dataset
         )),
-        ("stratified" | "random", _) => {
-            let (train, test) = hold_out(&splits.train, fraction, kind == "stratified", args.seed)?;
-            let split = if kind == "stratified" {
-                SplitKey::Stratified(fraction)
-            } else {
-                SplitKey::Random(fraction)
-            };
+        (_, _) => {
+            let parts = split
+                .hold_out(&splits.train, args.seed)
+                .map_err(|e| e.to_string())?;
+            let (train, test) = (
+                splits.train.subset(&parts.train),
+                splits.train.subset(&parts.held_out),
+            );
             Ok((train, test, split, form))
         }
-        (other, _) => Err(format!(
-            "{}: [split] kind {other:?}: use official, stratified or random",
-            args.grid.display()
-        )),
     }
 }
 
@@ -366,7 +344,7 @@ fn split_data(
 struct RunData {
     train: Samples,
     test: Samples,
-    split: SplitKey,
+    split: TestSplit,
     form: Option<&'static str>,
     /// The dataset's name, or for --data its name and fingerprint (`houses.csv@1f2e...`).
     name: String,
@@ -408,9 +386,9 @@ fn run_data(args: &RunArgs, file: &GridFile) -> Result<RunData, String> {
         println!("{note}");
     }
     let split = match (&args.test, loaded.train.targets.classes()) {
-        (Some(_), _) => SplitKey::Official,
-        (None, Some(_)) => SplitKey::Stratified(args.test_fraction),
-        (None, None) => SplitKey::Random(args.test_fraction),
+        (Some(_), _) => TestSplit::Official,
+        (None, Some(_)) => TestSplit::Stratified(args.test_fraction),
+        (None, None) => TestSplit::Random(args.test_fraction),
     };
     Ok(RunData {
         train: loaded.train,
@@ -449,8 +427,17 @@ fn run(args: &RunArgs) -> Result<(), String> {
         );
     }
     let (train, validation) = if validation_fraction > 0.0 {
-        let (t, v) = hold_out(&train, validation_fraction, true, args.seed)?;
-        (t, Some(v))
+        let parts = split_samples(
+            &train,
+            HoldOut::Fraction(validation_fraction),
+            true,
+            args.seed,
+        )
+        .map_err(|e| e.to_string())?;
+        (
+            train.subset(&parts.train),
+            Some(train.subset(&parts.held_out)),
+        )
     } else {
         (train, None)
     };
