@@ -218,7 +218,7 @@ impl DataForm {
 /// A dataset's training and test parts (`test` is `None` where the dataset has no
 /// published test split: iris and diabetes).
 #[derive(Debug, Clone)]
-pub struct Splits {
+pub struct DatasetParts {
     /// Training items.
     pub train: Samples,
     /// Test items, when the dataset defines them.
@@ -337,7 +337,7 @@ impl DatasetName {
 
     /// Loads the dataset from its folder in a data directory. Pixels keep their raw values
     /// 0..=255; scale them with [`crate::FeatureScaler::pixels`].
-    pub fn load_from(self, folder: &Path) -> Result<Splits> {
+    pub fn load_from(self, folder: &Path) -> Result<DatasetParts> {
         let file = |name: &str| -> Result<PathBuf> {
             let path = folder.join(name);
             present_file(&path).ok_or_else(|| {
@@ -356,7 +356,7 @@ impl DatasetName {
             DatasetName::Cifar10 => load_cifar10(folder),
             // The documented classes: a label outside them (a typo such as
             // "Iris-setosaa") is an error naming its line, not a new class.
-            DatasetName::Iris => Ok(Splits {
+            DatasetName::Iris => Ok(DatasetParts {
                 train: load_delimited(
                     &file("iris.data")?,
                     &DelimitedFormat::csv_class_last(),
@@ -377,7 +377,7 @@ impl DatasetName {
                     target: TargetColumn::Name("Y".into()),
                     kind: TargetKind::Value,
                 };
-                Ok(Splits {
+                Ok(DatasetParts {
                     train: load_delimited(&file("diabetes.tab.txt")?, &format, None)?,
                     test: None,
                     form: None,
@@ -389,7 +389,10 @@ impl DatasetName {
 
 /// The MNIST-style IDX files (train and t10k images and labels) through `file`, which finds
 /// each in the dataset's folder.
-fn load_idx_pairs(file: &dyn Fn(&str) -> Result<PathBuf>, classes: ClassNames) -> Result<Splits> {
+fn load_idx_pairs(
+    file: &dyn Fn(&str) -> Result<PathBuf>,
+    classes: ClassNames,
+) -> Result<DatasetParts> {
     let train = load_idx_images(
         &file("train-images-idx3-ubyte.gz")?,
         &file("train-labels-idx1-ubyte.gz")?,
@@ -400,7 +403,7 @@ fn load_idx_pairs(file: &dyn Fn(&str) -> Result<PathBuf>, classes: ClassNames) -
         &file("t10k-labels-idx1-ubyte.gz")?,
         classes,
     )?;
-    Ok(Splits {
+    Ok(DatasetParts {
         train,
         test: Some(test),
         form: None,
@@ -409,11 +412,11 @@ fn load_idx_pairs(file: &dyn Fn(&str) -> Result<PathBuf>, classes: ClassNames) -
 
 /// CIFAR-10 from its official binary batches where unpacked in `folder`, else from the JPEG
 /// mirror's class folders.
-fn load_cifar10(folder: &Path) -> Result<Splits> {
+fn load_cifar10(folder: &Path) -> Result<DatasetParts> {
     let binary = folder.join(CIFAR10_OFFICIAL.unpacks_to);
     if binary.is_dir() {
         let (train, test) = cifar::load_binary_dir(&binary)?;
-        return Ok(Splits {
+        return Ok(DatasetParts {
             train,
             test: Some(test),
             form: Some(DataForm::Official),
@@ -423,7 +426,7 @@ fn load_cifar10(folder: &Path) -> Result<Splits> {
     let train = load_image_folder(&jpeg.join("train"), None, Channels::Rgb)?;
     let classes = train.targets.classes().cloned();
     let test = load_image_folder(&jpeg.join("test"), classes.as_ref(), Channels::Rgb)?;
-    Ok(Splits {
+    Ok(DatasetParts {
         train,
         test: Some(test),
         form: Some(DataForm::JpegMirror),
@@ -432,7 +435,7 @@ fn load_cifar10(folder: &Path) -> Result<Splits> {
 
 /// Statlog (Landsat Satellite): whitespace-separated, the class last, its six documented
 /// labels (there is no class 6).
-fn load_statlog(file: &dyn Fn(&str) -> Result<PathBuf>) -> Result<Splits> {
+fn load_statlog(file: &dyn Fn(&str) -> Result<PathBuf>) -> Result<DatasetParts> {
     let format = DelimitedFormat {
         separator: Separator::Whitespace,
         ..DelimitedFormat::csv_class_last()
@@ -441,7 +444,7 @@ fn load_statlog(file: &dyn Fn(&str) -> Result<PathBuf>) -> Result<Splits> {
     let train = load_delimited(&file("sat.trn")?, &format, Some(&known))?;
     let classes = train.targets.classes().cloned();
     let test = load_delimited(&file("sat.tst")?, &format, classes.as_ref())?;
-    Ok(Splits {
+    Ok(DatasetParts {
         train,
         test: Some(test),
         form: None,

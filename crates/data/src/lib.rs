@@ -24,7 +24,7 @@ pub mod tabular;
 pub mod user_data;
 
 pub use batcher::{Batch, BatchTargets, Item, ItemBatcher, ItemTarget, SamplesDataset};
-pub use catalog::{DataForm, DatasetName, DatasetSize, Splits};
+pub use catalog::{DataForm, DatasetName, DatasetParts, DatasetSize};
 pub use error::{DataError, Result};
 pub use fetch::{FetchOutcome, FetchSource, fetch_dataset, verify_dataset};
 pub use locate::{DATA_DIR_ENV, DataDirs, Origin};

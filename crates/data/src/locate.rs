@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{DatasetName, Splits};
+use crate::catalog::{DatasetName, DatasetParts};
 use crate::error::{DataError, Result};
 
 /// Environment variable naming a data directory.
@@ -106,7 +106,7 @@ impl DataDirs {
     }
 
     /// Finds and loads `name`.
-    pub fn load(&self, name: DatasetName) -> Result<Splits> {
+    pub fn load(&self, name: DatasetName) -> Result<DatasetParts> {
         let (folder, _) = self.find(name)?;
         name.load_from(&folder)
     }
@@ -120,7 +120,7 @@ impl DataDirs {
         &self,
         name: DatasetName,
         fetch: Option<&crate::fetch::FetchSource>,
-    ) -> Result<Splits> {
+    ) -> Result<DatasetParts> {
         match (self.find(name), fetch) {
             (Ok((folder, _)), _) => name.load_from(&folder),
             (Err(DataError::Missing(message)), Some(source)) if !name.is_committed() => {

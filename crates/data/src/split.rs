@@ -134,7 +134,7 @@ impl HoldOut {
     }
 }
 
-/// Splits `samples` in two: stratified by class when `stratify` is set and the targets
+/// DatasetParts `samples` in two: stratified by class when `stratify` is set and the targets
 /// are classes, a plain shuffle otherwise (regression, or a deliberately random split).
 pub fn split_samples(
     samples: &Samples,
@@ -170,7 +170,7 @@ fn by_class(labels: &[usize]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Splits so that each class keeps its share on both sides (as scikit-learn's
+/// DatasetParts so that each class keeps its share on both sides (as scikit-learn's
 /// `train_test_split(..., stratify=y)`); the same seed gives the same split.
 pub fn stratified_split(labels: &[usize], hold_out: HoldOut, seed: u64) -> Result<Split> {
     let total = labels.len();
@@ -209,7 +209,7 @@ pub fn stratified_split(labels: &[usize], hold_out: HoldOut, seed: u64) -> Resul
     Ok(split)
 }
 
-/// Splits `len` items at random (for regression targets).
+/// DatasetParts `len` items at random (for regression targets).
 pub fn shuffle_split(len: usize, hold_out: HoldOut, seed: u64) -> Result<Split> {
     let n_out = hold_out.count(len)?;
     let mut indices: Vec<usize> = (0..len).collect();

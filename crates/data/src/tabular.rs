@@ -200,7 +200,7 @@ fn number(field: &str) -> Option<f32> {
     field.parse::<f32>().ok().filter(|v| v.is_finite())
 }
 
-/// Splits one line at `separator`, honouring double quotes (a separator inside quotes is
+/// DatasetParts one line at `separator`, honouring double quotes (a separator inside quotes is
 /// part of the field, `""` inside quotes is one quote). Fields are trimmed.
 fn split_quoted(line: &str, separator: Separator) -> std::result::Result<Vec<String>, String> {
     let is_sep = |c: char| match separator {

@@ -234,7 +234,7 @@ pub fn dataset(name: &str) -> Result<DatasetName, ConfigError> {
 
 /// The data of a run.
 #[derive(Debug, Clone)]
-pub struct LoadedSplit {
+pub struct RunData {
     /// Training data.
     pub train: Samples,
     /// Test data.
@@ -251,7 +251,7 @@ pub struct LoadedSplit {
     pub encoder: Option<data::tabular::TableEncoder>,
 }
 
-impl LoadedSplit {
+impl RunData {
     /// The name result keys give the data: the dataset's, or the own data's fingerprint.
     pub fn data_name(&self, dataset: &DatasetConfig) -> String {
         self.key.clone().unwrap_or_else(|| dataset.to_string())
@@ -266,7 +266,7 @@ pub fn load_split(
     split: TestSplit,
     seed: u64,
     limits: Option<(usize, usize)>,
-) -> Result<LoadedSplit, ConfigError> {
+) -> Result<RunData, ConfigError> {
     let splits = dirs
         .load_or_fetch(
             dataset,
@@ -295,7 +295,7 @@ pub fn load_split(
         }
     };
     let Some((train_items, test_items)) = limits else {
-        return Ok(LoadedSplit {
+        return Ok(RunData {
             train,
             test,
             indices,
@@ -313,7 +313,7 @@ pub fn load_split(
         train: keep_train.iter().map(|&i| parts.train[i]).collect(),
         held_out: keep_test.iter().map(|&i| parts.held_out[i]).collect(),
     });
-    Ok(LoadedSplit {
+    Ok(RunData {
         train: train.subset(&keep_train),
         test: test.subset(&keep_test),
         indices,
@@ -331,7 +331,7 @@ pub fn load_run_data(
     dataset_config: &DatasetConfig,
     split: TestSplit,
     quick: &QuickConfig,
-) -> Result<LoadedSplit, crate::Error> {
+) -> Result<RunData, crate::Error> {
     let dataset_name = match dataset_config {
         DatasetConfig::Named(name) => name,
         DatasetConfig::File(file) => return load_own_data(flags, path, file, split, quick),
@@ -351,7 +351,7 @@ fn load_own_data(
     file: &FileDataset,
     split: TestSplit,
     quick: &QuickConfig,
-) -> Result<LoadedSplit, crate::Error> {
+) -> Result<RunData, crate::Error> {
     use data::user_data::{LoadOptions, Source, load};
     let at = |e: String| format!("{}: [dataset]: {e}", path.display());
     let folder = path.parent().unwrap_or(Path::new(""));
@@ -406,7 +406,7 @@ fn load_own_data(
         }
         false => (loaded.train, loaded.test),
     };
-    Ok(LoadedSplit {
+    Ok(RunData {
         train,
         test,
         indices: None,
@@ -438,7 +438,7 @@ pub fn data_config<'a>(
     }
 }
 
-/// Splits `all` into a training part and a held-out part of `held_out`'s size,
+/// DatasetParts `all` into a training part and a held-out part of `held_out`'s size,
 /// stratified by class (the validation part of a run, or a test-fold's hold-out).
 pub fn hold_out(
     all: &Samples,

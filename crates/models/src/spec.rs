@@ -862,7 +862,7 @@ fn parse_pool(name: &str, args: &[String], text: &str) -> Result<Layer> {
     })
 }
 
-/// Splits a model text into layers at newlines, `;`, `->`, commas and spaces outside
+/// DatasetParts a model text into layers at newlines, `;`, `->`, commas and spaces outside
 /// parentheses (`conv(32, 3) relu maxpool(2) flatten dense(10)` is five layers; a space
 /// before a `(` belongs to its layer). A line starting with `#` is a comment.
 pub fn parse_layers(text: &str) -> Result<Vec<Layer>> {
