@@ -9,7 +9,7 @@
 # not reliable), locked while it runs, so a task the scheduler restarts while its first
 # attempt lives cannot corrupt it; a restarted task skips what its trials.jsonl has and
 # continues a model from its checkpoint. The merge job runs `TABLE --merge <the N folders>
-# --out experiments/results/<table> [FLAGS]`, which trains nothing the shards trained and
+# --out experiments/results/<table> [FLAGS]` (or MERGE_OUT), which trains nothing the shards trained and
 # writes the table, charts and book rows of an unsharded run. Build first (on a node with
 # the same CPU family): cargo build --release -p experiments --bins (add --features wgpu
 # for GPU nodes, and --gres=gpu:1 to SBATCH_FLAGS).
@@ -32,5 +32,5 @@ folders=$(for i in $(seq 0 $((n - 1))); do printf '%s ' "$shards/$i"; done)
 # shellcheck disable=SC2086
 merge=$(sbatch --parsable ${SBATCH_FLAGS:-} --dependency="afterok:$array" \
   --job-name="$table-merge" --output="out/slurm/%x.log" \
-  --wrap="$bin --merge $folders --out experiments/results/$table $flags")
+  --wrap="$bin --merge $folders --out ${MERGE_OUT:-experiments/results/$table} $flags")
 echo "submitted: array $array ($n shards of $table), merge $merge (after the array succeeds)"
