@@ -32,6 +32,11 @@ struct Args {
     peer_python: Option<PathBuf>,
 }
 
+/// mimalloc, as the `iris` binary uses (see the `experiments` crate), so that the grid is
+/// timed as a user runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,

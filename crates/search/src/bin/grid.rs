@@ -167,6 +167,11 @@ fn parse_halving(text: &str) -> Result<(usize, usize), String> {
     Ok((parse(min, "MIN")?, parse(factor, "FACTOR")?))
 }
 
+/// mimalloc, as the report binaries use (see the `experiments` crate): small models'
+/// training steps allocate many small tensors, which glibc's malloc serves slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
