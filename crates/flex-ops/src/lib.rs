@@ -1,6 +1,7 @@
 //! The project's own CPU kernels for Burn's flex backend, kept apart from the models that
 //! use them: convolution, non-overlapping max pooling and the two fused (`kernels`),
-//! training-mode batch normalisation (`batch_norm`), Adam's update in one pass (`adam`)
+//! training-mode batch normalisation (`batch_norm`), Adam's update in one pass (`adam`),
+//! stacked SGD with momentum in one pass (`sgd`)
 //! and tanh (`activation`). Each is a Burn backend extension with a hand-written backward where it needs
 //! one, so gradients flow through it as through Burn's own operations; `models` and
 //! `trainer` call them only when a tensor lives on flex ([`kernels::runs_on_flex`]) and use
@@ -11,3 +12,4 @@ pub mod activation;
 pub mod adam;
 pub mod batch_norm;
 pub mod kernels;
+pub mod sgd;

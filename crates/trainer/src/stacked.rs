@@ -321,7 +321,8 @@ struct StackedRun {
     layers: Vec<StackedLayer>,
     /// Each member's learning rate (0 once it has diverged).
     learning_rates: Vec<f64>,
-    momentum: Tensor<3>,
+    /// Each member's momentum.
+    momentum: Rates,
     /// Each member's L2 factor, on the autodiff device; `None` when every member's is 0.
     l2: Option<Tensor<3>>,
     shuffles: Vec<ChaCha8Rng>,
@@ -353,7 +354,10 @@ impl StackedRun {
         StackedRun {
             layers: stack_layers(networks),
             learning_rates: members.iter().map(|m| m.learning_rate).collect(),
-            momentum: per_member(members.iter().map(|m| m.momentum), device),
+            momentum: Rates {
+                tensor: per_member(members.iter().map(|m| m.momentum), device),
+                values: members.iter().map(|m| m.momentum as f32).collect(),
+            },
             l2: any_l2.then(|| per_member(members.iter().map(|m| m.l2), &train_device)),
             shuffles: members
                 .iter()
@@ -383,7 +387,10 @@ impl StackedRun {
         for (order, rng) in self.orders.iter_mut().zip(&mut self.shuffles) {
             order.shuffle(rng);
         }
-        let lr = per_member(self.learning_rates.iter().copied(), &self.device);
+        let lr = Rates {
+            tensor: per_member(self.learning_rates.iter().copied(), &self.device),
+            values: self.learning_rates.iter().map(|&x| x as f32).collect(),
+        };
         let (n, batch_size) = (train.len(), shape.batch_size);
         let mut sums = EpochSums::default();
         for step in 0..n.div_ceil(batch_size) {
@@ -400,7 +407,7 @@ impl StackedRun {
         train: &Samples,
         range: std::ops::Range<usize>,
         activation: Activation,
-        lr: &Tensor<3>,
+        lr: &Rates,
         sums: &mut EpochSums,
     ) {
         let chunks: Vec<&[usize]> = self.orders.iter().map(|o| &o[range.clone()]).collect();
@@ -442,21 +449,16 @@ impl StackedRun {
             ),
         }
         let mut grads = losses.sum().backward();
+        let momentum = &self.momentum;
         for layer in &mut self.layers {
             let (w, wv) = sgd_momentum(
                 &layer.weight,
                 &layer.weight_velocity,
                 &mut grads,
-                &self.momentum,
+                momentum,
                 lr,
             );
-            let (b, bv) = sgd_momentum(
-                &layer.bias,
-                &layer.bias_velocity,
-                &mut grads,
-                &self.momentum,
-                lr,
-            );
+            let (b, bv) = sgd_momentum(&layer.bias, &layer.bias_velocity, &mut grads, momentum, lr);
             *layer = StackedLayer {
                 weight: w.autodiff().require_grad(),
                 bias: b.autodiff().require_grad(),
@@ -678,15 +680,27 @@ fn sgd_momentum(
     param: &Tensor<3>,
     velocity: &Tensor<3>,
     grads: &mut burn::tensor::Gradients,
-    mu: &Tensor<3>,
-    lr: &Tensor<3>,
+    mu: &Rates,
+    lr: &Rates,
 ) -> (Tensor<3>, Tensor<3>) {
     let weight = param.clone().inner();
     match param.grad_remove(grads) {
+        #[cfg(feature = "flex")]
+        Some(g) if flex_ops::kernels::runs_on_flex(&weight) => {
+            flex_ops::sgd::momentum_step(weight, g, velocity.clone(), &mu.values, &lr.values)
+        }
         Some(g) => {
-            let v = velocity.clone() * mu.clone() + g;
-            (weight - v.clone() * lr.clone(), v)
+            let v = velocity.clone() * mu.tensor.clone() + g;
+            (weight - v.clone() * lr.tensor.clone(), v)
         }
         None => (weight, velocity.clone()),
     }
+}
+
+/// A value per member, as a `[members, 1, 1]` tensor (Burn's broadcast operations) and as
+/// numbers (the fused update on flex).
+struct Rates {
+    tensor: Tensor<3>,
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
+    values: Vec<f32>,
 }
