@@ -3,6 +3,7 @@
 //! the chosen backend, prints the report's figure and the project's side by side, and writes
 //! the tables, every trial, histories, saved models and pictures to an output folder.
 
+pub mod allocator;
 pub mod bench;
 pub mod book;
 pub mod cli;
@@ -21,17 +22,11 @@ pub mod plot;
 pub use cli::Flags;
 pub use error::{Error, Result};
 
-/// The allocator of every binary of this crate: mimalloc. A training step of a small model
-/// allocates and frees many small tensors; with glibc's malloc, allocation and freeing were
-/// about a fifth of report 001's iris grid (perf), and mimalloc runs the grid 15-20 % faster
-/// (`iris_grid_bench`, alternated runs). Allocation changes no figure a model computes.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs a binary's experiment with its parsed flags and turns an error into a message and
 /// a failing exit code.
 pub fn main_with(run: impl FnOnce(&Flags) -> Result<()>) -> std::process::ExitCode {
     use clap::Parser;
+    allocator::keep_freed_memory();
     let flags = Flags::parse();
     match run(&flags) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    experiments::allocator::keep_freed_memory();
     let flags = experiments::bench::BenchFlags::parse();
     match experiments::bench::run(&flags) {
         Ok(()) => std::process::ExitCode::SUCCESS,

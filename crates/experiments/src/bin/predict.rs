@@ -58,6 +58,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    experiments::allocator::keep_freed_memory();
     match run(&Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -126,6 +126,7 @@ enum OptimizerChoice {
 }
 
 fn main() -> ExitCode {
+    experiments::allocator::keep_freed_memory();
     match run(&Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
