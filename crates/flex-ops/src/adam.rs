@@ -9,6 +9,8 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use crate::buffer::{dense, values, values_mut};
+
 /// The numbers one Adam step needs per element: `m = beta_1 m + (1 - beta_1) g`,
 /// `v = beta_2 v + (1 - beta_2) g^2`, `p -= lr (moment_factor m) / (sqrt(v) + epsilon)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,29 +100,4 @@ impl FlexAdam for Flex {
             });
         (param, moment_1, moment_2)
     }
-}
-
-/// `t`, copied into a new buffer if its values are not one contiguous run.
-fn dense(t: FlexTensor) -> FlexTensor {
-    if t.is_contiguous() {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
-/// The values of a [`dense`] tensor, for writing: its buffer is copied first only if it
-/// is shared (flex's copy-on-write).
-fn values_mut(t: &mut FlexTensor) -> &mut [f32] {
-    let (start, end) = t
-        .layout()
-        .contiguous_offsets()
-        .expect("adam_step makes its tensors contiguous");
-    &mut t.storage_mut::<f32>()[start..end]
-}
-
-/// The values of a [`dense`] tensor.
-fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("adam_step makes its tensors contiguous")
 }

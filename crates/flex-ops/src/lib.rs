@@ -11,5 +11,6 @@
 pub mod activation;
 pub mod adam;
 pub mod batch_norm;
+mod buffer;
 pub mod kernels;
 pub mod sgd;

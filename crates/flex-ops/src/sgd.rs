@@ -10,6 +10,8 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use crate::buffer::{dense, values, values_mut};
+
 /// One member's part of the update: its index, parameter, velocity and gradient values.
 type Member<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a [f32]));
 
@@ -93,31 +95,6 @@ impl FlexSgd for Flex {
         }
         (param, velocity)
     }
-}
-
-/// `t`, copied into a new buffer if its values are not one contiguous run.
-fn dense(t: FlexTensor) -> FlexTensor {
-    if t.is_contiguous() {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
-/// The values of a [`dense`] tensor, for writing: its buffer is copied first only if it
-/// is shared (flex's copy-on-write).
-fn values_mut(t: &mut FlexTensor) -> &mut [f32] {
-    let (start, end) = t
-        .layout()
-        .contiguous_offsets()
-        .expect("momentum_step makes its tensors contiguous");
-    &mut t.storage_mut::<f32>()[start..end]
-}
-
-/// The values of a [`dense`] tensor.
-fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("momentum_step makes its tensors contiguous")
 }
 
 #[cfg(test)]

@@ -798,6 +798,26 @@ impl FromStr for Layer {
     }
 }
 
+/// Reads `arg` into `stride` (`stride S` or `stride SxT`) or `padding` (`same`, `valid`),
+/// the options convolutions and poolings share; `false` when it is neither.
+fn window_option(
+    arg: &str,
+    text: &str,
+    stride: &mut [usize; 2],
+    padding: &mut Padding,
+) -> Result<bool> {
+    if let Some(s) = arg.strip_prefix("stride") {
+        *stride = pair(s, text)?;
+    } else if arg == "same" {
+        *padding = Padding::Same;
+    } else if arg == "valid" {
+        *padding = Padding::Valid;
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// `conv(FILTERS, KxK[, stride S][, same|valid][, ACTIVATION])`, its arguments `args`.
 fn parse_conv(args: &[String], text: &str) -> Result<Layer> {
     let bad = |why: &str| SpecError(format!("layer {text:?}: {why}"));
@@ -809,13 +829,7 @@ fn parse_conv(args: &[String], text: &str) -> Result<Layer> {
         .ok_or_else(|| bad("needs a kernel size like 3x3"))?;
     let (mut stride, mut padding, mut activation) = ([1, 1], Padding::Valid, Activation::Linear);
     for arg in &args[2..] {
-        if let Some(s) = arg.strip_prefix("stride") {
-            stride = pair(s, text)?;
-        } else if arg == "same" {
-            padding = Padding::Same;
-        } else if arg == "valid" {
-            padding = Padding::Valid;
-        } else {
+        if !window_option(arg, text, &mut stride, &mut padding)? {
             activation = arg.parse()?;
         }
     }
@@ -844,13 +858,7 @@ fn parse_pool(name: &str, args: &[String], text: &str) -> Result<Layer> {
     let mut stride = size;
     let mut padding = Padding::Valid;
     for arg in &args[1..] {
-        if let Some(s) = arg.strip_prefix("stride") {
-            stride = pair(s, text)?;
-        } else if arg == "same" {
-            padding = Padding::Same;
-        } else if arg == "valid" {
-            padding = Padding::Valid;
-        } else {
+        if !window_option(arg, text, &mut stride, &mut padding)? {
             return Err(bad(&format!("unknown pooling option {arg:?}")));
         }
     }
