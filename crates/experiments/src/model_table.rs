@@ -774,13 +774,15 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
 /// Orders `trials` by their estimated training FLOPs, cheapest first, so that a `--rows` run
 /// (the background queue's) fills the most report rows per hour; ties keep the study's order.
 fn cheapest_first(trials: &mut [Trial], plans: &[Plan], train_items: usize) {
-    let cost = |t: &Trial| {
-        let p = &plans[t.index];
-        let training = &p.training;
-        estimate::training_flops(&p.spec, train_items, training.validation, training.epochs)
-            .unwrap_or(f64::INFINITY)
-    };
-    trials.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
+    let cost: Vec<f64> = plans
+        .iter()
+        .map(|p| {
+            let training = &p.training;
+            estimate::training_flops(&p.spec, train_items, training.validation, training.epochs)
+                .unwrap_or(f64::INFINITY)
+        })
+        .collect();
+    trials.sort_by(|a, b| cost[a.index].total_cmp(&cost[b.index]));
 }
 
 /// The end of a shard's run: what it trained, and how to join it.

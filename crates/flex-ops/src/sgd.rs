@@ -4,6 +4,8 @@
 //! `v lr`, `p -`) were a large share of a step on such small tensors. The same operations in
 //! the same order, so each rounding is Burn's.
 
+use std::sync::Arc;
+
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
@@ -22,20 +24,20 @@ const PARALLEL_FROM: usize = 1 << 15;
 /// `velocity` of the same shape: per member `m`, `v = v momentum[m] + g` and
 /// `p = p - v learning_rate[m]`. Returns the new parameter and velocity. Call only where
 /// [`crate::kernels::runs_on_flex`]; `momentum` and `learning_rate` hold one value per
-/// member (the first dimension).
+/// member (the first dimension), shared (not copied) by every parameter's step.
 pub fn momentum_step(
     param: Tensor<3>,
     grad: Tensor<3>,
     velocity: Tensor<3>,
-    momentum: &[f32],
-    learning_rate: &[f32],
+    momentum: &Arc<[f32]>,
+    learning_rate: &Arc<[f32]>,
 ) -> (Tensor<3>, Tensor<3>) {
     let (param, velocity) = <Dispatch as FlexSgd>::momentum_step(
         param.into_dispatch(),
         grad.into_dispatch(),
         velocity.into_dispatch(),
-        momentum.to_vec(),
-        learning_rate.to_vec(),
+        Arc::clone(momentum),
+        Arc::clone(learning_rate),
     );
     (
         Tensor::from_dispatch(param),
@@ -52,8 +54,8 @@ pub trait FlexSgd: Backend {
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         velocity: FloatTensor<Self>,
-        momentum: Vec<f32>,
-        learning_rate: Vec<f32>,
+        momentum: Arc<[f32]>,
+        learning_rate: Arc<[f32]>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -62,8 +64,8 @@ impl FlexSgd for Flex {
         param: FlexTensor,
         grad: FlexTensor,
         velocity: FlexTensor,
-        momentum: Vec<f32>,
-        learning_rate: Vec<f32>,
+        momentum: Arc<[f32]>,
+        learning_rate: Arc<[f32]>,
     ) -> (FlexTensor, FlexTensor) {
         let (mut param, mut velocity, grad) = (dense(param), dense(velocity), dense(grad));
         let g = values(&grad);
@@ -127,7 +129,9 @@ mod tests {
             let (p, g, v) = (random(), random(), random());
             let mu: Vec<f32> = (0..dims[0]).map(|m| 0.1 * m as f32).collect();
             let lr: Vec<f32> = (0..dims[0]).map(|m| 0.01 + 0.003 * m as f32).collect();
-            let (p1, v1) = momentum_step(p.clone(), g.clone(), v.clone(), &mu, &lr);
+            let (mu_shared, lr_shared): (Arc<[f32]>, Arc<[f32]>) =
+                (mu.clone().into(), lr.clone().into());
+            let (p1, v1) = momentum_step(p.clone(), g.clone(), v.clone(), &mu_shared, &lr_shared);
             let (p2, v2) = burn_step(p, g, v, &mu, &lr);
             let bits = |t: Tensor<3>| -> Vec<u32> {
                 t.into_data()

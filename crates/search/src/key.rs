@@ -74,14 +74,11 @@ pub struct DataKey<'a> {
 impl DataKey<'_> {
     /// The canonical JSON of [`DataKey`].
     pub fn to_value(&self) -> Value {
-        let split = match self.split.test_fraction() {
-            None => json!({"kind": self.split.kind()}),
-            Some(f) => json!({"kind": self.split.kind(), "test_fraction": f}),
-        };
         let mut value = json!({
             "dataset": self.dataset,
             "task": if self.classification { "classification" } else { "regression" },
-            "split": split,
+            // As study files write it: kind, and test_fraction for a hold-out.
+            "split": self.split,
             "split_seed": self.split_seed,
             "subset": self.subset.map(|(train, test)| json!({
                 "train_items": train,

@@ -354,10 +354,7 @@ impl StackedRun {
         StackedRun {
             layers: stack_layers(networks),
             learning_rates: members.iter().map(|m| m.learning_rate).collect(),
-            momentum: Rates {
-                tensor: per_member(members.iter().map(|m| m.momentum), device),
-                values: members.iter().map(|m| m.momentum as f32).collect(),
-            },
+            momentum: Rates::new(members.iter().map(|m| m.momentum), device),
             l2: any_l2.then(|| per_member(members.iter().map(|m| m.l2), &train_device)),
             shuffles: members
                 .iter()
@@ -387,10 +384,7 @@ impl StackedRun {
         for (order, rng) in self.orders.iter_mut().zip(&mut self.shuffles) {
             order.shuffle(rng);
         }
-        let lr = Rates {
-            tensor: per_member(self.learning_rates.iter().copied(), &self.device),
-            values: self.learning_rates.iter().map(|&x| x as f32).collect(),
-        };
+        let lr = Rates::new(self.learning_rates.iter().copied(), &self.device);
         let (n, batch_size) = (train.len(), shape.batch_size);
         let mut sums = EpochSums::default();
         for step in 0..n.div_ceil(batch_size) {
@@ -702,5 +696,15 @@ fn sgd_momentum(
 struct Rates {
     tensor: Tensor<3>,
     #[cfg_attr(not(feature = "flex"), allow(dead_code))]
-    values: Vec<f32>,
+    values: std::sync::Arc<[f32]>,
+}
+
+impl Rates {
+    /// The members' `values`, as both, on `device`.
+    fn new(values: impl Iterator<Item = f64>, device: &Device) -> Self {
+        let values: std::sync::Arc<[f32]> = values.map(|x| x as f32).collect();
+        // f32 -> f64 -> f32 is exact: the tensor holds the same numbers.
+        let tensor = per_member(values.iter().map(|&v| f64::from(v)), device);
+        Rates { tensor, values }
+    }
 }
