@@ -69,6 +69,11 @@ pub struct RunRows {
     pub key_version: u32,
     /// [`trainer::NUMERICS_VERSION`] of the build that ran it.
     pub numerics: u32,
+    /// [`trainer::stacked::STACKED_NUMERICS_VERSION`] of the build that ran it, for report
+    /// 001's MLP tables (their grids train stacked); absent for other tables, and in MLP
+    /// tables' runs before version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacked_numerics: Option<u32>,
     /// The commit of the build that wrote it (rows give their own where they were made by
     /// an earlier run).
     pub commit: String,
@@ -722,10 +727,24 @@ fn departures_from_study(run: &RunRows, study_text: &str) -> Vec<String> {
     if run.numerics != trainer::NUMERICS_VERSION {
         why.push(format!("numerics version {}", run.numerics));
     }
+    if run.stacked_numerics != stacked_numerics(study_text) {
+        why.push(format!(
+            "stacked numerics version {}",
+            run.stacked_numerics.unwrap_or(1)
+        ));
+    }
     if let Some(p) = &run.partial {
         why.push(p.clone());
     }
     why
+}
+
+/// The stacked numerics version a current run of the study with `study_text` records: this
+/// build's for an MLP table (no `[[section]]`), none for a table of models.
+fn stacked_numerics(study_text: &str) -> Option<u32> {
+    let sections =
+        toml::from_str::<toml::Table>(study_text).is_ok_and(|t| t.contains_key("section"));
+    (!sections).then_some(trainer::stacked::STACKED_NUMERICS_VERSION)
 }
 
 /// Writes `rows.json` for a run of the study at `study` with `flags`. The rows of an earlier
@@ -743,6 +762,7 @@ pub fn write_run_rows(
         && earlier.study_sha256 == study_hash(&text)
         && earlier.key_version == search::key::KEY_VERSION
         && earlier.numerics == trainer::NUMERICS_VERSION
+        && earlier.stacked_numerics == stacked_numerics(&text)
         && earlier.partial == partial_run(flags)
         && earlier.seed == flags.seed
     {
@@ -759,6 +779,7 @@ pub fn write_run_rows(
         study_sha256: study_hash(&text),
         key_version: search::key::KEY_VERSION,
         numerics: trainer::NUMERICS_VERSION,
+        stacked_numerics: stacked_numerics(&text),
         commit: search::key::commit().to_string(),
         partial: partial_run(flags),
         seed: flags.seed,
@@ -808,6 +829,30 @@ mod tests {
     }
 
     #[test]
+    fn an_mlp_table_is_current_only_under_this_builds_stacked_numerics() {
+        let mlp = "dataset = \"iris\"\n[grid]\nhidden_layer = [[5]]\n";
+        let models = "dataset = \"iris\"\n[[section]]\nname = \"S\"\n";
+        let run = |text: &str, stacked: Option<u32>| RunRows {
+            study_sha256: study_hash(text),
+            key_version: search::key::KEY_VERSION,
+            numerics: trainer::NUMERICS_VERSION,
+            stacked_numerics: stacked,
+            commit: "abcdef0".into(),
+            partial: None,
+            seed: 0,
+            rows: Vec::new(),
+        };
+        let current = Some(trainer::stacked::STACKED_NUMERICS_VERSION);
+        assert!(departures_from_study(&run(mlp, current), mlp).is_empty());
+        let before = departures_from_study(&run(mlp, None), mlp);
+        assert_eq!(before, ["stacked numerics version 1"]);
+        assert!(!departures_from_study(&run(mlp, Some(1)), mlp).is_empty());
+        // A table of models trains nothing stacked: it records none and needs none.
+        assert!(departures_from_study(&run(models, None), models).is_empty());
+        assert!(!departures_from_study(&run(models, current), models).is_empty());
+    }
+
+    #[test]
     fn the_book_spreads_a_current_row_over_current_seed_runs() {
         let dir = tempfile::tempdir().unwrap();
         let (studies, results) = (dir.path().join("studies"), dir.path().join("results"));
@@ -820,6 +865,7 @@ mod tests {
             study_sha256: study_hash(text),
             key_version: search::key::KEY_VERSION,
             numerics: trainer::NUMERICS_VERSION,
+            stacked_numerics: None,
             commit: "abcdef0".into(),
             partial: None,
             seed,

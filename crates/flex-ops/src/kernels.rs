@@ -30,7 +30,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, backend_extension};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -59,10 +59,15 @@ impl Window {
 
 /// Whether `x` lives on flex (with or without autodiff) as `f32`, so these kernels apply.
 pub fn runs_on_flex<const D: usize>(x: &Tensor<D>) -> bool {
+    is_flex(&x.device()) && x.dtype() == DType::F32
+}
+
+/// Whether `device` is flex, with or without autodiff.
+pub fn is_flex(device: &Device) -> bool {
     matches!(
-        x.device().as_dispatch().clone().inner(),
+        device.as_dispatch().clone().inner(),
         DispatchDevice::Flex(_)
-    ) && x.dtype() == DType::F32
+    )
 }
 
 /// `relu?(conv2d(x, weight) + bias)` on flex: `x` is `[batch, channels, h, w]`, `weight`
@@ -434,7 +439,7 @@ fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
 }
 
 /// `values` as slots for a kernel to overwrite.
-fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+pub(crate) fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the kernels write only `f32` values
     // through the view, so `values` stays initialised.
     unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
@@ -872,7 +877,7 @@ fn col2im(col: &mut [f32], g: &ConvGeometry, dx: &mut [f32], ld: usize) {
 /// Row-major `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`, which needs `dst`
 /// initialised), with each operand given by its (row, column) strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul(
     [m, n, k]: [usize; 3],
     dst: &mut [MaybeUninit<f32>],
     dst_strides: [usize; 2],

@@ -7,6 +7,9 @@
 //! `trainer` call them only when a tensor lives on flex ([`kernels::runs_on_flex`]) and use
 //! Burn's operations on every other backend. Their tests compare values and gradients with
 //! Burn's; `cargo run --release -p flex-ops --example microbench` times each against Burn's.
+//! One module is plain loops rather than an extension: `stacked_mlp` trains many small MLPs
+//! at once on their own buffers (report 001's grids, through `trainer::stacked`), its tests
+//! holding its steps to Burn's autodiff and SGD.
 
 pub mod activation;
 pub mod adam;
@@ -14,3 +17,4 @@ pub mod batch_norm;
 mod buffer;
 pub mod kernels;
 pub mod sgd;
+pub mod stacked_mlp;

@@ -103,12 +103,14 @@ impl<'a> MlpSearch<'a> {
     }
 
     /// What determines a trial's result beyond its parameters: the defaults of what the
-    /// grid leaves out, the data, and the numerics version.
+    /// grid leaves out, the data, and the numerics versions (of `fit`, which trains a group
+    /// of one, and of stacked training).
     pub fn config(&self) -> Value {
         json!({
             "defaults": mlp_config(&self.defaults),
             "data": self.data,
             "numerics": trainer::NUMERICS_VERSION,
+            "stacked_numerics": trainer::stacked::STACKED_NUMERICS_VERSION,
         })
     }
 

@@ -1,11 +1,15 @@
 //! Stacked training is k independent fits computed together: every member ends where
 //! `Mlp::fit` takes it alone, a diverging member does not disturb the others, and members
-//! that cannot share a model are refused.
+//! that cannot share a model are refused; with either engine (flex's loops, Burn's
+//! operations).
 
 use burn::tensor::Device;
 use data::{DataDirs, DatasetName, HoldOut, Samples, Targets, stratified_split};
 use models::Activation;
+use trainer::stacked::StackedEngine;
 use trainer::{History, Mlp, Outcome, Predictions, Task, TrainedModel};
+
+const ENGINES: [StackedEngine; 2] = [StackedEngine::Fastest, StackedEngine::BurnOps];
 
 fn iris() -> (Samples, Samples) {
     let all = DataDirs::new(None)
@@ -80,22 +84,48 @@ fn stacked_members_train_as_they_would_alone() {
         member(0.05, 0.5, 0.001, 0.5, 7),
         member(0.01, 0.9, 0.0, 0.1, 3),
     ];
-    let stacked = Mlp::fit_stacked(&members, &train, Some(&test), &device).unwrap();
-    assert_eq!(stacked.len(), members.len());
-    for (i, (m, (model, history))) in members.iter().zip(&stacked).enumerate() {
-        let (alone, alone_history) = m.fit(&train, Some(&test), &device).unwrap();
-        let what = format!("member {i}");
-        assert_same_history(history, &alone_history, &what);
-        let (sv, av) = (
-            history.epochs.last().unwrap().val_loss.unwrap(),
-            alone_history.epochs.last().unwrap().val_loss.unwrap(),
-        );
-        assert!((sv - av).abs() < 1e-4, "{what}: val loss {sv} vs {av}");
-        assert_close(&outputs(model, &test), &outputs(&alone, &test), 1e-3, &what);
-        assert_eq!(model.card, alone.card, "{what}: card");
+    for engine in ENGINES {
+        let stacked =
+            Mlp::fit_stacked_with(engine, &members, &train, Some(&test), &device).unwrap();
+        assert_eq!(stacked.len(), members.len());
+        for (i, (m, (model, history))) in members.iter().zip(&stacked).enumerate() {
+            let (alone, alone_history) = m.fit(&train, Some(&test), &device).unwrap();
+            let what = format!("{engine:?} member {i}");
+            assert_same_history(history, &alone_history, &what);
+            let (sv, av) = (
+                history.epochs.last().unwrap().val_loss.unwrap(),
+                alone_history.epochs.last().unwrap().val_loss.unwrap(),
+            );
+            assert!((sv - av).abs() < 1e-4, "{what}: val loss {sv} vs {av}");
+            assert_close(&outputs(model, &test), &outputs(&alone, &test), 1e-3, &what);
+            assert_eq!(model.card, alone.card, "{what}: card");
+        }
+        // The members really differ: not one model copied k times.
+        assert_ne!(stacked[0].1.epochs[14].loss, stacked[1].1.epochs[14].loss);
     }
-    // The members really differ: not one model copied k times.
-    assert_ne!(stacked[0].1.epochs[14].loss, stacked[1].1.epochs[14].loss);
+}
+
+#[test]
+fn on_flex_the_fastest_engine_is_not_burns_operations() {
+    // The two sum in different orders, so some loss differs in its last bits: the loops
+    // really ran.
+    let device = Device::flex();
+    let (train, _) = iris();
+    let members = [
+        member(0.01, 0.8, 0.01, 0.3, 0),
+        member(0.05, 0.5, 0.0, 0.5, 7),
+    ];
+    let losses = |engine| -> Vec<f64> {
+        Mlp::fit_stacked_with(engine, &members, &train, None, &device)
+            .unwrap()
+            .iter()
+            .flat_map(|(_, h)| h.epochs.iter().map(|e| e.loss))
+            .collect()
+    };
+    assert_ne!(
+        losses(StackedEngine::Fastest),
+        losses(StackedEngine::BurnOps)
+    );
 }
 
 #[test]
@@ -123,17 +153,15 @@ fn stacked_regressors_match_their_solo_fits() {
         ..member(eta, 0.5, 0.001, 0.3, seed)
     };
     let members = [regressor(0.01, 1), regressor(0.02, 2)];
-    let stacked = Mlp::fit_stacked(&members, &data, None, &device).unwrap();
-    for (i, (m, (model, history))) in members.iter().zip(&stacked).enumerate() {
-        let (alone, alone_history) = m.fit(&data, None, &device).unwrap();
-        assert_same_history(history, &alone_history, &format!("regressor {i}"));
-        assert_close(
-            &outputs(model, &data),
-            &outputs(&alone, &data),
-            1e-3,
-            &format!("regressor {i}"),
-        );
-        assert!(model.score(&data).unwrap() > 0.5, "regressor {i} learned");
+    for engine in ENGINES {
+        let stacked = Mlp::fit_stacked_with(engine, &members, &data, None, &device).unwrap();
+        for (i, (m, (model, history))) in members.iter().zip(&stacked).enumerate() {
+            let (alone, alone_history) = m.fit(&data, None, &device).unwrap();
+            let what = format!("{engine:?} regressor {i}");
+            assert_same_history(history, &alone_history, &what);
+            assert_close(&outputs(model, &data), &outputs(&alone, &data), 1e-3, &what);
+            assert!(model.score(&data).unwrap() > 0.5, "{what} learned");
+        }
     }
 }
 
@@ -145,19 +173,26 @@ fn a_diverging_member_is_recorded_and_the_others_go_on() {
     wild.activation = Activation::Relu;
     let mut calm = member(0.01, 0.8, 0.01, 0.3, 0);
     calm.activation = Activation::Relu;
-    let stacked = Mlp::fit_stacked(&[wild, calm.clone()], &train, None, &device).unwrap();
-    let Outcome::Diverged { epoch } = stacked[0].1.outcome else {
-        panic!("expected divergence, got {:?}", stacked[0].1.outcome);
-    };
-    assert_eq!(stacked[0].1.epochs.len(), epoch);
     let (alone, alone_history) = calm.fit(&train, None, &device).unwrap();
-    assert_same_history(&stacked[1].1, &alone_history, "calm member");
-    assert_close(
-        &outputs(&stacked[1].0, &train),
-        &outputs(&alone, &train),
-        1e-3,
-        "calm member",
-    );
+    for engine in ENGINES {
+        let members = [wild.clone(), calm.clone()];
+        let stacked = Mlp::fit_stacked_with(engine, &members, &train, None, &device).unwrap();
+        let Outcome::Diverged { epoch } = stacked[0].1.outcome else {
+            panic!(
+                "{engine:?}: expected divergence, got {:?}",
+                stacked[0].1.outcome
+            );
+        };
+        assert_eq!(stacked[0].1.epochs.len(), epoch);
+        let what = format!("{engine:?} calm member");
+        assert_same_history(&stacked[1].1, &alone_history, &what);
+        assert_close(
+            &outputs(&stacked[1].0, &train),
+            &outputs(&alone, &train),
+            1e-3,
+            &what,
+        );
+    }
 }
 
 #[test]
