@@ -2,10 +2,11 @@
 //! each finished trial (or group of trials trained together) to the results file at once.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -213,6 +214,56 @@ fn trials_bar(
     bar
 }
 
+/// The shortest time between two progress lines in a log.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Progress as lines, where the bar draws nothing (stderr is not a terminal: a log file, a
+/// scheduler's output): the trials done, the best score, elapsed time and an estimate of
+/// what is left, after a group finishes, at most once per [`LOG_EVERY`] and for the last.
+struct LogLines {
+    on: bool,
+    total: usize,
+    done: usize,
+    started: Instant,
+    last: Option<Instant>,
+}
+
+impl LogLines {
+    /// Lines when `on`, for `total` trials.
+    fn new(on: bool, total: usize) -> Self {
+        LogLines {
+            on: on && total > 0,
+            total,
+            done: 0,
+            started: Instant::now(),
+            last: None,
+        }
+    }
+
+    /// `count` more trials are done; `best` is the best score so far. The line to print,
+    /// if one is due.
+    fn finished(&mut self, count: usize, best: Option<f64>) -> Option<String> {
+        self.done += count;
+        let now = Instant::now();
+        let recent = self.last.is_some_and(|t| now - t < LOG_EVERY);
+        if !self.on || (recent && self.done < self.total) {
+            return None;
+        }
+        self.last = Some(now);
+        let elapsed = (now - self.started).as_secs_f64();
+        let left =
+            elapsed / self.done.max(1) as f64 * (self.total - self.done.min(self.total)) as f64;
+        let best = best.map_or(String::new(), |b| format!(" - best {b:.4}"));
+        Some(format!(
+            "trials {}/{}{best} - elapsed {} - eta {}",
+            self.done,
+            self.total,
+            trainer::fit::clock(elapsed),
+            trainer::fit::clock(left)
+        ))
+    }
+}
+
 /// Runs one group and makes a record per trial, each with its share of the group's time; a
 /// panic fails the group's trials, and a missing outcome fails its trial.
 fn run_one_group<F>(group: &[Trial], run_group: &F) -> Vec<TrialRecord>
@@ -259,6 +310,7 @@ where
     let (groups, skipped) = pending_groups(trials, results, group_key);
     let total: usize = groups.iter().map(Vec::len).sum();
     let bar = trials_bar(options, total, skipped, results);
+    let mut lines = LogLines::new(options.progress && !std::io::stderr().is_terminal(), total);
     let next = AtomicUsize::new(0);
     let groups = &groups;
     let run_group = &run_group;
@@ -280,6 +332,7 @@ where
         }
         drop(sender);
         for records in receiver {
+            let count = records.len();
             for record in records {
                 match results.append(record) {
                     Ok(()) => {
@@ -296,11 +349,13 @@ where
                 }
                 bar.inc(1);
             }
-            if let Some(b) = best(&results.records, options.rank) {
-                bar.set_message(format!(
-                    "best {:.4}",
-                    b.score(options.rank).unwrap_or(f64::NAN)
-                ));
+            let best_score =
+                best(&results.records, options.rank).and_then(|b| b.score(options.rank));
+            if let Some(b) = best_score {
+                bar.set_message(format!("best {b:.4}"));
+            }
+            if let Some(line) = lines.finished(count, best_score) {
+                eprintln!("{line}");
             }
         }
     });
@@ -320,6 +375,23 @@ mod tests {
     use super::*;
     use crate::grid::Grid;
     use std::sync::Mutex;
+
+    #[test]
+    fn a_log_gets_a_line_for_the_first_group_and_the_last_none_between() {
+        let mut lines = LogLines::new(true, 30);
+        let first = lines.finished(10, Some(0.9)).unwrap();
+        assert!(
+            first.starts_with("trials 10/30 - best 0.9000 - elapsed "),
+            "{first}"
+        );
+        assert!(first.contains(" - eta "), "{first}");
+        // Within ten seconds of the first: none, but always the last.
+        assert_eq!(lines.finished(10, Some(0.95)), None);
+        let last = lines.finished(10, None).unwrap();
+        assert!(last.starts_with("trials 30/30 - elapsed"), "{last}");
+        // A terminal has the bar instead.
+        assert_eq!(LogLines::new(false, 30).finished(30, Some(1.0)), None);
+    }
 
     fn outcome(score: f64) -> TrialOutcome {
         TrialOutcome {

@@ -509,8 +509,8 @@ fn epoch_line(r: &EpochRecord, epochs: usize, score_name: &str, held_out: HeldOu
     line
 }
 
-/// `42s`, `7m05s`, `2h03m`.
-fn clock(seconds: f64) -> String {
+/// A duration as progress lines write it: `42s`, `7m05s`, `2h03m`.
+pub fn clock(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s}s"),
