@@ -79,6 +79,9 @@ fn a_csv_trains_and_predicts_with_its_encoding() {
         "{text}"
     );
     assert!(text.contains("96 training and 24 test rows"), "{text}");
+    // Classes default to scikit-learn's MLPClassifier scheme: every training row trains,
+    // and early stopping watches the training loss.
+    assert!(text.contains("validation: none"), "{text}");
     assert!(figure(&text, "test accuracy") >= 0.95, "{text}");
     for file in [
         "model.json",
@@ -156,6 +159,11 @@ fn a_gzip_regression_table_is_scored_in_its_units() {
     let text = stdout(&run);
     assert!(run.status.success(), "{text}{}", stderr(&run));
     assert!(text.contains("regression: \"price\""), "{text}");
+    // Values default to a tenth of the training part for early stopping.
+    assert!(
+        text.contains("(early stopping watches their loss)"),
+        "{text}"
+    );
     assert!(figure(&text, "test R²") > 0.95, "{text}");
     let new = dir.path().join("new.tsv");
     std::fs::write(&new, "rooms\tarea\n3\t80\n").unwrap();

@@ -61,10 +61,12 @@ struct Args {
     /// Fraction of the data held out as the test set (stratified for classes).
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
-    /// Fraction of the training part used as validation data for early stopping (stratified
-    /// for classes; 0: none, and no early stopping).
-    #[arg(long, default_value_t = 0.1)]
-    validation_fraction: f64,
+    /// Fraction of the training part held out as validation data, whose loss early stopping
+    /// then watches (stratified for classes; 0: none). Default: 0 for classes, as scikit-learn's
+    /// MLPClassifier; 0.1 for values (a small regression's training loss goes on falling long
+    /// after its test error has turned).
+    #[arg(long)]
+    validation_fraction: Option<f64>,
     /// Resize images of another size to the first image's (bilinear); without it, mixed
     /// sizes are an error naming both.
     #[arg(long)]
@@ -93,12 +95,14 @@ struct Args {
     /// Mini-batch size.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Stop after this many epochs without a better validation loss and keep the best
-    /// epoch's weights (0: train every epoch).
-    #[arg(long, default_value_t = 20)]
-    early_stopping: usize,
+    /// Epochs without improvement before training stops (0: train every epoch). With
+    /// validation data: a better validation loss, and the best epoch's weights are kept
+    /// (default 20); without: the training loss falling by at least 1e-4, as scikit-learn's
+    /// MLP stops (default 10, its n_iter_no_change).
+    #[arg(long)]
+    early_stopping: Option<usize>,
     /// L2 penalty on the weights (the loss adds l2 * sum(w^2)).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 1e-4)]
     l2: f64,
     /// Seed of the splits, the initial weights, the shuffle and dropout.
     #[arg(long, default_value_t = 0)]
@@ -198,7 +202,9 @@ fn check_numbers(args: &Args) -> Result<(), String> {
         }
     };
     fraction("test-fraction", args.test_fraction, false)?;
-    fraction("validation-fraction", args.validation_fraction, true)?;
+    if let Some(v) = args.validation_fraction {
+        fraction("validation-fraction", v, true)?;
+    }
     if !(args.learning_rate.is_finite() && args.learning_rate > 0.0) {
         return Err(format!(
             "--learning-rate {} must be a positive number",
@@ -238,18 +244,25 @@ fn load_options(args: &Args) -> LoadOptions {
     }
 }
 
+/// `--validation-fraction`, or its default for the task of `train`'s targets.
+fn validation_fraction(train: &Samples, args: &Args) -> f64 {
+    args.validation_fraction.unwrap_or(match train.targets {
+        Targets::Classes { .. } => 0.0,
+        Targets::Values { .. } => 0.1,
+    })
+}
+
 /// The training part and its validation part (none when the fraction is 0).
 fn validation_split(train: &Samples, args: &Args) -> Result<(Samples, Option<Samples>), String> {
-    if args.validation_fraction == 0.0 {
+    let fraction = validation_fraction(train, args);
+    if fraction == 0.0 {
+        println!(
+            "validation: none (--validation-fraction 0); early stopping watches the training loss"
+        );
         return Ok((train.clone(), None));
     }
-    let split = split_samples(
-        train,
-        HoldOut::Fraction(args.validation_fraction),
-        true,
-        args.seed,
-    )
-    .map_err(|e| format!("validation split: {e}"))?;
+    let split = split_samples(train, HoldOut::Fraction(fraction), true, args.seed)
+        .map_err(|e| format!("validation split: {e}"))?;
     println!(
         "validation: {} of the {} training items (early stopping watches their loss)",
         split.held_out.len(),
@@ -350,16 +363,31 @@ fn fit_config(args: &Args, train: &Samples, has_validation: bool) -> Result<FitC
     } else {
         Verbosity::Epoch
     };
-    if args.early_stopping > 0 && has_validation {
-        config.early_stopping = Some(EarlyStopping {
-            monitor: Monitor::ValLoss,
-            patience: args.early_stopping,
-            min_delta: 0.0,
-            restore_best_weights: true,
-        });
-    }
+    config.early_stopping = early_stopping(args.early_stopping, has_validation);
     config.validate(has_validation).map_err(|e| e.to_string())?;
     Ok(config)
+}
+
+/// Early stopping: on the validation loss with the best weights kept (patience 20 by
+/// default), or without validation data on the training loss as scikit-learn's MLP stops
+/// (an improvement of 1e-4 or more within 10 epochs); none with a patience of 0.
+fn early_stopping(patience: Option<usize>, has_validation: bool) -> Option<EarlyStopping> {
+    let rule = if has_validation {
+        EarlyStopping {
+            monitor: Monitor::ValLoss,
+            patience: patience.unwrap_or(20),
+            min_delta: 0.0,
+            restore_best_weights: true,
+        }
+    } else {
+        EarlyStopping {
+            monitor: Monitor::Loss,
+            patience: patience.unwrap_or(10),
+            min_delta: 1e-4,
+            restore_best_weights: false,
+        }
+    };
+    (rule.patience > 0).then_some(rule)
 }
 
 fn describe_inputs(preprocessing: Preprocessing) -> &'static str {
@@ -394,9 +422,14 @@ fn test_report(
         },
     )?;
     let mut lines = vec![match history.outcome {
-        Outcome::EarlyStopped { best_epoch } => format!(
+        Outcome::EarlyStopped { best_epoch } if kept == Some(best_epoch) => format!(
             "early stopping after {} epochs; the best validation loss was at epoch \
              {best_epoch}, whose weights are kept",
+            history.epochs.len()
+        ),
+        Outcome::EarlyStopped { best_epoch } => format!(
+            "early stopping after {} epochs: the training loss last fell by 1e-4 or more in \
+             epoch {best_epoch}; the last epoch's weights are kept",
             history.epochs.len()
         ),
         Outcome::Finished => format!("trained all {} epochs", history.epochs.len()),
@@ -468,4 +501,23 @@ fn confusion_text(matrix: &[Vec<usize>], names: &[String]) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_watches_validation_loss_or_the_training_loss_as_scikit_learn() {
+        let on_validation = early_stopping(None, true).unwrap();
+        assert_eq!(on_validation.monitor, Monitor::ValLoss);
+        assert_eq!(on_validation.patience, 20);
+        assert!(on_validation.restore_best_weights);
+        let on_training = early_stopping(None, false).unwrap();
+        assert_eq!(on_training.monitor, Monitor::Loss);
+        assert_eq!((on_training.patience, on_training.min_delta), (10, 1e-4));
+        assert!(!on_training.restore_best_weights);
+        assert_eq!(early_stopping(Some(5), false).unwrap().patience, 5);
+        assert!(early_stopping(Some(0), true).is_none());
+    }
 }
