@@ -257,7 +257,8 @@ fn validation_split(train: &Samples, args: &Args) -> Result<(Samples, Option<Sam
     let fraction = validation_fraction(train, args);
     if fraction == 0.0 {
         println!(
-            "validation: none (--validation-fraction 0); early stopping watches the training loss"
+            "validation: none; early stopping watches the training loss (--validation-fraction F \
+             holds a fraction out)"
         );
         return Ok((train.clone(), None));
     }
