@@ -604,7 +604,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
         flags.quick.then_some(&config.quick),
     )
     .to_value();
-    let Resolved { plans, rows } = resolve(&config, flags, input, &path, &data)?;
+    let Resolved { plans, .. } = resolve(&config, flags, input, &path, &data)?;
     if plans.is_empty() {
         return Err(crate::Error::from(format!(
             "{}: nothing to run{}",
@@ -722,11 +722,13 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     if let Some(shard) = flags.shard {
         return shard_done(shard, &summary, &out);
     }
-    let records = results.records_of(&trials);
     let redrawn = redraw_saved(&plans, &test, &out, &selected.device)?;
     if redrawn > 0 {
         println!("drew the charts of {redrawn} saved model(s) from their weights and history");
     }
+    let Resolved { plans, rows } = stored_or_run(&config, flags, input, &path, &data, &results)?;
+    let every: Vec<Trial> = plans.iter().map(|p| p.trial.clone()).collect();
+    let records = results.records_of(&every);
     crate::book::write_run_rows(&out, &path, flags, run_rows(&rows, &plans, &records))?;
     let mut report = write_report(&ReportInput {
         config: &config,
@@ -769,6 +771,41 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
             .find(|p| p.key == r.key)
             .map_or_else(|| r.index.to_string(), |p| p.label.clone())
     })
+}
+
+/// The plans and rows the report shows: every plan of the file, whatever `--only` chose,
+/// whose result `results` holds (this run's and earlier runs' under the same key), so that a
+/// run of a few rows leaves a table with every figure already made, not only its own.
+fn stored_or_run(
+    config: &ModelTableConfig,
+    flags: &Flags,
+    input: Shape,
+    path: &Path,
+    data: &Value,
+    results: &ResultsFile,
+) -> Result<Resolved, crate::Error> {
+    let every = Flags {
+        only: None,
+        ..flags.clone()
+    };
+    let all = resolve(config, &every, input, path, data)?;
+    let mut index = vec![None; all.plans.len()];
+    let mut plans = Vec::new();
+    for (i, plan) in all.plans.into_iter().enumerate() {
+        if results.contains(&plan.key) {
+            index[i] = Some(plans.len());
+            plans.push(plan);
+        }
+    }
+    let rows = all
+        .rows
+        .into_iter()
+        .map(|row| Row {
+            plan: row.plan.and_then(|p| index[p]),
+            ..row
+        })
+        .collect();
+    Ok(Resolved { plans, rows })
 }
 
 /// Orders `trials` by their estimated training FLOPs, cheapest first, so that a `--rows` run
@@ -1075,11 +1112,11 @@ fn section_rows_table(
         // Markdown table, every figure of the file for the CSV.
         for f in figures {
             cells.push(row.figures.get(*f).map_or("-".into(), format_value));
-            cells.push(our_cell(record, f, row.plan.is_some()));
+            cells.push(our_cell(record, f));
         }
         for f in all_figures {
             csv_cells.push(row.figures.get(*f).map_or(String::new(), format_value));
-            csv_cells.push(our_cell(record, f, row.plan.is_some()));
+            csv_cells.push(our_cell(record, f));
         }
         table.rows.push(cells);
         csv.rows.push(csv_cells);
@@ -1388,7 +1425,9 @@ fn training_losses(
         .collect()
 }
 
-fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String {
+/// This project's figure of a row: `not run` where no run of this configuration has one
+/// yet (`--only`, `--limit`; the book lists such rows as queued).
+fn our_cell(record: Option<&TrialRecord>, figure: &str) -> String {
     match record {
         Some(r) => match (&r.status, our_figure(r, figure)) {
             (Status::Failed { .. }, _) => "failed".into(),
@@ -1396,8 +1435,7 @@ fn our_cell(record: Option<&TrialRecord>, figure: &str, planned: bool) -> String
             (_, Some(v)) => figure_cell(figure, v),
             (_, None) => "-".into(),
         },
-        None if planned => "not run".into(),
-        None => "not run (--limit/--only)".into(),
+        None => "not run".into(),
     }
 }
 

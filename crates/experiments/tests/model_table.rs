@@ -157,6 +157,22 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
     assert!(only.status.success(), "{}", text(&only));
     let trials = std::fs::read_to_string(dir.path().join("only/trials.jsonl")).unwrap();
     assert_eq!(trials.lines().count(), 1);
+    let csv = std::fs::read_to_string(dir.path().join("only/table.csv")).unwrap();
+    let row_of =
+        |csv: &str, name: &str| csv.lines().find(|l| l.contains(name)).unwrap().to_string();
+    assert!(
+        row_of(&csv, "one hidden layer").contains("not run"),
+        "{csv}"
+    );
+    // A run of another row keeps the first one's figure in the table.
+    let other = run(&config, &dir.path().join("only"), &["--only", "one hidden"]);
+    assert!(other.status.success(), "{}", text(&other));
+    let csv = std::fs::read_to_string(dir.path().join("only/table.csv")).unwrap();
+    for name in ["softmax regression", "one hidden layer"] {
+        assert!(!row_of(&csv, name).contains("not run"), "{name}:\n{csv}");
+    }
+    // A section none of whose models has run yet is left out.
+    assert!(!csv.contains("tanh"), "{csv}");
 
     // --rows: the two named models and the grid's one published row, not its other 7.
     let rows = run(&config, &dir.path().join("rows"), &["--rows"]);
