@@ -511,7 +511,8 @@ fn row_estimates(
                     .ok()?;
             let passes =
                 estimate::training_passes(size.train, training.validation, training.epochs);
-            rates.seconds(Kind::of(spec), flops, passes)
+            let forward = spec.forward_flops().ok()? as f64;
+            rates.seconds(Kind::of(spec), forward, flops, passes)
         })
         .collect())
 }
@@ -541,16 +542,14 @@ impl Queued {
     }
 
     fn summary(&self, rates: &Rates) -> String {
-        let rate = |kind: Kind| {
+        let runs = |kind: Kind| {
             rates
-                .rate(kind)
-                .map_or(format!("no {} run yet", kind.name()), |r| {
+                .span(kind)
+                .map_or(format!("no {} run yet", kind.name()), |(n, low, high)| {
                     format!(
-                        "{:.1} GFLOP/s for {} models (median of {} committed runs), at most {:.0} \
-                         item passes/s (the 90th percentile of them)",
-                        r.gflops,
+                        "{n} committed runs of {} models at {low:.1}-{high:.1} GFLOP/s, at most \
+                         {:.0} item passes/s (the 90th percentile of them)",
                         kind.name(),
-                        r.runs,
                         rates.fastest_passes(kind).unwrap_or(f64::NAN)
                     )
                 })
@@ -559,19 +558,21 @@ impl Queued {
             "Queued: {} row(s), about {} of training on the machine that made the committed \
              runs ({}; {}){}. An estimate is the row's training FLOPs (3x the forward FLOPs per \
              training item, 1x per validation item, times the configured epochs: an upper \
-             bound where early stopping ends sooner) over that rate, and never less than its \
-             item passes (3 per training item, 1 per validation item, per epoch) over nearly \
-             the fastest pace per item of its kind (the 90th percentile): small models are bound by per-item work, not \
-             FLOPs.\n",
+             bound where early stopping ends sooner) over the median GFLOP/s of the {} \
+             committed runs of its kind nearest to it in forward FLOPs per item (larger models \
+             keep the cores busier), and never less than its item passes (3 per training item, \
+             1 per validation item, per epoch) over nearly the fastest pace per item of its \
+             kind (the 90th percentile): small models are bound by per-item work, not FLOPs.\n",
             self.rows,
             estimate::duration_text(self.seconds),
-            rate(Kind::Convolutional),
-            rate(Kind::Dense),
+            runs(Kind::Convolutional),
+            runs(Kind::Dense),
             if self.unestimated > 0 {
                 format!(", {} of them without an estimate", self.unestimated)
             } else {
                 String::new()
-            }
+            },
+            estimate::NEAREST
         )
     }
 }

@@ -1,8 +1,9 @@
 //! Time estimates for report rows not yet run: a row's training FLOPs (its layers' forward
 //! FLOPs per item, three times that for a training step, once more for the validation pass,
 //! times items and epochs) divided by the rate this machine reached on the committed runs of
-//! the same kind of model (`experiments/results/*/trials.jsonl`: every record keeps its
-//! layers, data, epochs run and seconds), and never less than its item passes (three per
+//! the same kind of model nearest to it in size (forward FLOPs per item: a large convolution
+//! keeps the cores busier than a small one; `experiments/results/*/trials.jsonl`: every
+//! record keeps its layers, data, epochs run and seconds), and never less than its item passes (three per
 //! training item, one per validation item, per epoch) at nearly the fastest pace per item
 //! measured on that kind (its 90th percentile): a small model is bound by per-item work (data movement, batch norm,
 //! dropout), not by its FLOPs. Epochs are the configured maximum, so a row that stops early
@@ -77,11 +78,22 @@ pub struct Rates {
 /// What the committed runs of one kind of model reached, one value per run.
 #[derive(Debug, Clone, Default)]
 struct Measured {
-    /// GFLOP/s.
-    gflops: Vec<f64>,
-    /// Item passes per second.
-    passes: Vec<f64>,
+    runs: Vec<RunRate>,
 }
+
+/// One committed run's size and pace.
+#[derive(Debug, Clone, Copy)]
+struct RunRate {
+    /// Forward FLOPs per item of its model.
+    forward: f64,
+    /// GFLOP/s of its training.
+    gflops: f64,
+    /// Item passes per second.
+    passes: f64,
+}
+
+/// How many committed runs nearest in size a row's rate is the median of.
+pub const NEAREST: usize = 7;
 
 /// A rate and the number of runs it is the median of.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,6 +109,17 @@ fn sorted(values: &[f64]) -> Vec<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted
+}
+
+/// The median of `values` (not empty).
+fn median(values: &[f64]) -> f64 {
+    let sorted = sorted(values);
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }
 
 impl Rates {
@@ -116,9 +139,8 @@ impl Rates {
             }
             let (records, _) = ResultsFile::read(&path)?;
             for record in &records {
-                if let Some((kind, gflops, passes)) = record_rate(record) {
-                    rates.push(kind, gflops);
-                    rates.push_passes(kind, passes);
+                if let Some((kind, run)) = record_rate(record) {
+                    rates.of_mut(kind).runs.push(run);
                 }
             }
         }
@@ -139,41 +161,49 @@ impl Rates {
         }
     }
 
-    fn push(&mut self, kind: Kind, gflops: f64) {
-        self.of_mut(kind).gflops.push(gflops);
-    }
-
-    fn push_passes(&mut self, kind: Kind, passes_per_second: f64) {
-        self.of_mut(kind).passes.push(passes_per_second);
-    }
-
     /// Nearly the fastest item passes per second measured on `kind` (the 90th percentile:
     /// one record timed only after a resume is not taken for the pace): no row of that kind
     /// is estimated faster.
     pub fn fastest_passes(&self, kind: Kind) -> Option<f64> {
-        let sorted = sorted(&self.of(kind).passes);
+        let passes: Vec<f64> = self.of(kind).runs.iter().map(|r| r.passes).collect();
+        let sorted = sorted(&passes);
         let n = sorted.len();
         (n > 0).then(|| sorted[((n - 1) as f64 * 0.9).round() as usize])
     }
 
-    /// The median rate of `kind`, if any run of it was measured.
-    pub fn rate(&self, kind: Kind) -> Option<Rate> {
-        let sorted = sorted(&self.of(kind).gflops);
-        let n = sorted.len();
-        (n > 0).then(|| Rate {
-            gflops: if n % 2 == 1 {
-                sorted[n / 2]
-            } else {
-                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-            },
-            runs: n,
+    /// The rate of a `kind` model of `forward` FLOPs per item: the median GFLOP/s of the
+    /// [`NEAREST`] runs of that kind nearest to it in forward FLOPs (on a log scale), if any
+    /// run of it was measured.
+    pub fn rate(&self, kind: Kind, forward: f64) -> Option<Rate> {
+        let mut runs = self.of(kind).runs.clone();
+        let distance = |r: &RunRate| (r.forward.ln() - forward.ln()).abs();
+        runs.sort_by(|a, b| distance(a).total_cmp(&distance(b)));
+        runs.truncate(NEAREST);
+        let gflops: Vec<f64> = runs.iter().map(|r| r.gflops).collect();
+        (!gflops.is_empty()).then(|| Rate {
+            gflops: median(&gflops),
+            runs: gflops.len(),
         })
     }
 
-    /// Seconds to train `flops` in `passes` item passes of a `kind` model: its FLOPs at the
-    /// median rate, and at least its passes at the fastest pace per item measured.
-    pub fn seconds(&self, kind: Kind, flops: f64, passes: f64) -> Option<f64> {
-        let by_flops = self.rate(kind).map(|r| flops / (r.gflops * 1e9))?;
+    /// The runs measured of `kind` and the lowest and highest GFLOP/s among them.
+    pub fn span(&self, kind: Kind) -> Option<(usize, f64, f64)> {
+        let gflops = sorted(
+            &self
+                .of(kind)
+                .runs
+                .iter()
+                .map(|r| r.gflops)
+                .collect::<Vec<_>>(),
+        );
+        Some((gflops.len(), *gflops.first()?, *gflops.last()?))
+    }
+
+    /// Seconds to train `flops` in `passes` item passes of a `kind` model of `forward` FLOPs
+    /// per item: its FLOPs at the rate of the runs nearest in size, and at least its passes at
+    /// the fastest pace per item measured.
+    pub fn seconds(&self, kind: Kind, forward: f64, flops: f64, passes: f64) -> Option<f64> {
+        let by_flops = self.rate(kind, forward).map(|r| flops / (r.gflops * 1e9))?;
         let by_items = self.fastest_passes(kind).map_or(0.0, |p| passes / p);
         Some(by_flops.max(by_items))
     }
@@ -197,9 +227,8 @@ pub fn train_items(data: &Value) -> Option<usize> {
     Some(items as usize)
 }
 
-/// The kind, GFLOP/s and item passes per second of one finished record of a Keras-style
-/// model.
-fn record_rate(record: &TrialRecord) -> Option<(Kind, f64, f64)> {
+/// The kind, size and pace of one finished record of a Keras-style model.
+fn record_rate(record: &TrialRecord) -> Option<(Kind, RunRate)> {
     if !matches!(record.status, Status::Finished | Status::EarlyStopped) {
         return None;
     }
@@ -215,11 +244,12 @@ fn record_rate(record: &TrialRecord) -> Option<(Kind, f64, f64)> {
     let items = train_items(config.get("data")?)?;
     let flops = training_flops(&spec, items, validation, record.epochs).ok()?;
     let passes = training_passes(items, validation, record.epochs);
-    Some((
-        Kind::of(&spec),
-        flops / record.seconds / 1e9,
-        passes / record.seconds,
-    ))
+    let run = RunRate {
+        forward: spec.forward_flops().ok()? as f64,
+        gflops: flops / record.seconds / 1e9,
+        passes: passes / record.seconds,
+    };
+    Some((Kind::of(&spec), run))
 }
 
 /// `45 s`, `12 min`, `3.4 h`.
@@ -246,36 +276,63 @@ mod tests {
         assert_eq!(flops, 3.0 * forward * (3.0 * 80.0 + 20.0));
     }
 
+    fn run(forward: f64, gflops: f64, passes: f64) -> RunRate {
+        RunRate {
+            forward,
+            gflops,
+            passes,
+        }
+    }
+
     #[test]
-    fn the_rate_is_the_median_of_its_kind() {
+    fn the_rate_is_the_median_of_the_runs_nearest_in_size() {
         let mut rates = Rates::default();
         for g in [10.0, 30.0, 20.0] {
-            rates.push(Kind::Convolutional, g);
+            rates.convolutional.runs.push(run(1e6, g, 0.0));
         }
-        rates.push(Kind::Dense, 4.0);
-        rates.push(Kind::Dense, 6.0);
-        assert_eq!(rates.rate(Kind::Convolutional).unwrap().gflops, 20.0);
+        rates.dense.runs.push(run(1e5, 4.0, 0.0));
+        rates.dense.runs.push(run(1e5, 6.0, 0.0));
+        assert_eq!(rates.rate(Kind::Convolutional, 1e6).unwrap().gflops, 20.0);
         assert_eq!(
-            rates.rate(Kind::Dense).unwrap(),
+            rates.rate(Kind::Dense, 1e5).unwrap(),
             Rate {
                 gflops: 5.0,
                 runs: 2
             }
         );
-        assert_eq!(rates.seconds(Kind::Dense, 5e9, 0.0), Some(1.0));
-        assert!(Rates::default().rate(Kind::Dense).is_none());
+        assert_eq!(rates.seconds(Kind::Dense, 1e5, 5e9, 0.0), Some(1.0));
+        assert!(Rates::default().rate(Kind::Dense, 1e5).is_none());
+        assert_eq!(rates.span(Kind::Convolutional), Some((3, 10.0, 30.0)));
+        // Seven small runs at 10 GFLOP/s and seven large ones at 100: a large row takes the
+        // large runs' rate, a small row the small runs'.
+        let mut sized = Rates::default();
+        for i in 0..NEAREST {
+            let f = i as f64;
+            sized
+                .convolutional
+                .runs
+                .push(run(1e5 * (1.0 + f / 10.0), 10.0, 0.0));
+            sized
+                .convolutional
+                .runs
+                .push(run(1e9 * (1.0 + f / 10.0), 100.0, 0.0));
+        }
+        assert_eq!(sized.rate(Kind::Convolutional, 2e9).unwrap().gflops, 100.0);
+        assert_eq!(sized.rate(Kind::Convolutional, 5e4).unwrap().gflops, 10.0);
+        assert_eq!(sized.rate(Kind::Convolutional, 2e9).unwrap().runs, NEAREST);
         // A small model is bound by its item passes at the fastest pace measured.
-        rates.push_passes(Kind::Dense, 1000.0);
-        rates.push_passes(Kind::Dense, 4000.0);
+        rates.dense.runs = vec![run(1e5, 5.0, 1000.0), run(1e5, 5.0, 4000.0)];
         assert_eq!(rates.fastest_passes(Kind::Dense), Some(4000.0));
         let mut many = Rates::default();
         for p in 1..=11 {
-            many.push_passes(Kind::Convolutional, f64::from(p) * 1000.0);
+            many.convolutional
+                .runs
+                .push(run(1e6, 1.0, f64::from(p) * 1000.0));
         }
-        many.push_passes(Kind::Convolutional, 1e9); // timed only after a resume
+        many.convolutional.runs.push(run(1e6, 1.0, 1e9)); // timed only after a resume
         assert_eq!(many.fastest_passes(Kind::Convolutional), Some(11_000.0));
-        assert_eq!(rates.seconds(Kind::Dense, 5e9, 40_000.0), Some(10.0));
-        assert_eq!(rates.seconds(Kind::Dense, 5e9, 400.0), Some(1.0));
+        assert_eq!(rates.seconds(Kind::Dense, 1e5, 5e9, 40_000.0), Some(10.0));
+        assert_eq!(rates.seconds(Kind::Dense, 1e5, 5e9, 400.0), Some(1.0));
         assert_eq!(training_passes(100, 0.2, 3), 3.0 * (3.0 * 80.0 + 20.0));
     }
 
