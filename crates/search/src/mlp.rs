@@ -103,15 +103,20 @@ impl<'a> MlpSearch<'a> {
     }
 
     /// What determines a trial's result beyond its parameters: the defaults of what the
-    /// grid leaves out, the data, and the numerics versions (of `fit`, which trains a group
-    /// of one, and of stacked training).
+    /// grid leaves out, the data, and the numerics versions; a search whose trials train one
+    /// by one (`fit`, whose sums run in another order than stacked training's) says so, so
+    /// that its results and a stacked search's never stand for each other.
     pub fn config(&self) -> Value {
-        json!({
+        let mut config = json!({
             "defaults": mlp_config(&self.defaults),
             "data": self.data,
             "numerics": trainer::NUMERICS_VERSION,
             "stacked_numerics": trainer::stacked::STACKED_NUMERICS_VERSION,
-        })
+        });
+        if !self.stacked {
+            config["training"] = json!("one by one");
+        }
+        config
     }
 
     /// `trials` with this search's [`MlpSearch::config`], so that their keys cover it.
@@ -225,7 +230,9 @@ impl<'a> MlpSearch<'a> {
         }
     }
 
-    /// Trains a group of trials (one stacked model, or one trial) and scores each.
+    /// Trains a group of trials (one stacked model, or one trial) and scores each. A stacked
+    /// search trains even a group of one stacked, so that a trial's figures do not depend on
+    /// which trials share its group (a shard, a resumed run, the last chunk of a large group).
     pub fn run_group(&self, group: &[Trial]) -> Vec<TrialOutcome> {
         let mlps: Result<Vec<Mlp>, SearchError> = group.iter().map(|t| self.mlp(t)).collect();
         let mlps = match mlps {
@@ -234,12 +241,12 @@ impl<'a> MlpSearch<'a> {
         };
         let mut outcomes = Vec::with_capacity(group.len());
         for chunk in mlps.chunks(self.max_stack.max(1)) {
-            let trained = if chunk.len() == 1 {
+            let trained = if self.stacked {
+                Mlp::fit_stacked(chunk, self.train, self.validation, &self.device)
+            } else {
                 chunk[0]
                     .fit(self.train, self.validation, &self.device)
                     .map(|r| vec![r])
-            } else {
-                Mlp::fit_stacked(chunk, self.train, self.validation, &self.device)
             };
             match trained {
                 Ok(models) => outcomes.extend(models.iter().map(|(m, h)| self.outcome(m, h))),
@@ -323,5 +330,69 @@ impl<'a> MlpSearch<'a> {
         self.mlp(&trial)?
             .fit(self.train, self.validation, &self.device)
             .map_err(|e| SearchError::Grid(format!("retraining trial {}: {e}", record.index)))
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use data::{ClassNames, Targets};
+    use serde_json::Map;
+
+    /// Three noisy classes on two features, deterministic.
+    fn three_classes() -> Samples {
+        let (mut features, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..90 {
+            let class = i % 3;
+            let jitter = ((i * 7919) % 100) as f32 / 100.0 - 0.5;
+            features.extend([class as f32 + jitter, 1.0 - class as f32 * jitter]);
+            labels.push(class);
+        }
+        let classes = ClassNames::numbered(3);
+        Samples::new(
+            features,
+            vec![2],
+            vec![],
+            Targets::Classes { labels, classes },
+        )
+        .unwrap()
+    }
+
+    fn trial(index: usize, eta: f64) -> Trial {
+        let mut params = Map::new();
+        params.insert("eta".into(), json!(eta));
+        Trial::new(index, params)
+    }
+
+    /// A trial's figures do not depend on the trials it trains beside: alone (a shard's
+    /// share, the last chunk of a group) it ends where it ends in a stack of three.
+    #[test]
+    fn a_trial_alone_trains_as_it_does_in_a_stack() {
+        let data = three_classes();
+        let mut defaults = Mlp::new(Task::Classification, 0);
+        (defaults.hidden_layers, defaults.activation) = (vec![10, 10, 5], Activation::Tanh);
+        (defaults.epochs, defaults.batch_size) = (100, 16);
+        (defaults.momentum, defaults.l2) = (0.8, 0.01);
+        let search = MlpSearch::new(&data, defaults, Device::flex());
+        let trials: Vec<Trial> = [0.1, 0.05, 0.01]
+            .iter()
+            .enumerate()
+            .map(|(i, &eta)| trial(i, eta))
+            .collect();
+        let together = search.run_group(&trials);
+        for (t, stacked) in trials.iter().zip(&together) {
+            let alone = search.run_group(std::slice::from_ref(t));
+            assert_eq!(alone[0].train, stacked.train, "trial {}", t.index);
+            assert_eq!(alone[0].epochs, stacked.epochs);
+        }
+        // One by one trains with `fit`, whose sums run in another order: other keys.
+        let one_by_one = MlpSearch {
+            stacked: false,
+            ..MlpSearch::new(&data, search.defaults.clone(), Device::flex())
+        };
+        assert_ne!(
+            search.keyed(&trials)[0].key(),
+            one_by_one.keyed(&trials)[0].key()
+        );
     }
 }
