@@ -1040,6 +1040,18 @@ fn write_section(
             table.to_markdown()
         );
     }
+    if section_rows
+        .iter()
+        .any(|r| input.record_of(r.plan).is_none())
+    {
+        let _ = writeln!(
+            report,
+            "A row marked not run has no result of its configuration in this folder yet: \
+             `--rows --only \"<its name>\"` trains it (the results book, \
+             experiments/results/BOOK.md, gives each such row of the reports an estimated \
+             time).\n"
+        );
+    }
     // Every trial of the section, best first.
     let section_records: Vec<TrialRecord> = section_plans
         .iter()

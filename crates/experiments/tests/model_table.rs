@@ -164,6 +164,8 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
         row_of(&csv, "one hidden layer").contains("not run"),
         "{csv}"
     );
+    let table = std::fs::read_to_string(dir.path().join("only/table.md")).unwrap();
+    assert!(table.contains("A row marked not run"), "{table}");
     // A run of another row keeps the first one's figure in the table.
     let other = run(&config, &dir.path().join("only"), &["--only", "one hidden"]);
     assert!(other.status.success(), "{}", text(&other));
@@ -171,6 +173,8 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
     for name in ["softmax regression", "one hidden layer"] {
         assert!(!row_of(&csv, name).contains("not run"), "{name}:\n{csv}");
     }
+    let table = std::fs::read_to_string(dir.path().join("only/table.md")).unwrap();
+    assert!(!table.contains("A row marked not run"), "{table}");
     // A section none of whose models has run yet is left out.
     assert!(!csv.contains("tanh"), "{csv}");
 
