@@ -98,6 +98,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 }
 
 /// Everything resolved from the file and the flags.
+#[derive(Clone)]
 struct Resolved {
     plans: Vec<Plan>,
     rows: Vec<Row>,
@@ -125,12 +126,13 @@ pub fn row_trainings(
         .collect())
 }
 
-/// Every plan of the file (keyed by `data` and the seed, [`Plan::keyed`]) and every row.
+/// Every plan of the file (keyed by `data` and the seed, [`Plan::keyed`]) and every row;
+/// `--only` is not applied here ([`Resolved::keep`] with [`chosen_by_only`] does it).
 ///
-/// About 170 lines: one pass over the study's sections, first a section's named models,
-/// then its grid's published rows and trials, both halves using the same error context,
-/// `--only` filter and `--epochs`/`--quick` adjustment (the closures at its top). Splitting
-/// it means a per-section resolver carrying those; not done yet.
+/// About 160 lines: one pass over the study's sections, first a section's named models,
+/// then its grid's published rows and trials, both halves using the same error context
+/// and `--epochs`/`--quick` adjustment (the closures at its top). Splitting it means a
+/// per-section resolver carrying those; not done yet.
 fn resolve(
     config: &ModelTableConfig,
     flags: &Flags,
@@ -143,11 +145,6 @@ fn resolve(
     let mut plans: Vec<Plan> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut names: Vec<&str> = Vec::new();
-    let only = flags.only.as_ref().map(|o| o.to_lowercase());
-    let wanted = |section: &str, label: &str| {
-        only.as_ref()
-            .is_none_or(|o| format!("{section} / {label}").to_lowercase().contains(o))
-    };
     for (s, section) in config.sections.iter().enumerate() {
         if names.contains(&section.name.as_str()) {
             return Err(crate::Error::from(at(
@@ -175,7 +172,7 @@ fn resolve(
             let spec = model_spec(&model.name, input, &model.layers, training.init)
                 .map_err(|e| at(&where_, e.to_string()))?;
             let published = json(&model.published);
-            let plan = if wanted(&section.name, &model.name) {
+            let plan = {
                 let mut params = Map::new();
                 params.insert("section".into(), Value::from(section.name.clone()));
                 params.insert("model".into(), Value::from(model.name.clone()));
@@ -192,8 +189,6 @@ fn resolve(
                 .map_err(|e| at(&where_, e.to_string()))?;
                 plans.push(plan);
                 Some(plans.len() - 1)
-            } else {
-                None
             };
             rows.push(Row {
                 section: s,
@@ -285,9 +280,6 @@ fn resolve(
                      score"
                         .into(),
                 )));
-            }
-            if !wanted(&section.name, &plan.label) {
-                continue;
             }
             for (r, p) in row_params.iter().enumerate() {
                 if p == &params {
@@ -604,7 +596,8 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
         flags.quick.then_some(&config.quick),
     )
     .to_value();
-    let Resolved { plans, .. } = resolve(&config, flags, input, &path, &data)?;
+    let every = resolve(&config, flags, input, &path, &data)?;
+    let Resolved { plans, .. } = every.clone().keep(|p| chosen_by_only(&config, flags, p));
     if plans.is_empty() {
         return Err(crate::Error::from(format!(
             "{}: nothing to run{}",
@@ -726,9 +719,11 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     if redrawn > 0 {
         println!("drew the charts of {redrawn} saved model(s) from their weights and history");
     }
-    let Resolved { plans, rows } = stored_or_run(&config, flags, input, &path, &data, &results)?;
-    let every: Vec<Trial> = plans.iter().map(|p| p.trial.clone()).collect();
-    let records = results.records_of(&every);
+    // The report shows every row with a result under its current key, whatever `--only`
+    // chose, so a run of a few rows leaves a table with every figure already made.
+    let Resolved { plans, rows } = every.keep(|p| results.contains(&p.key));
+    let trials: Vec<Trial> = plans.iter().map(|p| p.trial.clone()).collect();
+    let records = results.records_of(&trials);
     crate::book::write_run_rows(&out, &path, flags, run_rows(&rows, &plans, &records))?;
     let mut report = write_report(&ReportInput {
         config: &config,
@@ -773,39 +768,38 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     })
 }
 
-/// The plans and rows the report shows: every plan of the file, whatever `--only` chose,
-/// whose result `results` holds (this run's and earlier runs' under the same key), so that a
-/// run of a few rows leaves a table with every figure already made, not only its own.
-fn stored_or_run(
-    config: &ModelTableConfig,
-    flags: &Flags,
-    input: Shape,
-    path: &Path,
-    data: &Value,
-    results: &ResultsFile,
-) -> Result<Resolved, crate::Error> {
-    let every = Flags {
-        only: None,
-        ..flags.clone()
-    };
-    let all = resolve(config, &every, input, path, data)?;
-    let mut index = vec![None; all.plans.len()];
-    let mut plans = Vec::new();
-    for (i, plan) in all.plans.into_iter().enumerate() {
-        if results.contains(&plan.key) {
-            index[i] = Some(plans.len());
-            plans.push(plan);
+impl Resolved {
+    /// The plans `keep` accepts, numbered afresh (their trials' indices too), and every row,
+    /// pointing at its plan if it was kept.
+    fn keep(self, keep: impl Fn(&Plan) -> bool) -> Resolved {
+        let mut index = vec![None; self.plans.len()];
+        let mut plans = Vec::new();
+        for (i, mut plan) in self.plans.into_iter().enumerate() {
+            if keep(&plan) {
+                index[i] = Some(plans.len());
+                plan.trial.index = plans.len();
+                plans.push(plan);
+            }
         }
+        let rows = self
+            .rows
+            .into_iter()
+            .map(|row| Row {
+                plan: row.plan.and_then(|p| index[p]),
+                ..row
+            })
+            .collect();
+        Resolved { plans, rows }
     }
-    let rows = all
-        .rows
-        .into_iter()
-        .map(|row| Row {
-            plan: row.plan.and_then(|p| index[p]),
-            ..row
-        })
-        .collect();
-    Ok(Resolved { plans, rows })
+}
+
+/// Whether `--only` (if given) chooses `plan`: its `section / label` line contains the text,
+/// ignoring case.
+fn chosen_by_only(config: &ModelTableConfig, flags: &Flags, plan: &Plan) -> bool {
+    flags.only.as_ref().is_none_or(|o| {
+        let line = format!("{} / {}", config.sections[plan.section].name, plan.label);
+        line.to_lowercase().contains(&o.to_lowercase())
+    })
 }
 
 /// Orders `trials` by their estimated training FLOPs, cheapest first, so that a `--rows` run
