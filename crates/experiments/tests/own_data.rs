@@ -216,6 +216,27 @@ fn an_image_folder_trains_and_mixed_sizes_need_resize() {
     );
     assert!(text.contains("8-bit pixels divided by 255"), "{text}");
     assert!(figure(&text, "test accuracy") == 1.0, "{text}");
+    // A folder of new images is predicted image by image.
+    let new = dir.path().join("new");
+    save_square(&new.join("a.png"), 8, true, 50);
+    save_square(&new.join("b.png"), 8, false, 51);
+    let predictions = dir.path().join("predictions.csv");
+    let run = predict(&[
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        new.to_str().unwrap(),
+        "--out",
+        predictions.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let written = std::fs::read_to_string(&predictions).unwrap();
+    let classes: Vec<&str> = written
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(classes, ["day", "night"], "{written}");
     save_square(&root.join("day/odd.png"), 9, true, 99);
     let run = train(&[
         "--data",

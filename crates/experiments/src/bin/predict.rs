@@ -74,6 +74,9 @@ fn run(args: &Args) -> Result<(), String> {
     let input = model.card.spec.input;
     let (names, samples) = match (&args.data, args.image.is_empty(), &model.card.table) {
         (Some(path), _, Some(encoder)) => read_table(path, encoder)?,
+        (Some(folder), _, None) if folder.is_dir() => {
+            read_images(&image_files(folder)?, input, args.invert, args.resize)?
+        }
         (Some(csv), _, None) => read_csv(csv, input.len())?,
         (None, false, _) => read_images(&args.image, input, args.invert, args.resize)?,
         (None, true, _) => return Err("give --image FILE... or --data FILE".into()),
@@ -244,6 +247,24 @@ fn read_images(
     let names = paths.iter().map(|p| p.display().to_string()).collect();
     let samples = unlabelled(features, vec![channels, height, width], paths.len())?;
     Ok((names, samples))
+}
+
+/// The PNG and JPEG files directly in `folder`, in name order.
+fn image_files(folder: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()))
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(format!("{}: no PNG or JPEG images in it", folder.display()));
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn read_csv(path: &Path, inputs: usize) -> Result<(Vec<String>, Samples), String> {
