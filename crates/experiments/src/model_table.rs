@@ -1040,10 +1040,10 @@ fn write_section(
     {
         let _ = writeln!(
             report,
-            "A row marked not run has no result of its configuration in this folder yet: \
+            "A row marked queued has no result of its configuration in this folder yet: \
              `--rows --only \"<its name>\"` trains it (the results book, \
-             experiments/results/BOOK.md, gives each such row of the reports an estimated \
-             time).\n"
+             experiments/results/BOOK.md, lists each such row of the reports as queued, with \
+             its estimated time on this project's CPU).\n"
         );
     }
     // Every trial of the section, best first.
@@ -1431,8 +1431,8 @@ fn training_losses(
         .collect()
 }
 
-/// This project's figure of a row: `not run` where no run of this configuration has one
-/// yet (`--only`, `--limit`; the book lists such rows as queued).
+/// This project's figure of a row: `queued` where no run of this configuration has one
+/// yet (`--only`, `--limit`; the book lists such rows as queued too, with an estimate).
 fn our_cell(record: Option<&TrialRecord>, figure: &str) -> String {
     match record {
         Some(r) => match (&r.status, our_figure(r, figure)) {
@@ -1441,7 +1441,7 @@ fn our_cell(record: Option<&TrialRecord>, figure: &str) -> String {
             (_, Some(v)) => figure_cell(figure, v),
             (_, None) => "-".into(),
         },
-        None => "not run".into(),
+        None => "queued".into(),
     }
 }
 

@@ -88,7 +88,7 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
     assert!(first.status.success(), "{}", text(&first));
     let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
-    assert!(!csv.contains("not run") && !csv.contains("failed"), "{csv}");
+    assert!(!csv.contains("queued") && !csv.contains("failed"), "{csv}");
     let trials = std::fs::read_to_string(out.join("trials.jsonl")).unwrap();
     assert_eq!(trials.lines().count(), 2 + 8, "2 models + a grid of 8");
     let saved = out.join("models/named-models--one-hidden-layer");
@@ -160,21 +160,18 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
     let csv = std::fs::read_to_string(dir.path().join("only/table.csv")).unwrap();
     let row_of =
         |csv: &str, name: &str| csv.lines().find(|l| l.contains(name)).unwrap().to_string();
-    assert!(
-        row_of(&csv, "one hidden layer").contains("not run"),
-        "{csv}"
-    );
+    assert!(row_of(&csv, "one hidden layer").contains("queued"), "{csv}");
     let table = std::fs::read_to_string(dir.path().join("only/table.md")).unwrap();
-    assert!(table.contains("A row marked not run"), "{table}");
+    assert!(table.contains("A row marked queued"), "{table}");
     // A run of another row keeps the first one's figure in the table.
     let other = run(&config, &dir.path().join("only"), &["--only", "one hidden"]);
     assert!(other.status.success(), "{}", text(&other));
     let csv = std::fs::read_to_string(dir.path().join("only/table.csv")).unwrap();
     for name in ["softmax regression", "one hidden layer"] {
-        assert!(!row_of(&csv, name).contains("not run"), "{name}:\n{csv}");
+        assert!(!row_of(&csv, name).contains("queued"), "{name}:\n{csv}");
     }
     let table = std::fs::read_to_string(dir.path().join("only/table.md")).unwrap();
-    assert!(!table.contains("A row marked not run"), "{table}");
+    assert!(!table.contains("A row marked queued"), "{table}");
     // A section none of whose models has run yet is left out.
     assert!(!csv.contains("tanh"), "{csv}");
 
@@ -185,7 +182,7 @@ fn a_study_file_runs_resumes_and_reports_every_row() {
     assert_eq!(trials.lines().count(), 3, "{trials}");
     let csv = std::fs::read_to_string(dir.path().join("rows/table.csv")).unwrap();
     assert!(
-        !csv.contains("not run"),
+        !csv.contains("queued"),
         "every printed row has a figure:\n{csv}"
     );
 }
