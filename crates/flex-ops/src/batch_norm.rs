@@ -11,6 +11,8 @@
 //! pass for both per-channel sums and one to write the input gradient. Statistics are
 //! accumulated in `f64`, and the variance is the biased one, as Burn's.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -22,7 +24,7 @@ use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension}
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::kernels::f32_values;
+use crate::kernels::{assume_init, f32_values, uninit};
 
 /// A training batch norm's output and the batch statistics it used.
 pub struct BatchNormOutput<const D: usize> {
@@ -223,13 +225,24 @@ fn plane_sums(a: &[f32], b: &[f32], k: f32) -> [f64; 4] {
 }
 
 /// `k0 a + k1 (b - k3) + k2` for every value, with channel `c`'s coefficients
-/// `[k0, k1, k2, k3] = coefficients[c]`, sample by sample in parallel.
+/// `[k0, k1, k2, k3] = coefficients[c]`, sample by sample in parallel. The output is
+/// written once, without zeroing it first (zeroing was 5 % of a batch-32 CNN's step).
 fn map_channels(a: &[f32], b: &[f32], coefficients: &[[f32; 4]], shape: [usize; 3]) -> Vec<f32> {
-    let [_, channels, positions] = shape;
-    let mut out = vec![0.0f32; a.len()];
+    let [batch, channels, positions] = shape;
     let sample_len = channels * positions;
+    // What the unsafe block below relies on: the samples, planes and coefficients cover
+    // the output exactly. The callers pass one tensor's values and layout.
+    assert!(
+        a.len() == batch * sample_len && b.len() == a.len() && coefficients.len() == channels,
+        "batch norm: {} and {} values, {} channel coefficients for shape {shape:?}",
+        a.len(),
+        b.len(),
+        coefficients.len()
+    );
+    let mut out = uninit::<f32>(a.len());
     if sample_len == 0 {
-        return out;
+        // SAFETY: an empty output, or one of zero-sized samples, has no values to write.
+        return unsafe { assume_init(out) };
     }
     out.par_chunks_mut(sample_len)
         .zip(a.par_chunks(sample_len).zip(b.par_chunks(sample_len)))
@@ -239,11 +252,14 @@ fn map_channels(a: &[f32], b: &[f32], coefficients: &[[f32; 4]], shape: [usize; 
                 .zip(a.chunks(positions).zip(b.chunks(positions)));
             for ((out, (a, b)), &[k0, k1, k2, k3]) in planes.zip(coefficients) {
                 for (o, (&a, &b)) in out.iter_mut().zip(a.iter().zip(b)) {
-                    *o = k0 * a + k1 * (b - k3) + k2;
+                    *o = MaybeUninit::new(k0 * a + k1 * (b - k3) + k2);
                 }
             }
         });
-    out
+    // SAFETY: the output has `batch` samples of `channels` planes of `positions` values
+    // (asserted above); every sample is zipped with one of `a` (as long), every plane with
+    // a coefficient (one per channel) and every value of a plane written.
+    unsafe { assume_init(out) }
 }
 
 fn forward(

@@ -431,7 +431,7 @@ fn optional_chunks<T>(values: &mut [T], len: usize, count: usize) -> Vec<Option<
 }
 
 /// A vector of `len` values for a kernel to write before it is read.
-fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
+pub(crate) fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
     let mut values = Vec::with_capacity(len);
     // SAFETY: `MaybeUninit` needs no initialisation and the capacity is `len`.
     unsafe { values.set_len(len) };
@@ -458,7 +458,7 @@ unsafe fn slice_assume_init(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 ///
 /// # Safety
 /// Every element must have been initialised.
-unsafe fn assume_init<T>(values: Vec<MaybeUninit<T>>) -> Vec<T> {
+pub(crate) unsafe fn assume_init<T>(values: Vec<MaybeUninit<T>>) -> Vec<T> {
     let mut values = std::mem::ManuallyDrop::new(values);
     let (ptr, len, capacity) = (values.as_mut_ptr(), values.len(), values.capacity());
     // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the caller vouches for the contents.
