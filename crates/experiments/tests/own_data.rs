@@ -21,6 +21,24 @@ fn predict(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `predict --model MODEL --data DATA`, with `--out OUT` when given.
+fn predict_data(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> Output {
+    let mut args = vec![
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    if let Some(out) = out {
+        args.extend(["--out", out.to_str().unwrap()]);
+    }
+    predict(&args)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -101,14 +119,7 @@ fn a_csv_trains_and_predicts_with_its_encoding() {
     )
     .unwrap();
     let predictions = dir.path().join("predictions.csv");
-    let run = predict(&[
-        "--model",
-        out.to_str().unwrap(),
-        "--data",
-        new.to_str().unwrap(),
-        "--out",
-        predictions.to_str().unwrap(),
-    ]);
+    let run = predict_data(&out, &new, Some(&predictions));
     assert!(run.status.success(), "{}", stderr(&run));
     let written = std::fs::read_to_string(&predictions).unwrap();
     let lines: Vec<&str> = written.lines().collect();
@@ -117,12 +128,7 @@ fn a_csv_trains_and_predicts_with_its_encoding() {
     assert!(lines[2].starts_with("line 3,tulip,"), "{written}");
     // A category the model never saw is named.
     std::fs::write(&new, "soil,petal,\"width, cm\"\npeat,0.1,1.0\n").unwrap();
-    let run = predict(&[
-        "--model",
-        out.to_str().unwrap(),
-        "--data",
-        new.to_str().unwrap(),
-    ]);
+    let run = predict_data(&out, &new, None);
     assert!(!run.status.success());
     assert!(
         stderr(&run).contains("line 2") && stderr(&run).contains("\"peat\""),
@@ -167,12 +173,7 @@ fn a_gzip_regression_table_is_scored_in_its_units() {
     assert!(figure(&text, "test R²") > 0.95, "{text}");
     let new = dir.path().join("new.tsv");
     std::fs::write(&new, "rooms\tarea\n3\t80\n").unwrap();
-    let run = predict(&[
-        "--model",
-        out.to_str().unwrap(),
-        "--data",
-        new.to_str().unwrap(),
-    ]);
+    let run = predict_data(&out, &new, None);
     assert!(run.status.success(), "{}", stderr(&run));
     let value = figure(&stdout(&run), "line 2:");
     assert!((value - 140_000.0).abs() < 15_000.0, "{}", stdout(&run));
@@ -221,14 +222,7 @@ fn an_image_folder_trains_and_mixed_sizes_need_resize() {
     save_square(&new.join("a.png"), 8, true, 50);
     save_square(&new.join("b.png"), 8, false, 51);
     let predictions = dir.path().join("predictions.csv");
-    let run = predict(&[
-        "--model",
-        out.to_str().unwrap(),
-        "--data",
-        new.to_str().unwrap(),
-        "--out",
-        predictions.to_str().unwrap(),
-    ]);
+    let run = predict_data(&out, &new, Some(&predictions));
     assert!(run.status.success(), "{}", stderr(&run));
     let written = std::fs::read_to_string(&predictions).unwrap();
     let classes: Vec<&str> = written
@@ -422,12 +416,7 @@ published = { test_accuracy = 0.9 }
         .path();
     let new = dir.path().join("new.csv");
     std::fs::write(&new, "petal,\"width, cm\",soil\n3.2,2.6,clay\n").unwrap();
-    let predicted = predict(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        new.to_str().unwrap(),
-    ]);
+    let predicted = predict_data(&model, &new, None);
     assert!(
         stdout(&predicted).contains("line 2: tulip"),
         "{}{}",
