@@ -6,6 +6,7 @@
 pub mod device;
 pub mod network;
 pub mod spec;
+pub mod threads;
 
 pub use device::{DeviceChoice, DeviceError, SelectedDevice, select_device};
 pub use network::{Network, activate};

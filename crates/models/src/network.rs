@@ -368,12 +368,14 @@ impl Network {
 
     /// Class probabilities (or regression outputs) for flattened items, without dropout.
     pub fn predict(&self, input: Tensor<2>) -> Tensor<2> {
-        let out = self.forward(input, None);
-        if self.ends_with_softmax() {
-            softmax(out, 1)
-        } else {
-            out
-        }
+        crate::threads::on_compute_threads(|| {
+            let out = self.forward(input, None);
+            if self.ends_with_softmax() {
+                softmax(out, 1)
+            } else {
+                out
+            }
+        })
     }
 }
 

@@ -316,11 +316,16 @@ where
     let run_group = &run_group;
     let (sender, receiver) = mpsc::channel::<Vec<TrialRecord>>();
     let mut write_error: Option<SearchError> = None;
+    let workers = options.workers.max(1).min(groups.len().max(1));
     std::thread::scope(|scope| {
-        for _ in 0..options.workers.max(1).min(groups.len().max(1)) {
+        for _ in 0..workers {
             let sender = sender.clone();
             let next = &next;
             scope.spawn(move || {
+                if workers > 1 {
+                    // Side by side, each worker trains on its own thread (see the function).
+                    models::threads::stay_on_this_thread();
+                }
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(group) = groups.get(i) else { break };

@@ -522,8 +522,20 @@ pub fn clock(seconds: f64) -> String {
 /// Trains `network` on `train` (already preprocessed), validating on `validation` after
 /// each epoch. `device` is the plain device; training runs on its autodiff form. With
 /// `config.checkpoint`, a checkpoint of the same identity continues where it was saved, and
-/// new ones are written as training goes.
+/// new ones are written as training goes. On a CPU backend the training runs on one of its
+/// compute threads ([`models::threads::on_compute_threads`]).
 pub fn fit(
+    network: Network,
+    train: &Samples,
+    validation: Option<&Samples>,
+    config: &FitConfig,
+    device: &Device,
+) -> Result<FitResult, FitError> {
+    models::threads::on_compute_threads(|| fit_here(network, train, validation, config, device))
+}
+
+/// [`fit`], on the calling thread.
+fn fit_here(
     network: Network,
     train: &Samples,
     validation: Option<&Samples>,
