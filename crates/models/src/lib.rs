@@ -1,7 +1,8 @@
 //! Models: MLPs and CNNs written as Burn modules, described as a readable list of layers
 //! ([`ModelSpec`]) with a Keras-style `summary()`; and the one place that picks the compute
-//! device ([`select_device`]). On flex, layers call the project's own kernels
-//! (`flex-ops`); on every other backend, Burn's operations.
+//! device ([`select_device`]) and the thread a CPU computation runs on ([`threads`]). On
+//! flex, layers call the project's own kernels (`flex-ops`); on every other backend,
+//! Burn's operations.
 
 pub mod device;
 pub mod network;
