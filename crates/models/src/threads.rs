@@ -6,9 +6,9 @@
 //! and the caller sleeps until it is done: two thread wake-ups per operation, and a
 //! training step of report 002's MLP has a few dozen of them. Run from one of the pool's
 //! threads, an operation's parts are shared out by work stealing with no hand-over: that
-//! MLP trains 14 % faster and predicts 6-10 % faster (`bench`, alternated runs). Which
-//! thread runs an operation changes none of its numbers: the parts and their sums are the
-//! same.
+//! MLP trained 17-21 % faster and predicted 2-7 % faster (`bench`, alternated runs;
+//! docs/performance.md item 16). Which thread runs an operation changes none of its
+//! numbers: the parts and their sums are the same.
 
 use std::cell::Cell;
 
