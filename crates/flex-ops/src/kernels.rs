@@ -133,7 +133,7 @@ pub fn dense(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>, relu: bool) -> Te
 
 /// `x · weight + bias` on flex for training: Burn's `linear` with the same sums forward and
 /// backward (the same gemm calls as flex's matrix product, the same bias sum), but with
-/// each product written into a buffer that is not zeroed first ([`matmul_2d`]). `x` is
+/// each product written into a buffer that is not zeroed first (`matmul_2d`). `x` is
 /// `[batch, inputs]`, `weight` `[inputs, units]`, `bias` `[units]`. Call only where
 /// [`runs_on_flex`].
 pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
