@@ -380,25 +380,19 @@ impl Network {
 }
 
 /// `activation(x · weight + bias)`: for inference on flex with a linear or ReLU activation
-/// through the project's fused kernel; in training on flex through the project's `linear`
-/// (Burn's sums, without flex's zeroing and copying of each product's output); elsewhere
+/// through the project's fused kernel; otherwise on flex through the project's `linear`
+/// (Burn's values, without flex's zeroing and copying of each product's output); elsewhere
 /// through Burn's operations.
 fn dense_layer(x: Tensor<2>, p: &DenseParams, activation: Activation) -> Tensor<2> {
     #[cfg(feature = "flex")]
     if flex_kernels::runs_on_flex(&x) {
-        if !x.device().is_autodiff() && matches!(activation, Activation::Linear | Activation::Relu)
-        {
-            return flex_kernels::dense(
-                x,
-                p.weight.val(),
-                p.bias.val(),
-                activation == Activation::Relu,
-            );
-        }
-        if x.device().is_autodiff() {
-            let y = flex_kernels::linear(x, p.weight.val(), p.bias.val());
-            return activate(y, activation, 1);
-        }
+        let (weight, bias) = (p.weight.val(), p.bias.val());
+        return match activation {
+            Activation::Linear | Activation::Relu if !x.device().is_autodiff() => {
+                flex_kernels::dense(x, weight, bias, activation == Activation::Relu)
+            }
+            _ => activate(flex_kernels::linear(x, weight, bias), activation, 1),
+        };
     }
     let y = linear(x, p.weight.val(), Some(p.bias.val()));
     activate(y, activation, 1)
