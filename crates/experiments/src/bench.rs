@@ -240,24 +240,30 @@ pub(crate) fn bench_inference(
     let len = items.item_len();
     // Made once, as PyTorch's script makes its batch once: a step times the model alone.
     let x = Tensor::<2>::from_data(TensorData::new(items.features, [b, len]), device);
+    // Weights packed once, at load, and the batches run on the compute threads, as in a
+    // table's test pass (`trainer::predict_outputs`).
+    let predictor = network.predictor();
     let step = || {
-        let y = network.predict(x.clone());
+        let y = predictor.predict(x.clone());
         y.into_data().try_into_vec_as::<f32>().map(|v| v.len())
     };
-    step().map_err(|e| format!("{e:?}"))?;
-    let started = Instant::now();
-    step().map_err(|e| format!("{e:?}"))?;
-    let per_step = started.elapsed().as_secs_f64();
-    let steps = steps_for(seconds, per_step, 5000);
-    let mut out = Vec::new();
-    for _ in 0..runs {
+    let timed = || -> Result<Vec<f64>, String> {
+        step().map_err(|e| format!("{e:?}"))?;
         let started = Instant::now();
-        for _ in 0..steps {
-            step().map_err(|e| format!("{e:?}"))?;
+        step().map_err(|e| format!("{e:?}"))?;
+        let per_step = started.elapsed().as_secs_f64();
+        let steps = steps_for(seconds, per_step, 5000);
+        let mut out = Vec::new();
+        for _ in 0..runs {
+            let started = Instant::now();
+            for _ in 0..steps {
+                step().map_err(|e| format!("{e:?}"))?;
+            }
+            out.push((steps * b) as f64 / started.elapsed().as_secs_f64());
         }
-        out.push((steps * b) as f64 / started.elapsed().as_secs_f64());
-    }
-    Ok(out)
+        Ok(out)
+    };
+    Ok(models::threads::on_compute_threads(timed)?)
 }
 
 /// PyTorch's median samples per second for a model and phase, from the script's lines.

@@ -16,5 +16,6 @@ pub mod adam;
 pub mod batch_norm;
 mod buffer;
 pub mod kernels;
+pub mod packed_dense;
 pub mod sgd;
 pub mod stacked_mlp;

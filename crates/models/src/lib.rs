@@ -6,9 +6,11 @@
 
 pub mod device;
 pub mod network;
+pub mod predictor;
 pub mod spec;
 pub mod threads;
 
 pub use device::{DeviceChoice, DeviceError, SelectedDevice, select_device};
 pub use network::{Network, activate};
+pub use predictor::Predictor;
 pub use spec::{Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError};

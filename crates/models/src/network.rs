@@ -14,6 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::predictor::{PackedDense, Predictor, output_activation};
 use crate::spec::{
     Activation, Init, Layer, ModelSpec, Padding, PoolKind, Shape, SpecError, window_2d,
 };
@@ -245,7 +246,26 @@ impl Network {
     /// One match over (layer, value) pairs, about 120 lines: each arm is a layer kind and
     /// the fused kernels look one layer ahead (a convolution that also pools), which a split
     /// per layer would have to pass back and forth.
-    pub fn forward(&self, input: Tensor<2>, mut dropout: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+    pub fn forward(&self, input: Tensor<2>, dropout: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+        self.forward_with(input, dropout, &[])
+    }
+
+    /// [`Network::forward`] without dropout, dense layers on the packed weights given (one
+    /// entry per dense layer, [`Predictor`]).
+    pub(crate) fn forward_packed(
+        &self,
+        input: Tensor<2>,
+        packed: &[Option<PackedDense>],
+    ) -> Tensor<2> {
+        self.forward_with(input, None, packed)
+    }
+
+    fn forward_with(
+        &self,
+        input: Tensor<2>,
+        mut dropout: Option<&mut ChaCha8Rng>,
+        packed: &[Option<PackedDense>],
+    ) -> Tensor<2> {
         let [batch, _] = input.dims();
         let mut value = match self.spec.input {
             Shape::Flat(_) => Value::Flat(input),
@@ -263,18 +283,13 @@ impl Network {
             if std::mem::take(&mut pooled_already) {
                 continue;
             }
-            let skip_softmax = |a: Activation| {
-                if i == last && a == Activation::Softmax {
-                    Activation::Linear
-                } else {
-                    a
-                }
-            };
+            let skip_softmax = |a: Activation| output_activation(i, last, a);
             value = match (layer, value) {
                 (Layer::Dense { activation, .. }, Value::Flat(x)) => {
                     let p = &self.dense[dense];
+                    let packed = packed.get(dense).and_then(Option::as_ref);
                     dense += 1;
-                    Value::Flat(dense_layer(x, p, skip_softmax(*activation)))
+                    Value::Flat(dense_layer(x, p, skip_softmax(*activation), packed))
                 }
                 (
                     Layer::Conv {
@@ -366,7 +381,14 @@ impl Network {
         }
     }
 
+    /// The network ready for inference over many batches: on flex, its dense layers'
+    /// weights packed once ([`Predictor`]); the same values as [`Network::predict`].
+    pub fn predictor(&self) -> Predictor<'_> {
+        Predictor::new(self)
+    }
+
     /// Class probabilities (or regression outputs) for flattened items, without dropout.
+    /// For many batches, [`Network::predictor`] packs the weights once for all of them.
     pub fn predict(&self, input: Tensor<2>) -> Tensor<2> {
         crate::threads::on_compute_threads(|| {
             let out = self.forward(input, None);
@@ -380,18 +402,30 @@ impl Network {
 }
 
 /// `activation(x · weight + bias)`: for inference on flex with a linear or ReLU activation
-/// through the project's fused kernel; otherwise on flex through the project's `linear`
+/// through the project's fused kernel (on `packed` weights where given and the kernel takes
+/// the batch, with the same values); otherwise on flex through the project's `linear`
 /// (Burn's values, without flex's zeroing and copying of each product's output); elsewhere
 /// through Burn's operations.
-fn dense_layer(x: Tensor<2>, p: &DenseParams, activation: Activation) -> Tensor<2> {
+#[cfg_attr(not(feature = "flex"), allow(unused_variables))]
+fn dense_layer(
+    x: Tensor<2>,
+    p: &DenseParams,
+    activation: Activation,
+    packed: Option<&PackedDense>,
+) -> Tensor<2> {
     #[cfg(feature = "flex")]
     if flex_kernels::runs_on_flex(&x) {
-        let (weight, bias) = (p.weight.val(), p.bias.val());
+        let relu = activation == Activation::Relu;
         return match activation {
-            Activation::Linear | Activation::Relu if !x.device().is_autodiff() => {
-                flex_kernels::dense(x, weight, bias, activation == Activation::Relu)
-            }
-            _ => activate(flex_kernels::linear(x, weight, bias), activation, 1),
+            Activation::Linear | Activation::Relu if !x.device().is_autodiff() => match packed {
+                Some(packed) if packed.handles(x.dims()[0]) => packed.apply(x, relu),
+                _ => flex_kernels::dense(x, p.weight.val(), p.bias.val(), relu),
+            },
+            _ => activate(
+                flex_kernels::linear(x, p.weight.val(), p.bias.val()),
+                activation,
+                1,
+            ),
         };
     }
     let y = linear(x, p.weight.val(), Some(p.bias.val()));

@@ -415,31 +415,42 @@ fn l2_penalty(network: &Network) -> Option<Tensor<1>> {
 }
 
 /// Runs the network over `samples` in batches, returning its outputs (probabilities for a
-/// softmax model, raw outputs otherwise), `len() x outputs`, row-major.
+/// softmax model, raw outputs otherwise), `len() x outputs`, row-major. The weights are
+/// packed once for all batches ([`Network::predictor`]), and the batches run on the compute
+/// threads, handed over once rather than per operation.
 pub fn predict_outputs(network: &Network, samples: &Samples, device: &Device) -> Vec<f32> {
-    let mut out = Vec::new();
-    let indices: Vec<usize> = (0..samples.len()).collect();
-    for chunk in indices.chunks(EVAL_BATCH) {
-        let batch = batch_tensors(samples, chunk, device);
-        let y = network.predict(batch.inputs);
-        out.extend(y.into_data().try_into_vec_as::<f32>().unwrap_or_default());
-    }
-    out
+    models::threads::on_compute_threads(|| {
+        let predictor = network.predictor();
+        let mut out = Vec::new();
+        let indices: Vec<usize> = (0..samples.len()).collect();
+        for chunk in indices.chunks(EVAL_BATCH) {
+            let batch = batch_tensors(samples, chunk, device);
+            let y = predictor.predict(batch.inputs);
+            out.extend(y.into_data().try_into_vec_as::<f32>().unwrap_or_default());
+        }
+        out
+    })
 }
 
 /// Batch size for inference: large, since no gradients are kept.
 const EVAL_BATCH: usize = 1024;
 
 /// Loss and score of `network` on `samples` (no dropout; batch normalisation uses its moving
-/// statistics).
+/// statistics). As [`predict_outputs`], the weights are packed once and the batches run on
+/// the compute threads.
 pub fn evaluate(network: &Network, samples: &Samples, loss: Loss, device: &Device) -> Evaluation {
+    models::threads::on_compute_threads(|| evaluate_here(network, samples, loss, device))
+}
+
+fn evaluate_here(network: &Network, samples: &Samples, loss: Loss, device: &Device) -> Evaluation {
+    let predictor = network.predictor();
     let mut total_loss = 0.0;
     let mut correct = 0usize;
     let mut predictions: Vec<f32> = Vec::new();
     let indices: Vec<usize> = (0..samples.len()).collect();
     for chunk in indices.chunks(EVAL_BATCH) {
         let batch = batch_tensors(samples, chunk, device);
-        let outputs = network.forward(batch.inputs.clone(), None);
+        let outputs = predictor.forward(batch.inputs.clone());
         let l: f64 = batch_loss(outputs.clone(), &batch.targets, loss).into_scalar::<f32>() as f64;
         total_loss += l * chunk.len() as f64;
         match &samples.targets {
