@@ -82,14 +82,15 @@ impl PackedDense {
             return None;
         }
         let [inputs, units] = weight.dims();
-        let weight = weight.to_data().convert::<f32>();
-        let weight = weight.as_slice::<f32>().ok()?;
-        let bias = bias.to_data().try_into_vec_as::<f32>().ok()?;
+        // Read in place (no copy of the weights besides the packed one).
+        let weight = flex_float(weight.clone())?;
+        let bias = flex_float(bias.clone())?;
+        let bias = crate::kernels::f32_values(&bias).into_owned();
         if bias.len() != units {
             return None;
         }
         Some(Self {
-            panels: pack(weight, inputs, units),
+            panels: pack(&crate::kernels::f32_values(&weight), inputs, units),
             bias,
             inputs,
             units,
@@ -187,6 +188,14 @@ impl PackedDense {
             }
             row += tile_rows;
         }
+    }
+}
+
+/// `t`'s flex tensor, where it is one on flex without autodiff.
+fn flex_float<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
+    match t.into_dispatch().kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(t)) => Some(t),
+        _ => None,
     }
 }
 
