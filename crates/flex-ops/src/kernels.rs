@@ -1091,22 +1091,28 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, relu: b
     }
     let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
     let mut out = uninit(m * n);
-    // The rows split between the threads, each running its own single-threaded gemm and
-    // then its bias and ReLU while its rows are in its cache: for report 002's MLP (128
-    // rows) 16 % faster than one gemm split by gemm's own threading, which joins the threads
-    // for every product and leaves the bias and ReLU to one of them.
-    let threads = if m * n * k >= 1 << 16 {
-        rayon::current_num_threads().max(1)
-    } else {
-        1
-    };
-    let rows = m.div_ceil(threads).max(1);
+    let rows = dense_rows_per_thread([m, n, k]);
     out.par_chunks_mut(rows * n)
         .zip(x.par_chunks(rows * k))
         .for_each(|(out, x)| dense_rows(x, &weight, &bias, relu, out, [n, k]));
     // SAFETY: every row was written by `dense_rows`.
     let out = unsafe { assume_init(out) };
     flex_tensor(out, [m, n])
+}
+
+/// How many rows of a `[m, n, k]` dense product each thread of [`dense`] takes: the rows
+/// are split between the threads, each running its own single-threaded gemm and then its
+/// bias and ReLU while its rows are in its cache (for report 002's MLP, 128 rows, 16 %
+/// faster than one gemm split by gemm's own threading, which joins the threads for every
+/// product and leaves the bias and ReLU to one of them); small products stay on one thread.
+/// `packed_dense` repeats gemm's sums for each such share.
+pub(crate) fn dense_rows_per_thread([m, n, k]: [usize; 3]) -> usize {
+    let threads = if m * n * k >= 1 << 16 {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    };
+    m.div_ceil(threads).max(1)
 }
 
 /// `relu?(x · weight + bias)` for the rows of `x` into `out`, on the calling thread; `n`

@@ -1,5 +1,7 @@
 //! The project's own CPU kernels for Burn's flex backend, kept apart from the models that
 //! use them: convolution, non-overlapping max pooling and the two fused (`kernels`),
+//! dense inference on weights packed once (`packed_dense`, plain AVX-512 code with `gemm`'s
+//! sums rather than an extension),
 //! training-mode batch normalisation (`batch_norm`), Adam's update in one pass (`adam`),
 //! stacked SGD with momentum in one pass (`sgd`)
 //! and tanh (`activation`). Each is a Burn backend extension with a hand-written backward where it needs

@@ -24,7 +24,7 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::kernels::{assume_init, runs_on_flex, uninit};
+use crate::kernels::{assume_init, dense_rows_per_thread, runs_on_flex, uninit};
 
 /// Columns per panel: three AVX-512 vectors.
 const PANEL: usize = 48;
@@ -36,9 +36,6 @@ const LINE: usize = 16;
 /// `avx512f` `x4x6`), the sizes its `kernel_params` is called with.
 const GEMM_MR: usize = 64;
 const GEMM_NR: usize = 6;
-/// `kernels::dense`'s size (rows x units x inputs) from which its rows are split between
-/// the threads.
-const THREADED_MULTIPLY_ADDS: usize = 1 << 16;
 
 /// Products run on packed weights since the program started ([`packed_products`]).
 static PRODUCTS: AtomicUsize = AtomicUsize::new(0);
@@ -129,11 +126,10 @@ impl PackedDense {
         let mut out = uninit::<f32>(rows * n);
         let shares = shares(rows, self);
         let panels = n.div_ceil(PANEL);
-        let threads = if rows * n * self.inputs >= THREADED_MULTIPLY_ADDS {
-            rayon::current_num_threads().clamp(1, panels)
-        } else {
-            1
-        };
+        // As many threads as `kernels::dense` would use, each with its own panels.
+        let threads = rows
+            .div_ceil(dense_rows_per_thread([rows, n, self.inputs]))
+            .clamp(1, panels);
         let target = Target(out.as_mut_ptr().cast::<f32>());
         (0..threads).into_par_iter().for_each(|t| {
             let target = &target;
@@ -215,12 +211,7 @@ struct Share {
 /// (gemm transposes a row-major product: its `m` is the units, its `n` the rows).
 fn shares(rows: usize, layer: &PackedDense) -> Vec<Share> {
     let (k, n) = (layer.inputs, layer.units);
-    let threads = if rows * n * k >= THREADED_MULTIPLY_ADDS {
-        rayon::current_num_threads().max(1)
-    } else {
-        1
-    };
-    let per = rows.div_ceil(threads).max(1);
+    let per = dense_rows_per_thread([rows, n, k]);
     (0..rows)
         .step_by(per)
         .map(|first| {
