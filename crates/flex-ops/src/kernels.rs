@@ -534,13 +534,21 @@ impl Backward<Flex, 1> for PoolBackward {
             let PoolState { input, winners } = ops.state;
             let [batch, channels, h, w] = input;
             let (grad, planes) = (f32_values(&grad), batch * channels);
-            let mut dx = vec![0.0f32; planes * h * w];
             let pooled = winners.len() / planes.max(1);
-            if pooled > 0 && h * w > 0 {
+            let dx = if pooled > 0 && h * w > 0 {
+                // Each plane zeroed by the thread that scatters into it, while in its cache.
+                let mut dx = uninit::<f32>(planes * h * w);
                 dx.par_chunks_mut(h * w)
                     .zip(grad.par_chunks(pooled).zip(winners.par_chunks(pooled)))
-                    .for_each(|(dx, (grad, winners))| scatter_to_winners(dx, grad, winners));
-            }
+                    .for_each(|(dx, (grad, winners))| {
+                        scatter_to_winners(zeroed(dx), grad, winners)
+                    });
+                // SAFETY: every plane was zeroed (the planes cover the vector: `winners`
+                // holds `pooled` per plane).
+                unsafe { assume_init(dx) }
+            } else {
+                vec![0.0f32; planes * h * w]
+            };
             grads.register::<Flex>(node.id, flex_tensor(dx, input));
         }
     }
@@ -576,6 +584,13 @@ fn optional_chunks<T>(values: &mut [T], len: usize, count: usize) -> Vec<Option<
     } else {
         values.chunks_mut(len).map(Some).collect()
     }
+}
+
+/// `values` set to zero.
+fn zeroed(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    values.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was just written.
+    unsafe { slice_assume_init(values) }
 }
 
 /// A vector of `len` values for a kernel to write before it is read.
@@ -1481,20 +1496,19 @@ fn conv_backward(
     // Contiguous runs of images, one per thread, each summing its own weight gradient.
     let threads = rayon::current_num_threads().max(1);
     let run = g.batch.div_ceil(threads).max(1);
-    let mut dx = if want.x {
-        vec![0.0f32; g.batch * g.image_in()]
-    } else {
-        Vec::new()
-    };
+    let mut dx = uninit::<f32>(if want.x { g.batch * g.image_in() } else { 0 });
     let dx_runs = optional_chunks(&mut dx, run * g.image_in(), g.batch.div_ceil(run));
     let partial: Vec<(Vec<f32>, Vec<f32>)> = dx_runs
         .into_par_iter()
         .enumerate()
         .map(|(r, dx_run)| {
             let images = r * run..((r + 1) * run).min(g.batch);
-            backward_run(&g, &x, &weight, grad, want, images, dx_run)
+            // Each run's input gradient zeroed by its own thread before col2im adds to it.
+            backward_run(&g, &x, &weight, grad, want, images, dx_run.map(zeroed))
         })
         .collect();
+    // SAFETY: the runs cover `dx` (`batch` images in runs of `run`), each zeroed above.
+    let dx = unsafe { assume_init(dx) };
     let mut dweight_t = vec![0.0f32; patch * filters];
     let mut dbias = vec![0.0f32; filters];
     for (dw, db) in partial {

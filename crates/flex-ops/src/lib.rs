@@ -21,3 +21,10 @@ pub mod kernels;
 pub mod packed_dense;
 pub mod sgd;
 pub mod stacked_mlp;
+
+/// Whether the CPU has AVX-512F, for the loops compiled for it besides the baseline build
+/// (the crates are built for baseline x86-64; the check is cached by the standard library).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}

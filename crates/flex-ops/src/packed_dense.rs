@@ -251,7 +251,7 @@ fn pack(weight: &[f32], inputs: usize, units: usize) -> Vec<Line> {
 fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        crate::avx512()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
