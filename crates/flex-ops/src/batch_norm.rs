@@ -492,6 +492,31 @@ mod tests {
     }
 
     #[test]
+    fn the_avx512_build_of_the_map_gives_the_baseline_values() {
+        let len = 1000;
+        let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 1.5).collect();
+        let b: Vec<f32> = (0..len)
+            .map(|i| (i as f32 * 0.11 + 1.0).cos() * 3.0)
+            .collect();
+        let k = [0.7, -1.3, 0.05, 0.25];
+        type PlaneMap = fn(&mut [MaybeUninit<f32>], &[f32], &[f32], [f32; 4]);
+        let run = |f: PlaneMap| -> Vec<u32> {
+            let mut out = uninit::<f32>(len);
+            f(&mut out, &a, &b, k);
+            // SAFETY: the map wrote every value.
+            unsafe { assume_init(out) }
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        // `map_plane` takes the AVX-512 build where the CPU has it; `map_plane_here` is
+        // the baseline build.
+        assert_eq!(run(map_plane), run(map_plane_here));
+        let sums = |f: fn(&[f32], &[f32], f32) -> [f64; 4]| f(&a, &b, 0.25).map(f64::to_bits);
+        assert_eq!(sums(plane_sums), sums(plane_sums_here));
+    }
+
+    #[test]
     fn batch_norm_matches_burn() {
         check([4, 3, 5, 7], 3.0, 1e-4);
         check([2, 5, 1, 1], 3.0, 1e-4);
