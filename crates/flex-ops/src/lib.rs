@@ -24,7 +24,13 @@ pub mod stacked_mlp;
 
 /// Whether the CPU has AVX-512F, for the loops compiled for it besides the baseline build
 /// (the crates are built for baseline x86-64; the check is cached by the standard library).
-#[cfg(target_arch = "x86_64")]
 pub(crate) fn avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }

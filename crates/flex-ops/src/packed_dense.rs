@@ -20,11 +20,11 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{BackendTensor, DispatchTensor, DispatchTensorKind};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::kernels::{assume_init, dense_rows_per_thread, runs_on_flex, uninit};
+use crate::kernels::{assume_init, dense_rows_per_thread, flex_tensor, runs_on_flex, uninit};
 
 /// Columns per panel: three AVX-512 vectors.
 const PANEL: usize = 48;
@@ -75,7 +75,7 @@ impl PackedDense {
     /// inference; `None` where the packed kernel would not run: tensors on another backend
     /// or tracked by autodiff, or a CPU without AVX-512.
     pub fn new(weight: &Tensor<2>, bias: &Tensor<1>) -> Option<Self> {
-        if !avx512() || !runs_on_flex(weight) || weight.device().is_autodiff() {
+        if !crate::avx512() || !runs_on_flex(weight) || weight.device().is_autodiff() {
             return None;
         }
         let [inputs, units] = weight.dims();
@@ -143,7 +143,7 @@ impl PackedDense {
         });
         // SAFETY: the panels cover every column and the shares every row.
         let out = unsafe { assume_init(out) };
-        FlexTensor::from_data(TensorData::new(out, [rows, n]))
+        flex_tensor(out, [rows, n])
     }
 
     /// Columns `panel * 48..` of the share's rows.
@@ -246,17 +246,6 @@ fn pack(weight: &[f32], inputs: usize, units: usize) -> Vec<Line> {
         }
     }
     lines
-}
-
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::avx512()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Up to 8 rows by one panel's `width` columns, over `depth` inputs.
@@ -392,7 +381,7 @@ mod tests {
     #[test]
     fn packed_dense_is_bit_for_bit_the_dense_kernel() {
         let device = Device::flex();
-        if !avx512() {
+        if !crate::avx512() {
             eprintln!("no AVX-512 on this CPU: the packed kernel does not run");
             return;
         }
@@ -432,7 +421,7 @@ mod tests {
                 &Tensor::<1>::zeros([n], &device),
             )
         };
-        if !avx512() {
+        if !crate::avx512() {
             assert!(layer(4, 4).is_none());
             return;
         }

@@ -390,14 +390,17 @@ impl Network {
     /// Class probabilities (or regression outputs) for flattened items, without dropout.
     /// For many batches, [`Network::predictor`] packs the weights once for all of them.
     pub fn predict(&self, input: Tensor<2>) -> Tensor<2> {
-        crate::threads::on_compute_threads(|| {
-            let out = self.forward(input, None);
-            if self.ends_with_softmax() {
-                softmax(out, 1)
-            } else {
-                out
-            }
-        })
+        crate::threads::on_compute_threads(|| self.outputs(self.forward(input, None)))
+    }
+
+    /// What [`Network::predict`] returns for the forward pass's `logits`: probabilities
+    /// where the network ends with a softmax, the outputs as they are otherwise.
+    pub(crate) fn outputs(&self, logits: Tensor<2>) -> Tensor<2> {
+        if self.ends_with_softmax() {
+            softmax(logits, 1)
+        } else {
+            logits
+        }
     }
 }
 

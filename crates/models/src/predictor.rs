@@ -5,7 +5,6 @@
 //! those of [`Network::predict`], bit for bit.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 
 use crate::network::Network;
 use crate::spec::{Activation, Layer};
@@ -56,12 +55,8 @@ impl<'a> Predictor<'a> {
     /// Class probabilities (or regression outputs), as [`Network::predict`].
     pub fn predict(&self, input: Tensor<2>) -> Tensor<2> {
         crate::threads::on_compute_threads(|| {
-            let out = self.network.forward_packed(input, &self.packed);
-            if self.network.ends_with_softmax() {
-                softmax(out, 1)
-            } else {
-                out
-            }
+            self.network
+                .outputs(self.network.forward_packed(input, &self.packed))
         })
     }
 
