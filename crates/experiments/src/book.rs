@@ -5,8 +5,8 @@
 //! row; `book` joins the two into `experiments/results/BOOK.md`.
 //!
 //! Current means: made with the row's full configuration (no `--quick` or `--epochs`; seed 0;
-//! `--only` and `--limit` only choose rows) from the study file as it is now (the SHA-256 of its text), under this build's result-key and
-//! numerics versions, with a figure for the row. A run of another study text or version is
+//! `--only` and `--limit` only choose rows) from the study file as it is now (the SHA-256 of its configuration: [`study_hash`]), under this build's result-key and
+//! numerics versions, with a figure for the row. A run of another study configuration or version is
 //! `stale`; a row no run answered is `queued`.
 
 use std::fmt::Write as _;
@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::config::MlpTableConfig;
 use crate::estimate::{self, Kind, Rates};
-use crate::model_config::{ModelTableConfig, split_published};
+use crate::model_config::{BELOW_REPORT, ModelTableConfig, split_published};
 use crate::output::format_value;
 
 /// The file a table run with seed 0 writes into its output folder.
@@ -63,7 +63,7 @@ pub struct RunRow {
 /// What a table run leaves for the book.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRows {
-    /// SHA-256 of the study file's text.
+    /// [`study_hash`] of the study file: SHA-256 of its configuration, its prose left out.
     pub study_sha256: String,
     /// [`search::key::KEY_VERSION`] of the build that ran it.
     pub key_version: u32,
@@ -210,9 +210,43 @@ fn figure_list(studies: &Path, results: &Path) -> Result<String, crate::Error> {
     Ok(out)
 }
 
-/// SHA-256 of a study file's text, in hex.
+/// A study file's top-level keys that are prose: they caption its tables and explain them,
+/// and change no figure, so rewording them leaves its runs current.
+const PROSE_KEYS: [&str; 2] = ["title", "notes"];
+
+/// SHA-256, in hex, of what in a study file determines its runs: the parsed TOML without its
+/// prose ([`PROSE_KEYS`], every `below_report`) and comments, written out again; the raw text
+/// where it does not parse (such a file runs nothing).
 pub fn study_hash(text: &str) -> String {
-    data::fetch::sha256_hex(text.as_bytes()).unwrap_or_default()
+    let keyed = toml::from_str::<toml::Table>(text)
+        .ok()
+        .and_then(|mut table| {
+            for key in PROSE_KEYS {
+                table.remove(key);
+            }
+            remove_below_report(&mut table);
+            toml::to_string(&table).ok()
+        })
+        .unwrap_or_else(|| text.to_string());
+    data::fetch::sha256_hex(keyed.as_bytes()).unwrap_or_default()
+}
+
+/// Removes [`BELOW_REPORT`] from `table` and every table within it.
+fn remove_below_report(table: &mut toml::Table) {
+    table.remove(BELOW_REPORT);
+    for (_, value) in table.iter_mut() {
+        match value {
+            toml::Value::Table(t) => remove_below_report(t),
+            toml::Value::Array(items) => {
+                for item in items {
+                    if let toml::Value::Table(t) = item {
+                        remove_below_report(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Why a run with these flags is not the study's full run, if it is not.
@@ -284,11 +318,12 @@ pub fn study_rows(study: &Study) -> Vec<StudyRow> {
                 for published in &section.published {
                     let (mut figures, params) = split_published(json(published), &dims);
                     figures.remove("label");
+                    let below_report = published.get(BELOW_REPORT).and_then(|v| v.as_str());
                     rows.push(StudyRow {
                         table: section.name.clone(),
                         row: params_text(&params),
                         report: figures,
-                        below_report: None,
+                        below_report: below_report.map(str::to_string),
                     });
                 }
             }
@@ -324,7 +359,7 @@ pub fn study_rows(study: &Study) -> Vec<StudyRow> {
 pub enum RowStatus {
     /// Ours comes from a full run of the study as it is, under this build's versions.
     Current,
-    /// Ours comes from a run of another study text, version, or a partial run.
+    /// Ours comes from a run of another study configuration, version, or a partial run.
     Stale,
     /// No run has a figure for it yet.
     Queued,
@@ -475,7 +510,7 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, crate::Error> {
          by hand; CI checks that it matches the committed results. A row is current when its \
          figure was made with the row's full configuration (no `--quick` or `--epochs`; seed 0; \
          `--only`, `--rows` and `--limit` only choose rows) from the study file as it is now, under this build's result-key and numerics versions; stale when its figure \
-         comes from another study text, version or a partial run; queued when no run has one. \
+         comes from another study configuration (its title, notes and reasons aside), version or a partial run; queued when no run has one. \
          Seeds: the mean and standard deviation of a current row's figure over seed 0 and \
          every current run with another seed (`--seed N --out experiments/results/<table>/seed-N` \
          writes its `rows-seed-N.json`).\n\n\
@@ -812,12 +847,15 @@ mod tests {
             "{split}[[section]]\nname = \"S\"\n[[section.model]]\nname = \"a\"\n\
              layers = \"dense(3)\"\npublished = {{ test_accuracy = 0.5 }}\n[[section]]\n\
              name = \"G\"\nlayers = \"x\"\n[section.grid]\nf = [1, 2]\n[[section.published]]\n\
-             f = 2\nlabel = \"two\"\nval_accuracy = 0.7\n"
+             f = 2\nlabel = \"two\"\nval_accuracy = 0.7\nbelow_report = \"why\"\n"
         ));
         let rows = study_rows(&models);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[1].table.as_str(), rows[1].row.as_str()), ("G", "f 2"));
         assert_eq!(main_figure(&rows[1].report), Some("val_accuracy"));
+        // A grid row's reason is neither a parameter nor a figure.
+        assert_eq!(rows[1].below_report.as_deref(), Some("why"));
+        assert_eq!(rows[1].report.len(), 1, "{:?}", rows[1].report);
     }
 
     #[test]
@@ -827,6 +865,34 @@ mod tests {
         assert!((s.std - 0.02).abs() < 1e-12);
         assert_eq!(s.seeds, 3);
         assert!(Spread::of(&[0.9]).is_none());
+    }
+
+    #[test]
+    fn the_study_key_leaves_out_prose_and_comments_only() {
+        let text = "title = \"T\"\nnotes = [\"about 130 s an epoch\"]\ndataset = \"iris\"\n\
+                    [[section]]\nname = \"S\"\nlayers = \"dense(3)\"\n";
+        let key = study_hash(text);
+        let reworded = text
+            .replace("\"T\"", "\"Another title\"")
+            .replace("about 130 s an epoch", "27 s an epoch, measured")
+            .replace("[[section]]", "# a comment\n[[section]]");
+        assert_eq!(study_hash(&reworded), key);
+        let with_reason = |reason: &str| {
+            format!(
+                "{text}[[section.model]]\nname = \"m\"\nlayers = \"dense(3)\"\nbelow_report = \"{reason}\"\n"
+            )
+        };
+        assert_eq!(study_hash(&with_reason("a")), study_hash(&with_reason("b")));
+        for changed in [
+            text.replace("dense(3)", "dense(4)"),
+            text.replace("\"S\"", "\"S2\""),
+            text.replace("iris", "mnist"),
+            format!("{text}published = {{ test_accuracy = 0.5 }}\n"),
+        ] {
+            assert_ne!(study_hash(&changed), key, "{changed}");
+        }
+        // A file that does not parse is keyed by its text.
+        assert_ne!(study_hash("x = ["), study_hash("x = [ "));
     }
 
     #[test]

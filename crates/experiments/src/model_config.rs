@@ -30,12 +30,19 @@ pub const FIGURES: [&str; 10] = [
     "test_accuracy_folds",
 ];
 
-/// A published grid row's report figures and its parameters. A grid dimension is a
-/// parameter even where its name is a figure's (report 001's Table 5 varies `epochs`).
+/// The key under which a published row or model gives the reason why the report's figure
+/// lies above this project's mean over seeds by more than two standard deviations (the
+/// results book prints it beside the row); neither a figure nor a parameter.
+pub const BELOW_REPORT: &str = "below_report";
+
+/// A published grid row's report figures and its parameters ([`BELOW_REPORT`] is neither).
+/// A grid dimension is a parameter even where its name is a figure's (report 001's Table 5
+/// varies `epochs`).
 pub fn split_published(
-    row: Map<String, Value>,
+    mut row: Map<String, Value>,
     dims: &[String],
 ) -> (Map<String, Value>, Map<String, Value>) {
+    row.remove(BELOW_REPORT);
     row.into_iter()
         .partition(|(k, _)| !dims.contains(k) && FIGURES.contains(&k.as_str()))
 }
