@@ -215,8 +215,8 @@ fn figure_list(studies: &Path, results: &Path) -> Result<String, crate::Error> {
 const PROSE_KEYS: [&str; 2] = ["title", "notes"];
 
 /// SHA-256, in hex, of what in a study file determines its runs: the parsed TOML without its
-/// prose ([`PROSE_KEYS`], every `below_report`) and comments, written out again; the raw text
-/// where it does not parse (such a file runs nothing).
+/// prose (`title` and `notes` at its top, every `below_report`) and comments, written out
+/// again; the raw text where it does not parse (such a file runs nothing).
 pub fn study_hash(text: &str) -> String {
     let keyed = toml::from_str::<toml::Table>(text)
         .ok()
