@@ -5,9 +5,10 @@
 //! row; `book` joins the two into `experiments/results/BOOK.md`.
 //!
 //! Current means: made with the row's full configuration (no `--quick` or `--epochs`; seed 0;
-//! `--only` and `--limit` only choose rows) from the study file as it is now (the SHA-256 of its configuration: [`study_hash`]), under this build's result-key and
-//! numerics versions, with a figure for the row. A run of another study configuration or version is
-//! `stale`; a row no run answered is `queued`.
+//! `--only` and `--limit` only choose rows) from the study file as it is now (the SHA-256 of
+//! its configuration: [`study_hash`]), under this build's result-key and numerics versions,
+//! with a figure for the row. A run of another study configuration or version is `stale`; a
+//! row no run answered is `queued`.
 
 use std::fmt::Write as _;
 use std::path::Path;
