@@ -8,13 +8,16 @@
 //! `--only` and `--limit` only choose rows) from the study file as it is now (the SHA-256 of
 //! its configuration: [`study_hash`]), under this build's result-key and numerics versions,
 //! with a figure for the row. A run of another study configuration or version is `stale`; a
-//! row no run answered is `queued`.
+//! row no run answered is `queued`, and where its training has started, the book says which
+//! epoch the checkpoint in the table's `checkpoints/` folder holds (a checkpoint is labelled
+//! with its row: [`trainer::Checkpointing::label`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use trainer::Progress;
 
 use crate::config::MlpTableConfig;
 use crate::estimate::{self, Kind, Rates};
@@ -45,6 +48,13 @@ pub struct StudyRow {
     pub report: Map<String, Value>,
     /// The study's reason why the report's figure is above ours over seeds, if it gives one.
     pub below_report: Option<String>,
+}
+
+impl StudyRow {
+    /// `table / row`: the line a checkpoint of its training is labelled with.
+    pub fn label(&self) -> String {
+        format!("{} / {}", self.table, self.row)
+    }
 }
 
 /// What a table run says about one row.
@@ -434,6 +444,7 @@ fn table_lines(
     let estimates = row_estimates(&study, &path, rates)?;
     let run = read_run(&results.join(name).join(RUN_ROWS))?;
     let seeds = seed_runs(&results.join(name), &text)?;
+    let started = checkpoints(&results.join(name).join("checkpoints"));
     let mut lines = format!(
         "\n## `{name}` ({} row(s)): `cargo run --release -p experiments --bin {name}`\n\n",
         rows.len()
@@ -477,7 +488,10 @@ fn table_lines(
             match (status, ours) {
                 (RowStatus::Current, _) => current_status(row, figure, spread),
                 (RowStatus::Stale, Some((r, _))) => format!("stale ({})", stale_reason(r, &text)),
-                _ => queued.add(estimates.get(i).copied().flatten()),
+                _ => queued.add(
+                    estimates.get(i).copied().flatten(),
+                    started.iter().find(|p| p.label == row.label()),
+                ),
             }
         );
     }
@@ -511,8 +525,8 @@ pub fn book(studies: &Path, results: &Path) -> Result<String, crate::Error> {
          by hand; CI checks that it matches the committed results. A row is current when its \
          figure was made with the row's full configuration (no `--quick` or `--epochs`; seed 0; \
          `--only`, `--rows` and `--limit` only choose rows) from the study file as it is now, under this build's result-key and numerics versions; stale when its figure \
-         comes from another study configuration (its title, notes and reasons aside), version or a partial run; queued when no run has one. \
-         Seeds: the mean and standard deviation of a current row's figure over seed 0 and \
+         comes from another study configuration (its title, notes and reasons aside), version or a partial run; queued when no run has one (where its training has started, with the epoch its \
+         checkpoint in `<table>/checkpoints/` holds). Seeds: the mean and standard deviation of a current row's figure over seed 0 and \
          every current run with another seed (`--seed N --out experiments/results/<table>/seed-N` \
          writes its `rows-seed-N.json`).\n\n\
          {}\n{lines}{}",
@@ -553,6 +567,28 @@ fn row_estimates(
         .collect())
 }
 
+/// What the checkpoints in `folder` (a table's `checkpoints/`) say of their trainings, in
+/// file-name order; a file that cannot be read is reported and left out (its run starts
+/// over).
+fn checkpoints(folder: &Path) -> Vec<Progress> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|p| {
+            trainer::checkpoint::progress(p)
+                .map_err(|e| eprintln!("warning: {e}"))
+                .ok()
+        })
+        .collect()
+}
+
 /// The queued rows and their estimated time.
 #[derive(Default)]
 struct Queued {
@@ -562,10 +598,11 @@ struct Queued {
 }
 
 impl Queued {
-    /// Counts a queued row; its status cell.
-    fn add(&mut self, seconds: Option<f64>) -> String {
+    /// Counts a queued row; its status cell, with the epochs its checkpoint holds where
+    /// its training has started.
+    fn add(&mut self, seconds: Option<f64>, started: Option<&Progress>) -> String {
         self.rows += 1;
-        match seconds {
+        let mut cell = match seconds {
             Some(s) => {
                 self.seconds += s;
                 format!("queued, about {}", estimate::duration_text(s))
@@ -574,7 +611,14 @@ impl Queued {
                 self.unestimated += 1;
                 "queued".into()
             }
+        };
+        if let Some(p) = started {
+            let _ = write!(cell, "; checkpoint after epoch {}", p.epochs_done);
+            if p.epochs > 0 {
+                let _ = write!(cell, " of {}", p.epochs);
+            }
         }
+        cell
     }
 
     fn summary(&self, rates: &Rates) -> String {

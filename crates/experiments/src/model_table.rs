@@ -296,6 +296,12 @@ fn resolve(
 /// form of result keys: its layers, input and initialiser, its training settings, the data,
 /// the seed and the numerics version.
 impl Plan {
+    /// `section / label`: the line `--only` matches and a checkpoint is labelled with.
+    fn line(&self) -> String {
+        let section = self.trial.params.get("section").and_then(Value::as_str);
+        format!("{} / {}", section.unwrap_or_default(), self.label)
+    }
+
     /// The plan with its trial's configuration set (everything beyond its parameters that
     /// determines its result: layers, input and initialiser, training settings, `data`, the
     /// seed, the numerics version) and its key computed once from it.
@@ -349,6 +355,7 @@ fn checkpointing(plan: &Plan, flags: &Flags, out: &Output) -> Checkpointing {
         path: out.path("checkpoints").join(format!("{}.ckpt", plan.key)),
         interval: Duration::from_secs(flags.checkpoint_every),
         identity: plan.key.clone(),
+        label: plan.line(),
     }
 }
 
@@ -597,7 +604,7 @@ pub fn run(name: &str, flags: &Flags) -> Result<(), crate::Error> {
     )
     .to_value();
     let every = resolve(&config, flags, input, &path, &data)?;
-    let Resolved { plans, .. } = every.clone().keep(|p| chosen_by_only(&config, flags, p));
+    let Resolved { plans, .. } = every.clone().keep(|p| chosen_by_only(flags, p));
     if plans.is_empty() {
         return Err(crate::Error::from(format!(
             "{}: nothing to run{}",
@@ -795,11 +802,11 @@ impl Resolved {
 
 /// Whether `--only` (if given) chooses `plan`: its `section / label` line contains the text,
 /// ignoring case.
-fn chosen_by_only(config: &ModelTableConfig, flags: &Flags, plan: &Plan) -> bool {
-    flags.only.as_ref().is_none_or(|o| {
-        let line = format!("{} / {}", config.sections[plan.section].name, plan.label);
-        line.to_lowercase().contains(&o.to_lowercase())
-    })
+fn chosen_by_only(flags: &Flags, plan: &Plan) -> bool {
+    flags
+        .only
+        .as_ref()
+        .is_none_or(|o| plan.line().to_lowercase().contains(&o.to_lowercase()))
 }
 
 /// Orders `trials` by their estimated training FLOPs, cheapest first, so that a `--rows` run

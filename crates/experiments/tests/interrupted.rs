@@ -217,3 +217,50 @@ fn killed_runs_resume_to_the_same_histories() {
     let remaining = std::fs::read_dir(&checkpoints).map_or(0, |d| d.count());
     assert_eq!(remaining, 0, "checkpoints of finished models are removed");
 }
+
+/// A row whose training has started and was stopped shows in the results book as queued
+/// with the epoch its checkpoint holds (the label `fit` keeps in the file names the row).
+#[test]
+fn the_book_names_a_started_rows_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (studies, results) = (dir.path().join("studies"), dir.path().join("results"));
+    std::fs::create_dir_all(&studies).unwrap();
+    let study = STUDY.replace(
+        "name = \"wide\"\n",
+        "name = \"wide\"\npublished = { test_accuracy = 0.9 }\n",
+    );
+    let config = studies.join("t.toml");
+    std::fs::write(&config, study).unwrap();
+
+    let mut child = command(&config, &results.join("t"))
+        .env(trainer::checkpoint::RENAME_DELAY_VAR, "0")
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // The second announcement comes after the first checkpoint's rename.
+    let announced = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.starts_with("checkpoint: wrote"))
+        .nth(1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(announced.is_some(), "no checkpoint was written");
+
+    let text = experiments::book::book(&studies, &results).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("| Models | wide |"))
+        .unwrap_or_else(|| panic!("no row for the model: {text}"));
+    let (_, after) = line
+        .split_once("; checkpoint after epoch ")
+        .unwrap_or_else(|| panic!("no checkpoint named: {line}"));
+    let (epoch, total) = after.trim_end_matches(" |").split_once(" of ").unwrap();
+    assert!(epoch.parse::<usize>().unwrap() >= 1, "{line}");
+    assert_eq!(total, "250", "{line}");
+    assert!(line.contains("| queued"), "{line}");
+    assert!(
+        text.starts_with("rows with a current figure of ours: 0 / 3\n"),
+        "{text}"
+    );
+}

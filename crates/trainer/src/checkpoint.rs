@@ -13,7 +13,7 @@
 //! framed in one file here, written to `<file>.tmp` and renamed over the old checkpoint:
 //! a process killed at any point leaves either the previous checkpoint or the new one.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,22 @@ pub struct Checkpointing {
     /// What identifies the training (e.g. its result key): a checkpoint made for another
     /// identity is not resumed.
     pub identity: String,
+    /// The training in words (e.g. the table row it answers), kept in the file for tools
+    /// that list checkpoints without loading them ([`progress`]).
+    pub label: String,
+}
+
+/// What a checkpoint says about its training, read without its tensors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// [`Checkpointing::identity`] of the training that wrote it.
+    pub identity: String,
+    /// [`Checkpointing::label`] (empty in checkpoints written before labels were kept).
+    pub label: String,
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Epochs the training was configured for (0 where the checkpoint does not say).
+    pub epochs: usize,
 }
 
 /// Environment variable, for the interruption test only: milliseconds to wait between
@@ -48,6 +64,12 @@ const MAGIC: &[u8] = b"burn-reports checkpoint\n";
 pub(crate) struct LoopState {
     pub format: u32,
     pub identity: String,
+    /// [`Checkpointing::label`]; absent from checkpoints made before it was kept.
+    #[serde(default)]
+    pub label: String,
+    /// The configured number of epochs; absent (0) from checkpoints made before it was kept.
+    #[serde(default)]
+    pub epochs: usize,
     /// Epochs finished so far, with their figures.
     pub records: Vec<EpochRecord>,
     /// The learning rate of the next epoch.
@@ -145,6 +167,39 @@ impl Checkpointing {
         }
         Ok(())
     }
+}
+
+/// Reads what the checkpoint at `path` says about its training: only its loop state, not
+/// the weights after it (a checkpoint of a large model is hundreds of megabytes).
+pub fn progress(path: &Path) -> Result<Progress, CheckpointError> {
+    let error = |why: String| CheckpointError {
+        path: path.display().to_string(),
+        why,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let mut head = vec![0u8; MAGIC.len() + 8];
+    file.read_exact(&mut head)
+        .map_err(|_| error("truncated before its state".into()))?;
+    let len = head
+        .strip_prefix(MAGIC)
+        .and_then(|rest| rest.first_chunk::<8>())
+        .ok_or_else(|| error("not a checkpoint of this project".into()))?;
+    let len = u64::from_le_bytes(*len);
+    let mut state = Vec::new();
+    file.take(len)
+        .read_to_end(&mut state)
+        .map_err(|e| error(e.to_string()))?;
+    if state.len() as u64 != len {
+        return Err(error("truncated in its state".into()));
+    }
+    let state: LoopState =
+        serde_json::from_slice(&state).map_err(|e| error(format!("unreadable state: {e}")))?;
+    Ok(Progress {
+        identity: state.identity,
+        label: state.label,
+        epochs_done: state.records.len(),
+        epochs: state.epochs,
+    })
 }
 
 fn temp_path(path: &Path) -> PathBuf {
@@ -254,6 +309,8 @@ mod tests {
             state: LoopState {
                 format: FORMAT,
                 identity: "abc".into(),
+                label: "Table 1 / model 2".into(),
+                epochs: 150,
                 records: Vec::new(),
                 lr: 0.001,
                 shuffle_position: u128::MAX.to_string(),
@@ -275,9 +332,16 @@ mod tests {
             path: dir.path().join("a/b.ckpt"),
             interval: Duration::ZERO,
             identity: "abc".into(),
+            label: "Table 1 / model 2".into(),
         };
         assert!(ckpt.load().unwrap().is_none());
         ckpt.store(&saved()).unwrap();
+        let told = progress(&ckpt.path).unwrap();
+        assert_eq!(told.label, "Table 1 / model 2");
+        assert_eq!(
+            (told.identity.as_str(), told.epochs_done, told.epochs),
+            ("abc", 0, 150)
+        );
         let back = ckpt.load().unwrap().unwrap();
         assert_eq!(back.model, vec![1, 2, 3]);
         assert_eq!(back.optimizer.len(), 100);
@@ -296,9 +360,23 @@ mod tests {
         std::fs::write(&ckpt.path, &bytes[..bytes.len() - 10]).unwrap();
         let err = ckpt.load().err().unwrap().to_string();
         assert!(err.contains("truncated in its optimizer"), "{err}");
+        std::fs::write(&ckpt.path, &bytes[..MAGIC.len() + 20]).unwrap();
+        let err = progress(&ckpt.path).err().unwrap().to_string();
+        assert!(err.contains("truncated in its state"), "{err}");
 
         ckpt.remove().unwrap();
         assert!(!ckpt.path.exists());
         ckpt.remove().unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_labels_still_reads() {
+        let mut json = serde_json::to_value(saved().state).unwrap();
+        let map = json.as_object_mut().unwrap();
+        map.remove("label");
+        map.remove("epochs");
+        let state: LoopState = serde_json::from_value(json).unwrap();
+        assert_eq!((state.label.as_str(), state.epochs), ("", 0));
+        assert_eq!(state.order, vec![2, 0, 1]);
     }
 }

@@ -732,6 +732,8 @@ impl<'a> Run<'a> {
             state: LoopState {
                 format: checkpoint::FORMAT,
                 identity: ckpt.identity.clone(),
+                label: ckpt.label.clone(),
+                epochs: self.config.epochs,
                 records: self.records.clone(),
                 lr: self.lr,
                 shuffle_position: self.shuffle_rng.get_word_pos().to_string(),

@@ -20,7 +20,7 @@ pub mod stacked;
 pub const NUMERICS_VERSION: u32 = 1;
 
 pub use callbacks::{EarlyStopping, Monitor, ReduceLrOnPlateau};
-pub use checkpoint::{CheckpointError, Checkpointing};
+pub use checkpoint::{CheckpointError, Checkpointing, Progress};
 pub use data::Task;
 pub use estimator::{
     InputScaling, ModelCard, ModelError, Outputs, Predictions, Preprocessing, TrainedModel,

@@ -81,6 +81,7 @@ fn resumed_equals_straight(layers: &str, optimizer: OptimizerSpec) {
         path: dir.path().join("run.ckpt"),
         interval: Duration::ZERO,
         identity: "the same training".into(),
+        label: "a CNN, 8 epochs".into(),
     };
     let mut first = config(3, optimizer.clone());
     first.checkpoint = Some(ckpt.clone());
