@@ -284,7 +284,8 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
                 let (output, winners) = max_pool_forward(x.primitive(), window, true);
                 let state = PoolState {
                     input: dims4(x.primitive()),
-                    winners: winners.into(),
+                    window,
+                    winners: std::sync::Arc::new(winners),
                 };
                 prep.finish(state, output)
             }
@@ -303,7 +304,14 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         tracked_conv::<C>([x, weight, bias], conv, |x, weight, bias, record| {
             let (output, winners) = conv_relu_pool_forward(x, weight, bias, conv, pool, record);
-            (output, AfterConv::Pool(winners.into()))
+            let winners = std::sync::Arc::new(winners);
+            (
+                output,
+                AfterConv::Pool {
+                    winners,
+                    window: pool,
+                },
+            )
         })
     }
 }
@@ -438,9 +446,13 @@ enum AfterConv {
     Nothing,
     /// A fused ReLU, with the output whose zeros mark where it cut the gradient.
     Relu(FlexTensor),
-    /// A fused ReLU and max pool, with each pooled output's winner (its plane offset, or
-    /// [`NO_WINNER`] where the ReLU passed no gradient).
-    Pool(std::sync::Arc<[u32]>),
+    /// A fused ReLU and max pool (its `window`), with each pooled output's winner (its
+    /// plane offset, or [`NO_WINNER`] where the ReLU passed no gradient). The winners are
+    /// moved in, not copied (an `Arc<[u32]>` made from a `Vec` copies it).
+    Pool {
+        winners: std::sync::Arc<Vec<u32>>,
+        window: Window,
+    },
 }
 
 /// What a convolution's backward needs: its input, weights, and what was fused after it.
@@ -462,6 +474,8 @@ impl Backward<Flex, 3> for ConvBackward {
     fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         register_conv_gradients(ops, grads, |state, grad, want| {
             let [_, _, ph, pw] = dims4(&grad);
+            let [_, _, ch, cw] = dims4(&state.x);
+            let convolved = self.window.output([ch, cw]);
             let grad = f32_values(&grad);
             let output = match &state.after {
                 AfterConv::Relu(output) => Some(f32_values(output)),
@@ -472,10 +486,14 @@ impl Backward<Flex, 3> for ConvBackward {
                     grad: &grad,
                     output,
                 },
-                (AfterConv::Pool(winners), _) => OutputGrad::Pooled {
+                (AfterConv::Pool { winners, window }, _) => OutputGrad::Pooled {
                     grad: &grad,
                     winners,
-                    pooled: ph * pw,
+                    pool: Unpool {
+                        window: *window,
+                        plane: convolved,
+                        pooled: [ph, pw],
+                    },
                 },
                 _ => OutputGrad::Plain(&grad),
             };
@@ -518,7 +536,8 @@ fn register_conv_gradients<S>(
 #[derive(Debug, Clone)]
 struct PoolState {
     input: [usize; 4],
-    winners: std::sync::Arc<[u32]>,
+    window: Window,
+    winners: std::sync::Arc<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -531,20 +550,27 @@ impl Backward<Flex, 1> for PoolBackward {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = node_x {
-            let PoolState { input, winners } = ops.state;
+            let PoolState {
+                input,
+                window,
+                winners,
+            } = ops.state;
             let [batch, channels, h, w] = input;
             let (grad, planes) = (f32_values(&grad), batch * channels);
             let pooled = winners.len() / planes.max(1);
             let dx = if pooled > 0 && h * w > 0 {
-                // Each plane zeroed by the thread that scatters into it, while in its cache.
+                let unpool = Unpool {
+                    window,
+                    plane: [h, w],
+                    pooled: window.output([h, w]),
+                };
+                // Each plane written whole by the thread that unpools into it.
                 let mut dx = uninit::<f32>(planes * h * w);
                 dx.par_chunks_mut(h * w)
                     .zip(grad.par_chunks(pooled).zip(winners.par_chunks(pooled)))
-                    .for_each(|(dx, (grad, winners))| {
-                        scatter_to_winners(zeroed(dx), grad, winners)
-                    });
-                // SAFETY: every plane was zeroed (the planes cover the vector: `winners`
-                // holds `pooled` per plane).
+                    .for_each(|(dx, (grad, winners))| unpool.plane(dx, grad, winners));
+                // SAFETY: every plane was written whole (the planes cover the vector:
+                // `winners` holds `pooled` per plane).
                 unsafe { assume_init(dx) }
             } else {
                 vec![0.0f32; planes * h * w]
@@ -655,12 +681,167 @@ fn max_pool_forward(x: &FlexTensor, window: Window, record: bool) -> (FlexTensor
     (output, winners)
 }
 
-/// Writes each of a pooled plane's gradients to its window's winner in `plane` (whose other
-/// values the caller has zeroed), skipping [`NO_WINNER`]s.
-fn scatter_to_winners(plane: &mut [f32], grad: &[f32], winners: &[u32]) {
-    for (&g, &at) in grad.iter().zip(winners) {
-        if at != NO_WINNER {
-            plane[at as usize] = g;
+/// A max pool's backward for one plane: each pooled output's gradient goes to its window's
+/// winner, every other position of the plane gets zero.
+#[derive(Debug, Clone, Copy)]
+struct Unpool {
+    /// The pool's window.
+    window: Window,
+    /// The pool's input plane, `[h, w]`.
+    plane: [usize; 2],
+    /// Its output plane, `[oh, ow]`.
+    pooled: [usize; 2],
+}
+
+impl Unpool {
+    /// Writes the whole of `plane` (`[h, w]`) from the pooled gradients `grad` and their
+    /// winners (plane offsets, or [`NO_WINNER`]). The 2x2 windows with stride 2 that lie
+    /// inside the plane are written as they are read, four values per window with no
+    /// branch (a window's gradient where its winner is, zero elsewhere; 16 windows at a
+    /// time with AVX-512); the rest of the plane is zeroed and the other windows'
+    /// gradients scattered into it. The values are those of zeroing the plane and
+    /// scattering every gradient.
+    fn plane(&self, plane: &mut [MaybeUninit<f32>], grad: &[f32], winners: &[u32]) {
+        self.plane_with(plane, grad, winners, crate::avx512());
+    }
+
+    fn plane_with(
+        &self,
+        plane: &mut [MaybeUninit<f32>],
+        grad: &[f32],
+        winners: &[u32],
+        avx512: bool,
+    ) {
+        let [h, w] = self.plane;
+        let [oh, ow] = self.pooled;
+        if w == 0 {
+            return;
+        }
+        let full = full_2x2_windows(self.window, [h, w], [oh, ow]);
+        let (rows, columns) = (2 * full[0], 2 * full[1]);
+        for (y, row) in plane.chunks_mut(w).enumerate() {
+            // Positions no full window covers: zero, before the scatter below.
+            let from = if y < rows { columns } else { 0 };
+            row[from..].fill(MaybeUninit::new(0.0));
+        }
+        for oy in 0..full[0] {
+            let (top, bottom) = plane[2 * oy * w..][..2 * w].split_at_mut(w);
+            let pairs = PoolRows {
+                top: &mut top[..columns],
+                bottom: &mut bottom[..columns],
+                grad: &grad[oy * ow..][..full[1]],
+                winners: &winners[oy * ow..][..full[1]],
+                corner: (2 * oy * w) as u32,
+                width: w as u32,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: the CPU has AVX-512 (`crate::avx512()`, the caller's flag); the
+                // rows hold two values per window.
+                unsafe { pairs.unpool_avx512() };
+                continue;
+            }
+            let _ = avx512;
+            pairs.unpool();
+        }
+        // SAFETY: every position was written: the full windows' above, the rest zeroed.
+        let plane = unsafe { slice_assume_init(plane) };
+        for oy in 0..oh {
+            let first = if oy < full[0] { full[1] } else { 0 };
+            for ox in first..ow {
+                let at = winners[oy * ow + ox];
+                if at != NO_WINNER {
+                    plane[at as usize] = grad[oy * ow + ox];
+                }
+            }
+        }
+    }
+}
+
+/// The two rows of a plane under one row of full 2x2 windows, and those windows' gradients
+/// and winners.
+struct PoolRows<'p> {
+    top: &'p mut [MaybeUninit<f32>],
+    bottom: &'p mut [MaybeUninit<f32>],
+    grad: &'p [f32],
+    winners: &'p [u32],
+    /// The plane offset of the first window's top left value.
+    corner: u32,
+    /// The plane's width.
+    width: u32,
+}
+
+impl PoolRows<'_> {
+    /// Each window's four values: its gradient at its winner, zero elsewhere.
+    fn unpool(self) {
+        let top = self.top.as_chunks_mut::<2>().0;
+        let bottom = self.bottom.as_chunks_mut::<2>().0;
+        let w = self.width;
+        for (ox, ((t, b), (&g, &at))) in top
+            .iter_mut()
+            .zip(bottom.iter_mut())
+            .zip(self.grad.iter().zip(self.winners))
+            .enumerate()
+        {
+            let left = self.corner + 2 * ox as u32;
+            let pick = |position: u32| MaybeUninit::new(if at == position { g } else { 0.0 });
+            *t = [pick(left), pick(left + 1)];
+            *b = [pick(left + w), pick(left + w + 1)];
+        }
+    }
+
+    /// [`PoolRows::unpool`], 16 windows at a time: the winners compared with the four
+    /// positions of each window, the gradient kept under each match (zero elsewhere), and
+    /// the pairs interleaved into the rows.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; the rows hold two values per window.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn unpool_avx512(self) {
+        use std::arch::x86_64::*;
+        let count = self.grad.len().min(self.winners.len());
+        assert!(self.top.len() >= 2 * count && self.bottom.len() >= 2 * count);
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let (one, width) = (_mm512_set1_epi32(1), _mm512_set1_epi32(self.width as i32));
+        let mask = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
+        let mut ox = 0;
+        while ox < count {
+            let n = (count - ox).min(16);
+            // SAFETY: the loads and stores are masked to the `n` windows left from `ox`,
+            // within `grad`, `winners` and (two values each) the rows (asserted above).
+            unsafe {
+                let at = _mm512_maskz_loadu_epi32(mask(n), self.winners.as_ptr().add(ox).cast());
+                let g = _mm512_maskz_loadu_ps(mask(n), self.grad.as_ptr().add(ox));
+                let corner = self.corner as i32 + 2 * ox as i32;
+                let left = _mm512_add_epi32(_mm512_set1_epi32(corner), evens);
+                let below = _mm512_add_epi32(left, width);
+                let keep = |position: __m512i| {
+                    _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, position), g)
+                };
+                let rows = [
+                    (
+                        self.top.as_mut_ptr(),
+                        keep(left),
+                        keep(_mm512_add_epi32(left, one)),
+                    ),
+                    (
+                        self.bottom.as_mut_ptr(),
+                        keep(below),
+                        keep(_mm512_add_epi32(below, one)),
+                    ),
+                ];
+                for (row, first, second) in rows {
+                    let row = row.add(2 * ox).cast::<f32>();
+                    let lo = _mm512_permutex2var_ps(first, low, second);
+                    let hi = _mm512_permutex2var_ps(first, high, second);
+                    _mm512_mask_storeu_ps(row, mask(2 * n), lo);
+                    _mm512_mask_storeu_ps(row.add(16), mask((2 * n).saturating_sub(16)), hi);
+                }
+            }
+            ox += 16;
         }
     }
 }
@@ -1354,7 +1535,46 @@ fn conv_relu_pool_forward(
 /// Max pools one plane (`[h, w]`) into `out` (`[oh, ow]`), with each output's winner in
 /// `winners` when given: with `relu_gate`, [`NO_WINNER`] where the maximum is not positive
 /// (a ReLU before the pool passes no gradient there).
+///
+/// On a CPU with AVX-512 the same code is compiled for it ([`pool_plane_avx512`]): only
+/// comparisons and selects, so the same values and winners.
 fn pool_plane(
+    plane: &[f32],
+    dims: [usize; 2],
+    window: Window,
+    pooled: [usize; 2],
+    out: &mut [MaybeUninit<f32>],
+    winners: Option<&mut [u32]>,
+    relu_gate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::avx512() {
+        // SAFETY: the CPU has AVX-512 (checked just above).
+        return unsafe { pool_plane_avx512(plane, dims, window, pooled, out, winners, relu_gate) };
+    }
+    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate);
+}
+
+/// [`pool_plane`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pool_plane_avx512(
+    plane: &[f32],
+    dims: [usize; 2],
+    window: Window,
+    pooled: [usize; 2],
+    out: &mut [MaybeUninit<f32>],
+    winners: Option<&mut [u32]>,
+    relu_gate: bool,
+) {
+    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate);
+}
+
+#[inline(always)]
+fn pool_plane_here(
     plane: &[f32],
     [h, w]: [usize; 2],
     window: Window,
@@ -1367,8 +1587,11 @@ fn pool_plane(
     for oy in 0..full[0] {
         // Pairs of columns of the window's two rows; written as selects over whole slices
         // so that the compiler vectorises them.
-        let top = plane[2 * oy * w..][..2 * full[1]].chunks_exact(2);
-        let bottom = plane[(2 * oy + 1) * w..][..2 * full[1]].chunks_exact(2);
+        let top = plane[2 * oy * w..][..2 * full[1]].as_chunks::<2>().0.iter();
+        let bottom = plane[(2 * oy + 1) * w..][..2 * full[1]]
+            .as_chunks::<2>()
+            .0
+            .iter();
         let out = &mut out[oy * ow..oy * ow + full[1]];
         match winners.as_deref_mut() {
             None => {
@@ -1421,8 +1644,8 @@ enum OutputGrad<'a> {
     Pooled {
         grad: &'a [f32],
         winners: &'a [u32],
-        /// Outputs per pooled plane.
-        pooled: usize,
+        /// The pool's geometry.
+        pool: Unpool,
     },
 }
 
@@ -1446,16 +1669,16 @@ impl<'a> OutputGrad<'a> {
             OutputGrad::Pooled {
                 grad,
                 winners,
-                pooled,
+                pool,
             } => {
-                scratch.fill(0.0);
+                let pooled = pool.pooled[0] * pool.pooled[1];
                 let image = filters * pooled;
                 let (grad, winners) = (&grad[b * image..][..image], &winners[b * image..][..image]);
                 for (plane, (grad, winners)) in scratch
                     .chunks_mut(pixels)
                     .zip(grad.chunks(pooled).zip(winners.chunks(pooled)))
                 {
-                    scatter_to_winners(plane, grad, winners);
+                    pool.plane(as_uninit(plane), grad, winners);
                 }
                 scratch
             }
@@ -1955,6 +2178,73 @@ mod tests {
             let g2 = (burns * weights).sum().backward();
             let (dx1, dx2) = (x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
             assert_close(&format!("{name} dx"), values(dx1), values(dx2));
+        }
+    }
+
+    /// Unpooling writes, bit for bit, what zeroing the plane and scattering each gradient to
+    /// its winner writes: full 2x2 windows, odd sizes, "same" padding after, windows of 3
+    /// with padding before (no full windows), and outputs without a winner.
+    #[test]
+    fn unpooling_is_zeroing_and_scattering() {
+        let cases = [
+            ([28, 28], [2, 2], [(0, 0), (0, 0)]),
+            ([7, 9], [2, 2], [(0, 0), (0, 0)]),
+            ([7, 7], [2, 2], [(0, 1), (0, 1)]),
+            ([10, 10], [3, 3], [(1, 1), (1, 1)]),
+            ([3, 33], [2, 2], [(0, 0), (0, 1)]),
+            ([4, 70], [2, 2], [(0, 0), (0, 0)]),
+        ];
+        for ([h, w], kernel, padding) in cases {
+            let window = Window {
+                kernel,
+                stride: kernel,
+                padding,
+            };
+            let pooled = window.output([h, w]);
+            // Winners from a forward pass over signed values (some windows' maxima are not
+            // positive, so NO_WINNER with the ReLU gate).
+            let plane: Vec<f32> = (0..h * w)
+                .map(|i| ((i as u64 * 2_654_435_761 % 1000) as f32 / 1000.0 - 0.85) * 3.0)
+                .collect();
+            let count = pooled[0] * pooled[1];
+            let mut out = uninit::<f32>(count);
+            let mut winners = vec![0u32; count];
+            pool_plane(
+                &plane,
+                [h, w],
+                window,
+                pooled,
+                &mut out,
+                Some(&mut winners),
+                true,
+            );
+            assert!(
+                winners.contains(&NO_WINNER) && winners.iter().any(|&at| at != NO_WINNER),
+                "{h}x{w}: {winners:?}"
+            );
+            let grad: Vec<f32> = (0..count).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let mut expected = vec![0.0f32; h * w];
+            for (&g, &at) in grad.iter().zip(&winners) {
+                if at != NO_WINNER {
+                    expected[at as usize] = g;
+                }
+            }
+            let unpool = Unpool {
+                window,
+                plane: [h, w],
+                pooled,
+            };
+            let mut ours = vec![f32::NAN; h * w];
+            unpool.plane(as_uninit(&mut ours), &grad, &winners);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&ours),
+                bits(&expected),
+                "{h}x{w} pool {kernel:?} {padding:?}"
+            );
+            let mut scalar = vec![f32::NAN; h * w];
+            unpool.plane_with(as_uninit(&mut scalar), &grad, &winners, false);
+            assert_eq!(bits(&scalar), bits(&expected), "without AVX-512, {h}x{w}");
         }
     }
 
