@@ -846,6 +846,73 @@ impl PoolRows<'_> {
     }
 }
 
+/// A row of full 2x2 windows (`rows`: the plane from the window's top row and from its
+/// bottom row) pooled into `out` with each window's winner, 16 windows at a time: the
+/// comparisons and selects of [`first_max_2x2`] and [`pool_plane`]'s ReLU gate, lane by
+/// lane, so the same maxima and winners. `at` is the plane offset of the first window's top
+/// left value and the plane's width.
+///
+/// # Safety
+/// The CPU must have AVX-512F; each row holds two values per window of `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pool_row_avx512(
+    rows: [&[f32]; 2],
+    out: &mut [MaybeUninit<f32>],
+    winners: &mut [u32],
+    [corner, width]: [u32; 2],
+    relu_gate: bool,
+) {
+    use std::arch::x86_64::*;
+    let count = out.len().min(winners.len());
+    assert!(rows.iter().all(|r| r.len() >= 2 * count));
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+    let (one, below) = (_mm512_set1_epi32(1), _mm512_set1_epi32(width as i32));
+    let (zero, none) = (_mm512_setzero_ps(), _mm512_set1_epi32(NO_WINNER as i32));
+    let mask = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
+    let mut ox = 0;
+    while ox < count {
+        let n = (count - ox).min(16);
+        // SAFETY: loads and stores masked to the `n` windows left from `ox`: two values
+        // each in the rows (asserted above), one in `out` and `winners`.
+        unsafe {
+            let pairs = |row: &[f32]| {
+                let p = row.as_ptr().add(2 * ox);
+                let lo = _mm512_maskz_loadu_ps(mask(2 * n), p);
+                let hi = _mm512_maskz_loadu_ps(mask((2 * n).saturating_sub(16)), p.add(16));
+                (
+                    _mm512_permutex2var_ps(lo, evens, hi),
+                    _mm512_permutex2var_ps(lo, odds, hi),
+                )
+            };
+            let (t0, t1) = pairs(rows[0]);
+            let (b0, b1) = pairs(rows[1]);
+            // A later value wins only if it is larger (`first_max_2x2`).
+            let right_top = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(t1, t0);
+            let upper = _mm512_mask_blend_ps(right_top, t0, t1);
+            let right_bottom = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b1, b0);
+            let lower = _mm512_mask_blend_ps(right_bottom, b0, b1);
+            let bottom = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(lower, upper);
+            let m = _mm512_mask_blend_ps(bottom, upper, lower);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(ox).cast(), mask(n), m);
+            // The winner's offset in its window: 0, 1, width or width + 1.
+            let upper_at = _mm512_maskz_mov_epi32(right_top, one);
+            let lower_at = _mm512_add_epi32(below, _mm512_maskz_mov_epi32(right_bottom, one));
+            let at = _mm512_mask_blend_epi32(bottom, upper_at, lower_at);
+            let left = _mm512_add_epi32(_mm512_set1_epi32((corner + 2 * ox as u32) as i32), evens);
+            let gate = if relu_gate {
+                _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, zero)
+            } else {
+                0xffff
+            };
+            let winner = _mm512_mask_blend_epi32(gate, none, _mm512_add_epi32(left, at));
+            _mm512_mask_storeu_epi32(winners.as_mut_ptr().add(ox).cast(), mask(n), winner);
+        }
+        ox += 16;
+    }
+}
+
 /// The maximum of a 2x2 window given as its top and bottom pairs, and the position (0 to 3
 /// in reading order) of its first maximum: a later value wins only if it is larger.
 /// Written as selects so that loops over windows vectorise.
@@ -1552,7 +1619,7 @@ fn pool_plane(
         // SAFETY: the CPU has AVX-512 (checked just above).
         return unsafe { pool_plane_avx512(plane, dims, window, pooled, out, winners, relu_gate) };
     }
-    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate);
+    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate, false);
 }
 
 /// [`pool_plane`] compiled for AVX-512.
@@ -1570,10 +1637,13 @@ unsafe fn pool_plane_avx512(
     winners: Option<&mut [u32]>,
     relu_gate: bool,
 ) {
-    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate);
+    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate, true);
 }
 
+/// [`pool_plane`]; with `avx512` (only where the CPU has it), a row of full windows with
+/// winners 16 windows at a time ([`pool_row_avx512`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn pool_plane_here(
     plane: &[f32],
     [h, w]: [usize; 2],
@@ -1582,6 +1652,7 @@ fn pool_plane_here(
     out: &mut [MaybeUninit<f32>],
     mut winners: Option<&mut [u32]>,
     relu_gate: bool,
+    avx512: bool,
 ) {
     let full = full_2x2_windows(window, [h, w], [oh, ow]);
     for oy in 0..full[0] {
@@ -1602,6 +1673,15 @@ fn pool_plane_here(
             Some(winners) => {
                 let winners = &mut winners[oy * ow..oy * ow + full[1]];
                 let row = (2 * oy * w) as u32;
+                #[cfg(target_arch = "x86_64")]
+                if avx512 {
+                    let rows = [&plane[2 * oy * w..], &plane[(2 * oy + 1) * w..]];
+                    // SAFETY: `avx512` is set only where the CPU has AVX-512; each row holds
+                    // two values per window.
+                    unsafe { pool_row_avx512(rows, out, winners, [row, w as u32], relu_gate) };
+                    continue;
+                }
+                let _ = avx512;
                 let w = w as u32;
                 for (ox, ((out, winner), (t, b))) in
                     out.iter_mut().zip(winners).zip(top.zip(bottom)).enumerate()
@@ -2178,6 +2258,68 @@ mod tests {
             let g2 = (burns * weights).sum().backward();
             let (dx1, dx2) = (x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
             assert_close(&format!("{name} dx"), values(dx1), values(dx2));
+        }
+    }
+
+    /// Pooling with winners 16 windows at a time (AVX-512) gives the baseline build's maxima
+    /// and winners bit for bit: ties (the first maximum wins), NaNs, values at or below zero
+    /// (no winner under the ReLU gate), rows of more and fewer than 16 windows.
+    #[test]
+    fn pooling_a_row_at_a_time_picks_the_same_winners() {
+        if !crate::avx512() {
+            eprintln!("no AVX-512 on this CPU: the 16-window path does not run");
+            return;
+        }
+        for ([h, w], padding) in [([28, 28], (0, 0)), ([6, 70], (0, 0)), ([7, 9], (0, 1))] {
+            let window = Window {
+                kernel: [2, 2],
+                stride: [2, 2],
+                padding: [padding; 2],
+            };
+            let pooled = window.output([h, w]);
+            let plane: Vec<f32> = (0..h * w)
+                .map(|i| match i % 37 {
+                    5 => f32::NAN,
+                    9 | 10 => 0.0,
+                    11 => -0.0,
+                    _ => ((i as u64 * 2_654_435_761 % 7) as f32 - 4.0) * 0.5,
+                })
+                .collect();
+            for relu_gate in [true, false] {
+                let run = |avx512: bool| {
+                    let count = pooled[0] * pooled[1];
+                    let mut out = vec![f32::NAN; count];
+                    let mut winners = vec![7u32; count];
+                    let (out_view, winner_view) = (as_uninit(&mut out), Some(&mut winners[..]));
+                    if avx512 {
+                        pool_plane(
+                            &plane,
+                            [h, w],
+                            window,
+                            pooled,
+                            out_view,
+                            winner_view,
+                            relu_gate,
+                        );
+                    } else {
+                        pool_plane_here(
+                            &plane,
+                            [h, w],
+                            window,
+                            pooled,
+                            out_view,
+                            winner_view,
+                            relu_gate,
+                            false,
+                        );
+                    }
+                    let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    (bits, winners)
+                };
+                let (simd, scalar) = (run(true), run(false));
+                assert!(scalar.1.contains(&NO_WINNER) || !relu_gate);
+                assert_eq!(simd, scalar, "{h}x{w} relu gate {relu_gate}");
+            }
         }
     }
 
