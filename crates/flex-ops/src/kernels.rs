@@ -473,7 +473,6 @@ impl Backward<Flex, 3> for ConvBackward {
 
     fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         register_conv_gradients(ops, grads, |state, grad, want| {
-            let [_, _, ph, pw] = dims4(&grad);
             let [_, _, ch, cw] = dims4(&state.x);
             let convolved = self.window.output([ch, cw]);
             let grad = f32_values(&grad);
@@ -489,11 +488,7 @@ impl Backward<Flex, 3> for ConvBackward {
                 (AfterConv::Pool { winners, window }, _) => OutputGrad::Pooled {
                     grad: &grad,
                     winners,
-                    pool: Unpool {
-                        window: *window,
-                        plane: convolved,
-                        pooled: [ph, pw],
-                    },
+                    pool: PlanePool::new(*window, convolved),
                 },
                 _ => OutputGrad::Plain(&grad),
             };
@@ -559,16 +554,12 @@ impl Backward<Flex, 1> for PoolBackward {
             let (grad, planes) = (f32_values(&grad), batch * channels);
             let pooled = winners.len() / planes.max(1);
             let dx = if pooled > 0 && h * w > 0 {
-                let unpool = Unpool {
-                    window,
-                    plane: [h, w],
-                    pooled: window.output([h, w]),
-                };
+                let pool = PlanePool::new(window, [h, w]);
                 // Each plane written whole by the thread that unpools into it.
                 let mut dx = uninit::<f32>(planes * h * w);
                 dx.par_chunks_mut(h * w)
                     .zip(grad.par_chunks(pooled).zip(winners.par_chunks(pooled)))
-                    .for_each(|(dx, (grad, winners))| unpool.plane(dx, grad, winners));
+                    .for_each(|(dx, (grad, winners))| pool.unpool(dx, grad, winners));
                 // SAFETY: every plane was written whole (the planes cover the vector:
                 // `winners` holds `pooled` per plane).
                 unsafe { assume_init(dx) }
@@ -661,7 +652,8 @@ pub(crate) unsafe fn assume_init<T>(values: Vec<MaybeUninit<T>>) -> Vec<T> {
 /// plane offset of its window's first maximum, all the backward pass needs.
 fn max_pool_forward(x: &FlexTensor, window: Window, record: bool) -> (FlexTensor, Vec<u32>) {
     let [batch, channels, h, w] = dims4(x);
-    let [oh, ow] = window.output([h, w]);
+    let pool = PlanePool::new(window, [h, w]);
+    let [oh, ow] = pool.pooled;
     let values = f32_values(x);
     let mut output = uninit(batch * channels * oh * ow);
     let mut winners = vec![0u32; if record { output.len() } else { 0 }];
@@ -673,7 +665,7 @@ fn max_pool_forward(x: &FlexTensor, window: Window, record: bool) -> (FlexTensor
             .zip(winner_planes.par_iter_mut())
             .for_each(|((out, plane), winners)| {
                 let winners = winners.as_deref_mut();
-                pool_plane(plane, [h, w], window, [oh, ow], out, winners, false)
+                pool.pool(plane, out, winners, false)
             });
     }
     // SAFETY: every output of every plane was written.
@@ -681,10 +673,12 @@ fn max_pool_forward(x: &FlexTensor, window: Window, record: bool) -> (FlexTensor
     (output, winners)
 }
 
-/// A max pool's backward for one plane: each pooled output's gradient goes to its window's
-/// winner, every other position of the plane gets zero.
+/// A max pool over one plane: its window, the plane and the pooled plane. Forward
+/// ([`PlanePool::pool`]) it keeps each output's winner, the plane offset of its window's
+/// first maximum; backward ([`PlanePool::unpool`]) each pooled gradient goes to its
+/// window's winner and every other position of the plane gets zero.
 #[derive(Debug, Clone, Copy)]
-struct Unpool {
+struct PlanePool {
     /// The pool's window.
     window: Window,
     /// The pool's input plane, `[h, w]`.
@@ -693,7 +687,16 @@ struct Unpool {
     pooled: [usize; 2],
 }
 
-impl Unpool {
+impl PlanePool {
+    /// The pool of `window` over a plane of `[h, w]`.
+    fn new(window: Window, plane: [usize; 2]) -> Self {
+        PlanePool {
+            window,
+            plane,
+            pooled: window.output(plane),
+        }
+    }
+
     /// Writes the whole of `plane` (`[h, w]`) from the pooled gradients `grad` and their
     /// winners (plane offsets, or [`NO_WINNER`]). The 2x2 windows with stride 2 that lie
     /// inside the plane are written as they are read, four values per window with no
@@ -701,11 +704,11 @@ impl Unpool {
     /// time with AVX-512); the rest of the plane is zeroed and the other windows'
     /// gradients scattered into it. The values are those of zeroing the plane and
     /// scattering every gradient.
-    fn plane(&self, plane: &mut [MaybeUninit<f32>], grad: &[f32], winners: &[u32]) {
-        self.plane_with(plane, grad, winners, crate::avx512());
+    fn unpool(&self, plane: &mut [MaybeUninit<f32>], grad: &[f32], winners: &[u32]) {
+        self.unpool_with(plane, grad, winners, crate::avx512());
     }
 
-    fn plane_with(
+    fn unpool_with(
         &self,
         plane: &mut [MaybeUninit<f32>],
         grad: &[f32],
@@ -848,7 +851,7 @@ impl PoolRows<'_> {
 
 /// A row of full 2x2 windows (`rows`: the plane from the window's top row and from its
 /// bottom row) pooled into `out` with each window's winner, 16 windows at a time: the
-/// comparisons and selects of [`first_max_2x2`] and [`pool_plane`]'s ReLU gate, lane by
+/// comparisons and selects of [`first_max_2x2`] and [`PlanePool::pool`]'s ReLU gate, lane by
 /// lane, so the same maxima and winners. `at` is the plane offset of the first window's top
 /// left value and the plane's width.
 ///
@@ -1554,7 +1557,8 @@ fn conv_relu_pool_forward(
 ) -> (FlexTensor, Vec<u32>) {
     let g = ConvGeometry::new(x, weight, conv);
     let (x, weight, bias) = (f32_values(x), f32_values(weight), f32_values(bias));
-    let pooled = pool.output(g.output);
+    let plane_pool = PlanePool::new(pool, g.output);
+    let pooled = plane_pool.pooled;
     let pooled_plane = pooled[0] * pooled[1];
     let mut output = uninit(g.batch * g.filters * pooled_plane);
     let mut winners = vec![0u32; if record { output.len() } else { 0 }];
@@ -1589,7 +1593,7 @@ fn conv_relu_pool_forward(
                     let winners = winners
                         .as_deref_mut()
                         .map(|w| &mut w[f * pooled_plane..(f + 1) * pooled_plane]);
-                    pool_plane(plane, g.output, pool, pooled, out, winners, true);
+                    plane_pool.pool(plane, out, winners, true);
                 }
             },
         );
@@ -1599,115 +1603,116 @@ fn conv_relu_pool_forward(
     (output, winners)
 }
 
-/// Max pools one plane (`[h, w]`) into `out` (`[oh, ow]`), with each output's winner in
-/// `winners` when given: with `relu_gate`, [`NO_WINNER`] where the maximum is not positive
-/// (a ReLU before the pool passes no gradient there).
-///
-/// On a CPU with AVX-512 the same code is compiled for it ([`pool_plane_avx512`]): only
-/// comparisons and selects, so the same values and winners.
-fn pool_plane(
-    plane: &[f32],
-    dims: [usize; 2],
-    window: Window,
-    pooled: [usize; 2],
-    out: &mut [MaybeUninit<f32>],
-    winners: Option<&mut [u32]>,
-    relu_gate: bool,
-) {
+impl PlanePool {
+    /// Max pools `values` (a plane `[h, w]`) into `out` (`[oh, ow]`), with each output's
+    /// winner in `winners` when given: with `relu_gate`, [`NO_WINNER`] where the maximum is
+    /// not positive (a ReLU before the pool passes no gradient there).
+    ///
+    /// On a CPU with AVX-512 the same code is compiled for it ([`PlanePool::pool_avx512`]),
+    /// with a row of full windows taken 16 at a time ([`pool_row_avx512`]): only
+    /// comparisons and selects, so the same values and winners.
+    fn pool(
+        &self,
+        values: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        winners: Option<&mut [u32]>,
+        relu_gate: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::avx512() {
+            // SAFETY: the CPU has AVX-512 (checked just above).
+            return unsafe { self.pool_avx512(values, out, winners, relu_gate) };
+        }
+        self.pool_with(values, out, winners, relu_gate, false);
+    }
+
+    /// [`PlanePool::pool`] compiled for AVX-512.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
     #[cfg(target_arch = "x86_64")]
-    if crate::avx512() {
-        // SAFETY: the CPU has AVX-512 (checked just above).
-        return unsafe { pool_plane_avx512(plane, dims, window, pooled, out, winners, relu_gate) };
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pool_avx512(
+        &self,
+        values: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        winners: Option<&mut [u32]>,
+        relu_gate: bool,
+    ) {
+        self.pool_with(values, out, winners, relu_gate, true);
     }
-    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate, false);
-}
 
-/// [`pool_plane`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn pool_plane_avx512(
-    plane: &[f32],
-    dims: [usize; 2],
-    window: Window,
-    pooled: [usize; 2],
-    out: &mut [MaybeUninit<f32>],
-    winners: Option<&mut [u32]>,
-    relu_gate: bool,
-) {
-    pool_plane_here(plane, dims, window, pooled, out, winners, relu_gate, true);
-}
-
-/// [`pool_plane`]; with `avx512` (only where the CPU has it), a row of full windows with
-/// winners 16 windows at a time ([`pool_row_avx512`]).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pool_plane_here(
-    plane: &[f32],
-    [h, w]: [usize; 2],
-    window: Window,
-    [oh, ow]: [usize; 2],
-    out: &mut [MaybeUninit<f32>],
-    mut winners: Option<&mut [u32]>,
-    relu_gate: bool,
-    avx512: bool,
-) {
-    let full = full_2x2_windows(window, [h, w], [oh, ow]);
-    for oy in 0..full[0] {
-        // Pairs of columns of the window's two rows; written as selects over whole slices
-        // so that the compiler vectorises them.
-        let top = plane[2 * oy * w..][..2 * full[1]].as_chunks::<2>().0.iter();
-        let bottom = plane[(2 * oy + 1) * w..][..2 * full[1]]
-            .as_chunks::<2>()
-            .0
-            .iter();
-        let out = &mut out[oy * ow..oy * ow + full[1]];
-        match winners.as_deref_mut() {
-            None => {
-                for (out, (t, b)) in out.iter_mut().zip(top.zip(bottom)) {
-                    *out = MaybeUninit::new(t[0].max(t[1]).max(b[0].max(b[1])));
+    /// [`PlanePool::pool`]; with `avx512` (only where the CPU has it), a row of full
+    /// windows with winners 16 windows at a time.
+    #[inline(always)]
+    fn pool_with(
+        &self,
+        plane: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        mut winners: Option<&mut [u32]>,
+        relu_gate: bool,
+        avx512: bool,
+    ) {
+        let Self {
+            window,
+            plane: [h, w],
+            pooled: [oh, ow],
+        } = *self;
+        let full = full_2x2_windows(window, [h, w], [oh, ow]);
+        for oy in 0..full[0] {
+            // Pairs of columns of the window's two rows; written as selects over whole slices
+            // so that the compiler vectorises them.
+            let top = plane[2 * oy * w..][..2 * full[1]].as_chunks::<2>().0.iter();
+            let bottom = plane[(2 * oy + 1) * w..][..2 * full[1]]
+                .as_chunks::<2>()
+                .0
+                .iter();
+            let out = &mut out[oy * ow..oy * ow + full[1]];
+            match winners.as_deref_mut() {
+                None => {
+                    for (out, (t, b)) in out.iter_mut().zip(top.zip(bottom)) {
+                        *out = MaybeUninit::new(t[0].max(t[1]).max(b[0].max(b[1])));
+                    }
                 }
-            }
-            Some(winners) => {
-                let winners = &mut winners[oy * ow..oy * ow + full[1]];
-                let row = (2 * oy * w) as u32;
-                #[cfg(target_arch = "x86_64")]
-                if avx512 {
-                    let rows = [&plane[2 * oy * w..], &plane[(2 * oy + 1) * w..]];
-                    // SAFETY: `avx512` is set only where the CPU has AVX-512; each row holds
-                    // two values per window.
-                    unsafe { pool_row_avx512(rows, out, winners, [row, w as u32], relu_gate) };
-                    continue;
-                }
-                let _ = avx512;
-                let w = w as u32;
-                for (ox, ((out, winner), (t, b))) in
-                    out.iter_mut().zip(winners).zip(top.zip(bottom)).enumerate()
-                {
-                    let (m, at) = first_max_2x2(t, b);
-                    *out = MaybeUninit::new(m);
-                    *winner = if m > 0.0 || !relu_gate {
-                        row + 2 * ox as u32 + (at & 1) + (at >> 1) * w
-                    } else {
-                        NO_WINNER
-                    };
+                Some(winners) => {
+                    let winners = &mut winners[oy * ow..oy * ow + full[1]];
+                    let row = (2 * oy * w) as u32;
+                    #[cfg(target_arch = "x86_64")]
+                    if avx512 {
+                        let rows = [&plane[2 * oy * w..], &plane[(2 * oy + 1) * w..]];
+                        // SAFETY: `avx512` is set only where the CPU has AVX-512; each row holds
+                        // two values per window.
+                        unsafe { pool_row_avx512(rows, out, winners, [row, w as u32], relu_gate) };
+                        continue;
+                    }
+                    let _ = avx512;
+                    let w = w as u32;
+                    for (ox, ((out, winner), (t, b))) in
+                        out.iter_mut().zip(winners).zip(top.zip(bottom)).enumerate()
+                    {
+                        let (m, at) = first_max_2x2(t, b);
+                        *out = MaybeUninit::new(m);
+                        *winner = if m > 0.0 || !relu_gate {
+                            row + 2 * ox as u32 + (at & 1) + (at >> 1) * w
+                        } else {
+                            NO_WINNER
+                        };
+                    }
                 }
             }
         }
+        for_each_window(plane, [h, w], window, [oh, ow], full, |at, window| {
+            let m = window.max();
+            out[at] = MaybeUninit::new(m);
+            if let Some(winners) = winners.as_deref_mut() {
+                winners[at] = if m > 0.0 || !relu_gate {
+                    window.position_of(m) as u32
+                } else {
+                    NO_WINNER
+                };
+            }
+        });
     }
-    for_each_window(plane, [h, w], window, [oh, ow], full, |at, window| {
-        let m = window.max();
-        out[at] = MaybeUninit::new(m);
-        if let Some(winners) = winners.as_deref_mut() {
-            winners[at] = if m > 0.0 || !relu_gate {
-                window.position_of(m) as u32
-            } else {
-                NO_WINNER
-            };
-        }
-    });
 }
 
 /// A convolution's output gradient, as its backward pass receives it: each image's part is
@@ -1725,7 +1730,7 @@ enum OutputGrad<'a> {
         grad: &'a [f32],
         winners: &'a [u32],
         /// The pool's geometry.
-        pool: Unpool,
+        pool: PlanePool,
     },
 }
 
@@ -1758,7 +1763,7 @@ impl<'a> OutputGrad<'a> {
                     .chunks_mut(pixels)
                     .zip(grad.chunks(pooled).zip(winners.chunks(pooled)))
                 {
-                    pool.plane(as_uninit(plane), grad, winners);
+                    pool.unpool(as_uninit(plane), grad, winners);
                 }
                 scratch
             }
@@ -2276,7 +2281,8 @@ mod tests {
                 stride: [2, 2],
                 padding: [padding; 2],
             };
-            let pooled = window.output([h, w]);
+            let pool = PlanePool::new(window, [h, w]);
+            let pooled = pool.pooled;
             let plane: Vec<f32> = (0..h * w)
                 .map(|i| match i % 37 {
                     5 => f32::NAN,
@@ -2292,26 +2298,9 @@ mod tests {
                     let mut winners = vec![7u32; count];
                     let (out_view, winner_view) = (as_uninit(&mut out), Some(&mut winners[..]));
                     if avx512 {
-                        pool_plane(
-                            &plane,
-                            [h, w],
-                            window,
-                            pooled,
-                            out_view,
-                            winner_view,
-                            relu_gate,
-                        );
+                        pool.pool(&plane, out_view, winner_view, relu_gate);
                     } else {
-                        pool_plane_here(
-                            &plane,
-                            [h, w],
-                            window,
-                            pooled,
-                            out_view,
-                            winner_view,
-                            relu_gate,
-                            false,
-                        );
+                        pool.pool_with(&plane, out_view, winner_view, relu_gate, false);
                     }
                     let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
                     (bits, winners)
@@ -2342,7 +2331,8 @@ mod tests {
                 stride: kernel,
                 padding,
             };
-            let pooled = window.output([h, w]);
+            let pool = PlanePool::new(window, [h, w]);
+            let pooled = pool.pooled;
             // Winners from a forward pass over signed values (some windows' maxima are not
             // positive, so NO_WINNER with the ReLU gate).
             let plane: Vec<f32> = (0..h * w)
@@ -2351,15 +2341,7 @@ mod tests {
             let count = pooled[0] * pooled[1];
             let mut out = uninit::<f32>(count);
             let mut winners = vec![0u32; count];
-            pool_plane(
-                &plane,
-                [h, w],
-                window,
-                pooled,
-                &mut out,
-                Some(&mut winners),
-                true,
-            );
+            pool.pool(&plane, &mut out, Some(&mut winners), true);
             assert!(
                 winners.contains(&NO_WINNER) && winners.iter().any(|&at| at != NO_WINNER),
                 "{h}x{w}: {winners:?}"
@@ -2371,13 +2353,8 @@ mod tests {
                     expected[at as usize] = g;
                 }
             }
-            let unpool = Unpool {
-                window,
-                plane: [h, w],
-                pooled,
-            };
             let mut ours = vec![f32::NAN; h * w];
-            unpool.plane(as_uninit(&mut ours), &grad, &winners);
+            pool.unpool(as_uninit(&mut ours), &grad, &winners);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 bits(&ours),
@@ -2385,7 +2362,7 @@ mod tests {
                 "{h}x{w} pool {kernel:?} {padding:?}"
             );
             let mut scalar = vec![f32::NAN; h * w];
-            unpool.plane_with(as_uninit(&mut scalar), &grad, &winners, false);
+            pool.unpool_with(as_uninit(&mut scalar), &grad, &winners, false);
             assert_eq!(bits(&scalar), bits(&expected), "without AVX-512, {h}x{w}");
         }
     }
