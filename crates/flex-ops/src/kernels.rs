@@ -619,10 +619,10 @@ pub(crate) fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
 }
 
 /// `values` as slots for a kernel to overwrite.
-pub(crate) fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the kernels write only `f32` values
-    // through the view, so `values` stays initialised.
-    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
+pub(crate) fn as_uninit<T: Copy>(values: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; the kernels write only `T` values through
+    // the view, so `values` stays initialised.
+    unsafe { &mut *(values as *mut [T] as *mut [MaybeUninit<T>]) }
 }
 
 /// `values`, every one of which has been written.
@@ -656,7 +656,8 @@ fn max_pool_forward(x: &FlexTensor, window: Window, record: bool) -> (FlexTensor
     let [oh, ow] = pool.pooled;
     let values = f32_values(x);
     let mut output = uninit(batch * channels * oh * ow);
-    let mut winners = vec![0u32; if record { output.len() } else { 0 }];
+    // Written whole by the pool, as the outputs are.
+    let mut winners = uninit::<u32>(if record { output.len() } else { 0 });
     if oh * ow > 0 && h * w > 0 {
         let mut winner_planes = optional_chunks(&mut winners, oh * ow, batch * channels);
         output
@@ -668,9 +669,9 @@ fn max_pool_forward(x: &FlexTensor, window: Window, record: bool) -> (FlexTensor
                 pool.pool(plane, out, winners, false)
             });
     }
-    // SAFETY: every output of every plane was written.
-    let output = flex_tensor(unsafe { assume_init(output) }, [batch, channels, oh, ow]);
-    (output, winners)
+    // SAFETY: every output of every plane was written, and its winner where recorded.
+    let (output, winners) = unsafe { (assume_init(output), assume_init(winners)) };
+    (flex_tensor(output, [batch, channels, oh, ow]), winners)
 }
 
 /// A max pool over one plane: its window, the plane and the pooled plane. Forward
@@ -722,10 +723,12 @@ impl PlanePool {
         }
         let full = full_2x2_windows(self.window, [h, w], [oh, ow]);
         let (rows, columns) = (2 * full[0], 2 * full[1]);
-        for (y, row) in plane.chunks_mut(w).enumerate() {
-            // Positions no full window covers: zero, before the scatter below.
-            let from = if y < rows { columns } else { 0 };
-            row[from..].fill(MaybeUninit::new(0.0));
+        if [rows, columns] != [h, w] {
+            for (y, row) in plane.chunks_mut(w).enumerate() {
+                // Positions no full window covers: zero, before the scatter below.
+                let from = if y < rows { columns } else { 0 };
+                row[from..].fill(MaybeUninit::new(0.0));
+            }
         }
         for oy in 0..full[0] {
             let (top, bottom) = plane[2 * oy * w..][..2 * w].split_at_mut(w);
@@ -746,6 +749,9 @@ impl PlanePool {
             }
             let _ = avx512;
             pairs.unpool();
+        }
+        if full == [oh, ow] {
+            return;
         }
         // SAFETY: every position was written: the full windows' above, the rest zeroed.
         let plane = unsafe { slice_assume_init(plane) };
@@ -862,7 +868,7 @@ impl PoolRows<'_> {
 unsafe fn pool_row_avx512(
     rows: [&[f32]; 2],
     out: &mut [MaybeUninit<f32>],
-    winners: &mut [u32],
+    winners: &mut [MaybeUninit<u32>],
     [corner, width]: [u32; 2],
     relu_gate: bool,
 ) {
@@ -1561,7 +1567,8 @@ fn conv_relu_pool_forward(
     let pooled = plane_pool.pooled;
     let pooled_plane = pooled[0] * pooled[1];
     let mut output = uninit(g.batch * g.filters * pooled_plane);
-    let mut winners = vec![0u32; if record { output.len() } else { 0 }];
+    // Written whole by the pool, as the outputs are.
+    let mut winners = uninit::<u32>(if record { output.len() } else { 0 });
     let group = g.group();
     let mut winner_groups = optional_chunks(
         &mut winners,
@@ -1597,8 +1604,9 @@ fn conv_relu_pool_forward(
                 }
             },
         );
-    // SAFETY: every pooled output of every image was written.
-    let output = unsafe { assume_init(output) };
+    // SAFETY: every pooled output of every image was written, and its winner where
+    // recorded.
+    let (output, winners) = unsafe { (assume_init(output), assume_init(winners)) };
     let output = flex_tensor(output, [g.batch, g.filters, pooled[0], pooled[1]]);
     (output, winners)
 }
@@ -1615,7 +1623,7 @@ impl PlanePool {
         &self,
         values: &[f32],
         out: &mut [MaybeUninit<f32>],
-        winners: Option<&mut [u32]>,
+        winners: Option<&mut [MaybeUninit<u32>]>,
         relu_gate: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
@@ -1636,7 +1644,7 @@ impl PlanePool {
         &self,
         values: &[f32],
         out: &mut [MaybeUninit<f32>],
-        winners: Option<&mut [u32]>,
+        winners: Option<&mut [MaybeUninit<u32>]>,
         relu_gate: bool,
     ) {
         self.pool_with(values, out, winners, relu_gate, true);
@@ -1649,7 +1657,7 @@ impl PlanePool {
         &self,
         plane: &[f32],
         out: &mut [MaybeUninit<f32>],
-        mut winners: Option<&mut [u32]>,
+        mut winners: Option<&mut [MaybeUninit<u32>]>,
         relu_gate: bool,
         avx512: bool,
     ) {
@@ -1692,24 +1700,27 @@ impl PlanePool {
                     {
                         let (m, at) = first_max_2x2(t, b);
                         *out = MaybeUninit::new(m);
-                        *winner = if m > 0.0 || !relu_gate {
+                        winner.write(if m > 0.0 || !relu_gate {
                             row + 2 * ox as u32 + (at & 1) + (at >> 1) * w
                         } else {
                             NO_WINNER
-                        };
+                        });
                     }
                 }
             }
+        }
+        if full == [oh, ow] {
+            return;
         }
         for_each_window(plane, [h, w], window, [oh, ow], full, |at, window| {
             let m = window.max();
             out[at] = MaybeUninit::new(m);
             if let Some(winners) = winners.as_deref_mut() {
-                winners[at] = if m > 0.0 || !relu_gate {
+                winners[at] = MaybeUninit::new(if m > 0.0 || !relu_gate {
                     window.position_of(m) as u32
                 } else {
                     NO_WINNER
-                };
+                });
             }
         });
     }
@@ -2296,7 +2307,8 @@ mod tests {
                     let count = pooled[0] * pooled[1];
                     let mut out = vec![f32::NAN; count];
                     let mut winners = vec![7u32; count];
-                    let (out_view, winner_view) = (as_uninit(&mut out), Some(&mut winners[..]));
+                    let (out_view, winner_view) =
+                        (as_uninit(&mut out), Some(as_uninit(&mut winners)));
                     if avx512 {
                         pool.pool(&plane, out_view, winner_view, relu_gate);
                     } else {
@@ -2341,7 +2353,7 @@ mod tests {
             let count = pooled[0] * pooled[1];
             let mut out = uninit::<f32>(count);
             let mut winners = vec![0u32; count];
-            pool.pool(&plane, &mut out, Some(&mut winners), true);
+            pool.pool(&plane, &mut out, Some(as_uninit(&mut winners)), true);
             assert!(
                 winners.contains(&NO_WINNER) && winners.iter().any(|&at| at != NO_WINNER),
                 "{h}x{w}: {winners:?}"
