@@ -811,11 +811,10 @@ impl PoolRows<'_> {
         use std::arch::x86_64::*;
         let count = self.grad.len().min(self.winners.len());
         assert!(self.top.len() >= 2 * count && self.bottom.len() >= 2 * count);
-        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let evens = even_lanes();
         let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let (one, width) = (_mm512_set1_epi32(1), _mm512_set1_epi32(self.width as i32));
-        let mask = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
         let mut ox = 0;
         while ox < count {
             let n = (count - ox).min(16);
@@ -855,6 +854,21 @@ impl PoolRows<'_> {
     }
 }
 
+/// The mask of the first `n` of 16 lanes (all 16 for `n` >= 16), for the pooling loops'
+/// last, partial vectors.
+#[cfg(target_arch = "x86_64")]
+fn mask(n: usize) -> std::arch::x86_64::__mmask16 {
+    ((1u32 << n.min(16)) - 1) as std::arch::x86_64::__mmask16
+}
+
+/// 0, 2, ..., 30: the even positions of two vectors (a row's pairs of columns), for
+/// `_mm512_permutex2var_ps` and as each window's left column.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn even_lanes() -> std::arch::x86_64::__m512i {
+    std::arch::x86_64::_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+}
+
 /// A row of full 2x2 windows (`rows`: the plane from the window's top row and from its
 /// bottom row) pooled into `out` with each window's winner, 16 windows at a time: the
 /// comparisons and selects of [`first_max_2x2`] and [`PlanePool::pool`]'s ReLU gate, lane by
@@ -875,11 +889,10 @@ unsafe fn pool_row_avx512(
     use std::arch::x86_64::*;
     let count = out.len().min(winners.len());
     assert!(rows.iter().all(|r| r.len() >= 2 * count));
-    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let evens = even_lanes();
     let odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
     let (one, below) = (_mm512_set1_epi32(1), _mm512_set1_epi32(width as i32));
     let (zero, none) = (_mm512_setzero_ps(), _mm512_set1_epi32(NO_WINNER as i32));
-    let mask = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
     let mut ox = 0;
     while ox < count {
         let n = (count - ox).min(16);
