@@ -426,7 +426,7 @@ impl ModelSpec {
     pub fn layer_infos(&self) -> Result<Vec<LayerInfo>> {
         if self.input.is_empty() {
             return Err(SpecError(format!(
-                "model {}: the input shape is empty",
+                "model \"{}\": the input shape is empty",
                 self.name
             )));
         }
@@ -437,7 +437,7 @@ impl ModelSpec {
         for (i, layer) in self.layers.iter().enumerate() {
             let output = layer.output_shape(shape).map_err(|why| {
                 SpecError(format!(
-                    "model {}, layer {} ({layer}): {why}; its input is {}",
+                    "model \"{}\", layer {} ({layer}): {why}; its input is {}",
                     self.name,
                     i + 1,
                     shape.keras()
@@ -576,19 +576,19 @@ fn check_size(
     let needed = (total as u64).saturating_mul(TRAINING_BYTES_PER_PARAM);
     if needed > limit {
         return Err(SpecError(format!(
-            "model {}, layer {} ({layer}): the model would have {} parameters, which need \
-             {:.1} GiB to train (weights, gradients and optimizer state); the limit is {:.1} \
-             GiB (set BURN_REPORTS_MAX_MODEL_GB to change it)",
+            "model \"{}\", layer {} ({layer}): the model would have {} parameters, which need \
+             {} GiB to train (weights, gradients and optimizer state); the limit is {} GiB \
+             (set BURN_REPORTS_MAX_MODEL_GB to change it)",
             spec.name,
             i + 1,
             group_thousands(total),
-            needed as f64 / (1u64 << 30) as f64,
-            limit as f64 / (1u64 << 30) as f64
+            gib(needed),
+            gib(limit)
         )));
     }
     if output.len() > MAX_VALUES_PER_ITEM {
         return Err(SpecError(format!(
-            "model {}, layer {} ({layer}): its output {} has {} values per item, more than \
+            "model \"{}\", layer {} ({layer}): its output {} has {} values per item, more than \
              the {} a layer may produce",
             spec.name,
             i + 1,
@@ -598,6 +598,17 @@ fn check_size(
         )));
     }
     Ok(())
+}
+
+/// Bytes as GiB for a message: one decimal below 1,000 GiB, whole and grouped above
+/// (`16.0`, `149,011,618`).
+fn gib(bytes: u64) -> String {
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    if gib < 1000.0 {
+        format!("{gib:.1}")
+    } else {
+        group_thousands(gib.round() as usize)
+    }
 }
 
 /// `1234567` as `1,234,567`.
@@ -930,6 +941,14 @@ mod tests {
     /// A layer too large for memory is refused with its name and the memory it would
     /// need, before anything is allocated; counts that would overflow saturate into the
     /// same refusal instead of wrapping.
+    #[test]
+    fn memory_in_messages_is_readable_gib() {
+        assert_eq!(gib(16 << 30), "16.0");
+        assert_eq!(gib(3 << 29), "1.5");
+        assert_eq!(gib(149_011_618 << 30), "149,011,618");
+        assert_eq!(gib(u64::MAX), "17,179,869,184");
+    }
+
     #[test]
     fn layers_too_large_for_memory_are_refused() {
         for units in ["100000000", &usize::MAX.to_string()] {

@@ -317,8 +317,7 @@ fn model_spec(args: &Args, train: &Samples) -> Result<ModelSpec, String> {
         });
     }
     let spec = ModelSpec::new("model", input, layers);
-    spec.output_shape()
-        .map_err(|e| format!("the model: {}", e.0))?;
+    spec.output_shape().map_err(|e| e.0)?;
     Ok(spec)
 }
 
