@@ -1,8 +1,11 @@
 //! Grids over report 001's MLP (`trainer::Mlp`): a trial's parameters carry the report's
-//! names, as the study files and grid files write them (`hidden_layer`, `activation`,
-//! `epoch`, `eta`, `beta`, `alpha`, `mu`, `batch_size`, `seed`), and stop here: they are read
-//! into the MLP's fields (`hidden_layers`, `epochs`, `learning_rate`, `init_scale`, `l2`,
-//! `momentum`); what a grid leaves out comes from the search's defaults. Trials
+//! names, as the study files write them (`hidden_layer`, `activation`, `epoch`, `eta`,
+//! `beta`, `alpha`, `mu`, `batch_size`, `seed`; the result keys of every committed run hash
+//! them), and stop here: they are read into the MLP's fields (`hidden_layers`, `epochs`,
+//! `learning_rate`, `init_scale`, `l2`, `momentum`). A grid file may use those project
+//! names instead ([`to_trial_names`] turns them into the trials' names, so both spellings
+//! make the same trials and keys). What a grid leaves out comes from the search's
+//! defaults. Trials
 //! that share layers, activation, batch size and epochs train together as one stacked
 //! model (`Mlp::fit_stacked`), which is what makes a 540-trial grid of tiny MLPs fast.
 
@@ -30,6 +33,61 @@ pub const MLP_PARAMS: [&str; 9] = [
     "batch_size",
     "seed",
 ];
+
+/// The project's names of report 001's MLP parameters (scikit-learn's and Keras'
+/// vocabulary), each beside the report's name that trials carry and result keys hash.
+/// A grid or its defaults may use either; [`to_trial_names`] makes them one.
+pub const PROJECT_NAMES: [(&str, &str); 6] = [
+    ("hidden_layers", "hidden_layer"),
+    ("epochs", "epoch"),
+    ("learning_rate", "eta"),
+    ("init_scale", "beta"),
+    ("l2", "alpha"),
+    ("momentum", "mu"),
+];
+
+/// `params` (a grid's named lists, or its defaults) with the project's names
+/// ([`PROJECT_NAMES`]: `learning_rate`, `epochs`, `l2`, ...) written as the report's, in
+/// place, so that a grid written in either vocabulary makes the same trials, under the same
+/// keys. Naming one parameter both ways is an error; other names pass through (an unknown
+/// one is refused when a trial is read).
+pub fn to_trial_names(
+    params: serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, SearchError> {
+    let mut out = serde_json::Map::new();
+    for (name, value) in params {
+        let trial_name = PROJECT_NAMES
+            .iter()
+            .find(|(project, _)| *project == name)
+            .map_or(name.as_str(), |(_, report)| report);
+        if out.contains_key(trial_name) {
+            let project = PROJECT_NAMES
+                .iter()
+                .find(|(_, report)| *report == trial_name)
+                .map_or(trial_name, |(project, _)| project);
+            return Err(SearchError::Grid(format!(
+                "{project} and {trial_name} name the same parameter: give one"
+            )));
+        }
+        out.insert(trial_name.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// The parameter names a grid may use, for messages: the project's, with the report's in
+/// brackets.
+fn parameter_names() -> String {
+    MLP_PARAMS
+        .iter()
+        .map(
+            |p| match PROJECT_NAMES.iter().find(|(_, report)| report == p) {
+                Some((project, report)) => format!("{project} ({report})"),
+                None => p.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A trial's parameters as `name value, ...` for messages.
 fn params_text(params: &serde_json::Map<String, Value>) -> String {
@@ -138,7 +196,7 @@ impl<'a> MlpSearch<'a> {
         {
             return Err(SearchError::Grid(format!(
                 "unknown MLP parameter {unknown:?}: use {}",
-                MLP_PARAMS.join(", ")
+                parameter_names()
             )));
         }
         let d = &self.defaults;
@@ -167,7 +225,7 @@ impl<'a> MlpSearch<'a> {
         };
         if mlp.epochs == 0 || mlp.batch_size == 0 || mlp.hidden_layers.contains(&0) {
             return Err(SearchError::Grid(format!(
-                "trial {}: epoch, batch_size and every hidden layer must be at least 1",
+                "trial {}: epochs (epoch), batch_size and every hidden layer must be at least 1",
                 trial.index
             )));
         }
@@ -186,9 +244,9 @@ impl<'a> MlpSearch<'a> {
             && mlp.init_scale > 0.0)
         {
             return Err(SearchError::Grid(format!(
-                "trial {} ({}): eta (learning rate) and beta must be positive finite numbers, \
-                 mu (momentum) in [0, 1), alpha (l2) a finite number at least 0; got eta {}, \
-                 beta {}, mu {}, alpha {}",
+                "trial {} ({}): learning_rate (eta) and init_scale (beta) must be positive \
+                 finite numbers, momentum (mu) in [0, 1), l2 (alpha) a finite number at least \
+                 0; got learning_rate {}, init_scale {}, momentum {}, l2 {}",
                 trial.index,
                 params_text(&trial.params),
                 mlp.learning_rate,

@@ -76,7 +76,7 @@ fn shards_merge_into_the_whole_grid() {
         ));
     }
     let csv = std::fs::read_to_string(dir.path().join("shard-0.top.csv")).unwrap();
-    assert!(csv.starts_with("hidden_layer,"), "{csv}");
+    assert!(csv.starts_with("hidden_layers,"), "{csv}");
     assert_eq!(
         csv.lines().count(),
         5,
@@ -257,6 +257,78 @@ fn results_are_reused_only_for_the_same_configuration() {
         records.last().unwrap().config["defaults"]["init_scale"],
         0.5
     );
+}
+
+/// A grid may be written in the project's vocabulary (`learning_rate`, `momentum`,
+/// `epochs`, ...) or the report's (`eta`, `mu`, `epoch`, ...): the same trials, under the
+/// same keys, so one spelling's results serve the other; the table is headed in the
+/// project's names; naming one parameter both ways is refused.
+#[test]
+fn a_grid_in_either_vocabulary_makes_the_same_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
+    let project = GRID
+        .replace("hidden_layer", "hidden_layers")
+        .replace("eta", "learning_rate")
+        .replace("mu", "momentum")
+        .replace("epoch", "epochs");
+    std::fs::write(dir.path().join("project.toml"), &project).unwrap();
+    let first = ok(&grid(
+        dir.path(),
+        &[
+            "run",
+            "--dataset",
+            "iris",
+            "--grid",
+            "project.toml",
+            "--results",
+            "r.jsonl",
+        ],
+    ));
+    assert!(first.contains("8 trials run"), "{first}");
+    assert!(
+        first.contains("| hidden_layers | epochs | learning_rate | momentum |"),
+        "{first}"
+    );
+    let again = run_iris(dir.path(), "r.jsonl", &[]);
+    assert!(
+        again.contains("0 trials run") && again.contains("8 already"),
+        "{again}"
+    );
+    std::fs::write(
+        dir.path().join("both.toml"),
+        "eta = [0.1]\nlearning_rate = [0.01]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("defaults.toml"),
+        "[grid]\neta = [0.1]\n[defaults]\nmomentum = 0.5\nmu = 0.5\n",
+    )
+    .unwrap();
+    for (file, expected) in [
+        (
+            "both.toml",
+            "both.toml: the grid: learning_rate and eta name the same parameter",
+        ),
+        (
+            "defaults.toml",
+            "defaults.toml: [defaults]: momentum and mu name the same parameter",
+        ),
+    ] {
+        let out = grid(
+            dir.path(),
+            &[
+                "run",
+                "--dataset",
+                "iris",
+                "--grid",
+                file,
+                "--results",
+                "b.jsonl",
+            ],
+        );
+        fails_with(&out, expected);
+    }
 }
 
 /// Two runs on one results file at once (a second started by mistake): the second waits

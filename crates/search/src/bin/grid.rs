@@ -100,7 +100,11 @@ struct RunArgs {
     /// A separate test file or folder for --data.
     #[arg(long, requires = "data")]
     test: Option<PathBuf>,
-    /// Grid file: TOML or JSON named lists, or an experiment file with a `[grid]` table.
+    /// Grid file: TOML or JSON named lists (`hidden_layers = [[16], [32, 16]]`,
+    /// `learning_rate = [0.01, 0.1]`, `momentum`, `l2`, `epochs`, `batch_size`,
+    /// `activation`, `init_scale`, `seed`; report 001's names `hidden_layer`, `eta`, `mu`,
+    /// `alpha`, `epoch`, `beta` are the same parameters), or an experiment file with a
+    /// `[grid]` table.
     #[arg(long)]
     grid: PathBuf,
     /// Results file (JSON lines); created, or resumed when it exists.
@@ -239,7 +243,14 @@ fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) -> Table {
             _ => true,
         })
         .collect();
-    let table = Table::top(records, top, &present, rank);
+    let mut table = Table::top(records, top, &present, rank);
+    // Headed in the project's vocabulary (learning_rate, not the report's eta), as a grid
+    // file may be written.
+    for name in &mut table.header {
+        if let Some((project, _)) = search::PROJECT_NAMES.iter().find(|(_, r)| r == name) {
+            *name = project.to_string();
+        }
+    }
     print!("{}", table.to_markdown());
     table
 }
@@ -270,17 +281,21 @@ fn read_grid(path: &Path) -> Result<GridFile, String> {
     };
     let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
     let Some(grid) = value.get("grid") else {
-        let grid = Grid::from_value(value).map_err(|e| format!("{}: {e}", path.display()))?;
+        let grid = Grid::from_value(in_trial_names(value).map_err(|e| at("the grid", e))?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(GridFile {
             grid,
             defaults: Default::default(),
             split: None,
         });
     };
-    let grid = Grid::from_value(grid.clone()).map_err(|e| at("[grid]", e.to_string()))?;
+    let grid = in_trial_names(grid.clone()).map_err(|e| at("[grid]", e))?;
+    let grid = Grid::from_value(grid).map_err(|e| at("[grid]", e.to_string()))?;
     let defaults = match value.get("defaults") {
         None => Default::default(),
-        Some(serde_json::Value::Object(map)) => map.clone(),
+        Some(serde_json::Value::Object(map)) => {
+            search::to_trial_names(map.clone()).map_err(|e| at("[defaults]", e.to_string()))?
+        }
         Some(_) => return Err(at("[defaults]", "must be a table".into())),
     };
     let split = value
@@ -293,6 +308,18 @@ fn read_grid(path: &Path) -> Result<GridFile, String> {
         defaults,
         split,
     })
+}
+
+/// A grid's named lists with the project's parameter names (`learning_rate`, `epochs`, ...)
+/// written as the trials' (`eta`, `epoch`, ...); anything but a table is left for
+/// [`Grid::from_value`] to refuse.
+fn in_trial_names(grid: serde_json::Value) -> Result<serde_json::Value, String> {
+    match grid {
+        serde_json::Value::Object(map) => search::to_trial_names(map)
+            .map(serde_json::Value::Object)
+            .map_err(|e| e.to_string()),
+        other => Ok(other),
+    }
 }
 
 /// Training and test data, and the split in the canonical form of result keys: the
