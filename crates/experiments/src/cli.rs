@@ -81,9 +81,11 @@ impl Flags {
         if local.exists() {
             return local;
         }
-        Path::new(env!("CARGO_MANIFEST_DIR"))
+        let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../experiments")
-            .join(format!("{name}.toml"))
+            .join(format!("{name}.toml"));
+        // Named in messages without the `crates/experiments/../..` detour.
+        built_in.canonicalize().unwrap_or(built_in)
     }
 
     /// The output folder: `--out`, else `out/<study>` (`-quick` added with `--quick`), where
