@@ -4,16 +4,16 @@
 //! `inference_mode` for inference, the same batch sizes and models) in a virtual environment
 //! made on first use. Each round gives one ratio per model and phase (ours over PyTorch's
 //! samples per second); the figure printed is the median over the rounds, with its spread,
-//! and each side's peak resident memory. It warns when other work shares the machine: a
-//! load average above half a core at the start, or more than a tenth of the CPU's time taken
-//! by other processes during the run (a load average read at the end would count the
-//! benchmark's own two threads).
+//! and each side's peak resident memory. It warns when other work shares the machine
+//! (`models::cpu_load`): a load average above half a core at the start, or more than a
+//! tenth of the CPU's time taken by other processes during the run.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::Device;
+use models::cpu_load::{self, CpuTimes};
 use models::{DeviceChoice, ModelSpec, Shape, select_device};
 
 use crate::bench::{
@@ -23,9 +23,6 @@ use crate::bench::{
 
 /// The threads both sides use (this machine's cores, as the README states).
 const THREADS: usize = 2;
-
-/// A 1-minute load average above this means other work shares the CPU.
-const BUSY_LOAD: f64 = 0.5;
 
 /// One model and phase over the rounds.
 #[derive(Debug, Clone, Default)]
@@ -94,107 +91,10 @@ pub fn peer_python(flags: &BenchFlags) -> Result<PathBuf, crate::Error> {
     }
 }
 
-/// The 1-minute load average, where the system gives one.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Warns when the load average before the run shows other work on the machine.
-fn warn_if_busy_before(out: &mut String) {
-    if let Some(load) = load_average().filter(|l| *l > BUSY_LOAD) {
-        warn(
-            &format!("the load average at the start is {load:.2}: other work shares the CPU"),
-            out,
-        );
-    }
-}
-
 fn warn(what: &str, out: &mut String) {
     let line = format!("warning: {what}, and the figures below are not this machine's best");
     eprintln!("{line}");
     let _ = writeln!(out, "{line}\n");
-}
-
-/// A share of the machine's CPU time above this, taken by work other than the two sides
-/// being compared, means the run was disturbed.
-const OTHERS_SHARE: f64 = 0.1;
-
-/// CPU time in clock ticks, read from `/proc`: the machine's busy and total time (all
-/// CPUs; steal, the hypervisor's, counts as busy), and this process's own with its
-/// waited-for children (the PyTorch runs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CpuTimes {
-    busy: u64,
-    total: u64,
-    ours: u64,
-}
-
-impl CpuTimes {
-    fn now() -> Option<Self> {
-        let (busy, total) = machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)?;
-        let ours = process_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-        Some(Self { busy, total, ours })
-    }
-
-    /// The share of the machine's time between `self` and `later` that was busy with work
-    /// other than this process and its children.
-    fn others_share(&self, later: &Self) -> Option<f64> {
-        let total = later.total.checked_sub(self.total).filter(|t| *t > 0)?;
-        let busy = later.busy.saturating_sub(self.busy);
-        let ours = later.ours.saturating_sub(self.ours);
-        Some(busy.saturating_sub(ours) as f64 / total as f64)
-    }
-}
-
-/// Busy and total ticks from `/proc/stat`'s first line (`cpu user nice system idle iowait
-/// irq softirq steal ...`; guest time is already inside user time).
-fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
-    let mut fields = stat.lines().next()?.split_whitespace();
-    if fields.next()? != "cpu" {
-        return None;
-    }
-    let t: Vec<u64> = fields
-        .take(8)
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    let [user, nice, system, idle, iowait, irq, softirq, steal] = t.try_into().ok()?;
-    let busy = user + nice + system + irq + softirq + steal;
-    Some((busy, busy + idle + iowait))
-}
-
-/// This process's user and system ticks, its waited-for children's included, from
-/// `/proc/self/stat` (fields 14-17, counted after the command name's closing bracket,
-/// which may itself hold spaces).
-fn process_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    fields
-        .get(11..15)?
-        .iter()
-        .map(|f| f.parse::<u64>().ok())
-        .sum()
-}
-
-/// Warns when other work took more than [`OTHERS_SHARE`] of the CPU during the run.
-fn warn_if_disturbed(start: Option<CpuTimes>, out: &mut String) {
-    let share = start
-        .zip(CpuTimes::now())
-        .and_then(|(s, e)| s.others_share(&e));
-    if let Some(share) = share.filter(|s| *s > OTHERS_SHARE) {
-        warn(
-            &format!(
-                "other work took {:.0} % of the CPU's time during the run (besides ours and \
-                 PyTorch's)",
-                share * 100.0
-            ),
-            out,
-        );
-    }
 }
 
 /// PyTorch's samples per second and peak memory for one model and phase.
@@ -351,7 +251,9 @@ pub fn run(
     };
     let device = select_device(DeviceChoice::Cpu)?.device;
     let mut report = String::new();
-    warn_if_busy_before(&mut report);
+    if let Some(busy) = cpu_load::busy_before() {
+        warn(&busy, &mut report);
+    }
     let start = CpuTimes::now();
     let (peak, peak_how) = crate::cpu_peak::cpu_peak_gflops();
     let mut pairs: Vec<(String, Phase, Pair)> = Vec::new();
@@ -379,7 +281,9 @@ pub fn run(
             }
         }
     }
-    warn_if_disturbed(start, &mut report);
+    if let Some(disturbed) = cpu_load::disturbed_since(start) {
+        warn(&disturbed, &mut report);
+    }
     let _ = writeln!(
         report,
         "This project (flex, {THREADS} threads) against PyTorch (CPU, {THREADS} threads) on the \
@@ -417,42 +321,5 @@ mod tests {
         assert_eq!(pair.ratios(), vec![2.0, 1.5]);
         assert_eq!(max_of(Some(1.0), None), Some(1.0));
         assert_eq!(max_of(Some(1.0), Some(3.0)), Some(3.0));
-    }
-
-    #[test]
-    fn cpu_ticks_are_read_from_proc_files() {
-        let stat = "cpu  100 5 20 800 10 1 2 7 0 0\ncpu0 50 2 10 400 5 0 1 3 0 0\n";
-        assert_eq!(machine_ticks(stat), Some((135, 945)));
-        assert_eq!(machine_ticks("intr 1 2 3\n"), None);
-        assert_eq!(machine_ticks("cpu 1 2 x 4 5 6 7 8\n"), None);
-        // A command name with spaces and a bracket; utime, stime, cutime, cstime = 11, 12, 13, 14.
-        let own = "4242 (bench (x) y) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 20 0 2 0 99";
-        assert_eq!(process_ticks(own), Some(11 + 12 + 13 + 14));
-        assert_eq!(process_ticks("4242 (bench) R 1 2"), None);
-    }
-
-    #[test]
-    fn others_share_leaves_out_our_own_time() {
-        let start = CpuTimes {
-            busy: 1_000,
-            total: 5_000,
-            ours: 300,
-        };
-        // 2,000 ticks pass; 1,500 of them busy, 1,400 of those ours or PyTorch's.
-        let alone = CpuTimes {
-            busy: 2_500,
-            total: 7_000,
-            ours: 1_700,
-        };
-        assert_eq!(start.others_share(&alone), Some(0.05));
-        // The same run beside 600 ticks of other work (a queue, a build).
-        let shared = CpuTimes {
-            busy: 3_100,
-            total: 7_000,
-            ours: 1_700,
-        };
-        assert_eq!(start.others_share(&shared), Some(0.35));
-        assert!(start.others_share(&shared).unwrap() > OTHERS_SHARE);
-        assert_eq!(start.others_share(&start), None);
     }
 }

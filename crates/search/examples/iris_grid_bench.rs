@@ -10,12 +10,14 @@
 //!
 //! Prints the wall time, trials per second and the five best trials; with `--peer`, each
 //! round's times and `ratio iris-grid <median ours/scikit-learn time>` with the spread (the
-//! Python defaults to `out/torch-venv/bin/python`, made with scikit-learn on first use).
+//! Python defaults to `out/torch-venv/bin/python`, made with scikit-learn on first use),
+//! and a warning when other work shared the machine, as `bench --peer` gives.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use data::{DataDirs, DatasetName, HoldOut, stratified_split};
+use models::cpu_load::{self, CpuTimes};
 use search::{
     Grid, MLP_COLUMNS, MlpSearch, RankBy, ResultsFile, SearchOptions, SearchSummary, Table, Trial,
     best,
@@ -94,6 +96,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return ours(&args, &trials, true).map(|_| ());
     }
     let python = peer_python(&args)?;
+    if let Some(busy) = cpu_load::busy_before() {
+        warn(&busy);
+    }
+    let start = CpuTimes::now();
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         let t = ours(&args, &trials, round == args.rounds)?.seconds;
@@ -105,6 +111,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
         mine.push(t);
         theirs.push(p);
+    }
+    if let Some(disturbed) = cpu_load::disturbed_since(start) {
+        warn(&disturbed);
     }
     let mut ratios: Vec<f64> = mine.iter().zip(&theirs).map(|(a, b)| a / b).collect();
     ratios.sort_by(f64::total_cmp);
@@ -119,6 +128,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         args.jobs
     );
     Ok(())
+}
+
+/// A warning that other work shared the machine (`models::cpu_load`).
+fn warn(what: &str) {
+    println!("warning: {what}, and the figures below are not this machine's best");
 }
 
 /// The Python with scikit-learn: `--peer-python`, else `out/torch-venv/bin/python`, made
