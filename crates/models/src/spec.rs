@@ -938,9 +938,7 @@ mod tests {
             .unwrap()
     }
 
-    /// A layer too large for memory is refused with its name and the memory it would
-    /// need, before anything is allocated; counts that would overflow saturate into the
-    /// same refusal instead of wrapping.
+    /// Memory in messages: one decimal for everyday sizes, grouped whole GiB for absurd ones.
     #[test]
     fn memory_in_messages_is_readable_gib() {
         assert_eq!(gib(16 << 30), "16.0");
@@ -949,6 +947,9 @@ mod tests {
         assert_eq!(gib(u64::MAX), "17,179,869,184");
     }
 
+    /// A layer too large for memory is refused with its name and the memory it would
+    /// need, before anything is allocated; counts that would overflow saturate into the
+    /// same refusal instead of wrapping.
     #[test]
     fn layers_too_large_for_memory_are_refused() {
         for units in ["100000000", &usize::MAX.to_string()] {
