@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::Device;
-use models::cpu_load::{self, CpuTimes};
+use models::cpu_load;
 use models::{DeviceChoice, ModelSpec, Shape, select_device};
 
 use crate::bench::{
@@ -91,8 +91,8 @@ pub fn peer_python(flags: &BenchFlags) -> Result<PathBuf, crate::Error> {
     }
 }
 
-fn warn(what: &str, out: &mut String) {
-    let line = format!("warning: {what}, and the figures below are not this machine's best");
+/// A warning on stderr at once and in the report above the figures.
+fn warn(line: &str, out: &mut String) {
     eprintln!("{line}");
     let _ = writeln!(out, "{line}\n");
 }
@@ -251,10 +251,10 @@ pub fn run(
     };
     let device = select_device(DeviceChoice::Cpu)?.device;
     let mut report = String::new();
-    if let Some(busy) = cpu_load::busy_before() {
+    let (watch, busy) = cpu_load::Watch::start();
+    if let Some(busy) = busy {
         warn(&busy, &mut report);
     }
-    let start = CpuTimes::now();
     let (peak, peak_how) = crate::cpu_peak::cpu_peak_gflops();
     let mut pairs: Vec<(String, Phase, Pair)> = Vec::new();
     for round in 1..=flags.rounds {
@@ -281,7 +281,7 @@ pub fn run(
             }
         }
     }
-    if let Some(disturbed) = cpu_load::disturbed_since(start) {
+    if let Some(disturbed) = watch.disturbed() {
         warn(&disturbed, &mut report);
     }
     let _ = writeln!(

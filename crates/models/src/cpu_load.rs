@@ -5,14 +5,58 @@
 //! is known and nothing is said).
 
 /// A 1-minute load average above this means other work shares the CPU.
-pub const BUSY_LOAD: f64 = 0.5;
+const BUSY_LOAD: f64 = 0.5;
 
 /// A share of the machine's CPU time above this, taken by work other than the benchmark
 /// and its children, means the run was disturbed.
-pub const OTHERS_SHARE: f64 = 0.1;
+const OTHERS_SHARE: f64 = 0.1;
+
+/// A benchmark run being watched for other work on the machine: started before the run,
+/// asked after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    start: Option<CpuTimes>,
+}
+
+impl Watch {
+    /// Starts watching; also the warning to give now when the load average shows other
+    /// work (read before the run: after it, the average counts the benchmark's own threads).
+    pub fn start() -> (Self, Option<String>) {
+        let busy = load_average().filter(|l| *l > BUSY_LOAD).map(|load| {
+            warning(&format!(
+                "the load average at the start is {load:.2}: other work shares the CPU"
+            ))
+        });
+        let watch = Watch {
+            start: CpuTimes::now(),
+        };
+        (watch, busy)
+    }
+
+    /// The warning to give after the run when other work took more than a tenth of the
+    /// CPU's time since [`Watch::start`], if it did.
+    pub fn disturbed(&self) -> Option<String> {
+        let share = self
+            .start
+            .zip(CpuTimes::now())
+            .and_then(|(s, e)| s.others_share(&e))?;
+        (share > OTHERS_SHARE).then(|| {
+            warning(&format!(
+                "other work took {:.0} % of the CPU's time during the run (besides this \
+                 benchmark and its children)",
+                share * 100.0
+            ))
+        })
+    }
+}
+
+/// A warning line: what was seen, and what it means for the figures.
+fn warning(what: &str) -> String {
+    format!("warning: {what}, and the figures below are not this machine's best")
+}
 
 /// The 1-minute load average, where the system gives one.
-pub fn load_average() -> Option<f64> {
+fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()
@@ -21,35 +65,11 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// What to say before a run when the load average shows other work, if it does (a load
-/// average read after a run would count the benchmark's own threads).
-pub fn busy_before() -> Option<String> {
-    let load = load_average().filter(|l| *l > BUSY_LOAD)?;
-    Some(format!(
-        "the load average at the start is {load:.2}: other work shares the CPU"
-    ))
-}
-
-/// What to say after a run begun at `start` when other work took more than
-/// [`OTHERS_SHARE`] of the CPU's time, if it did.
-pub fn disturbed_since(start: Option<CpuTimes>) -> Option<String> {
-    let share = start
-        .zip(CpuTimes::now())
-        .and_then(|(s, e)| s.others_share(&e))?;
-    (share > OTHERS_SHARE).then(|| {
-        format!(
-            "other work took {:.0} % of the CPU's time during the run (besides this \
-             benchmark and its children)",
-            share * 100.0
-        )
-    })
-}
-
 /// CPU time in clock ticks, read from `/proc`: the machine's busy and total time (all
 /// CPUs; steal, the hypervisor's, counts as busy), and this process's own with its
 /// waited-for children (a peer's runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuTimes {
+struct CpuTimes {
     busy: u64,
     total: u64,
     ours: u64,
@@ -57,7 +77,7 @@ pub struct CpuTimes {
 
 impl CpuTimes {
     /// The times now; `None` where `/proc` does not give them.
-    pub fn now() -> Option<Self> {
+    fn now() -> Option<Self> {
         let (busy, total) = machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let ours = process_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
         Some(Self { busy, total, ours })
@@ -65,7 +85,7 @@ impl CpuTimes {
 
     /// The share of the machine's time between `self` and `later` that was busy with work
     /// other than this process and its children.
-    pub fn others_share(&self, later: &Self) -> Option<f64> {
+    fn others_share(&self, later: &Self) -> Option<f64> {
         let total = later.total.checked_sub(self.total).filter(|t| *t > 0)?;
         let busy = later.busy.saturating_sub(self.busy);
         let ours = later.ours.saturating_sub(self.ours);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use data::{DataDirs, DatasetName, HoldOut, stratified_split};
-use models::cpu_load::{self, CpuTimes};
+use models::cpu_load;
 use search::{
     Grid, MLP_COLUMNS, MlpSearch, RankBy, ResultsFile, SearchOptions, SearchSummary, Table, Trial,
     best,
@@ -96,10 +96,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return ours(&args, &trials, true).map(|_| ());
     }
     let python = peer_python(&args)?;
-    if let Some(busy) = cpu_load::busy_before() {
-        warn(&busy);
+    let (watch, busy) = cpu_load::Watch::start();
+    if let Some(line) = busy {
+        println!("{line}");
     }
-    let start = CpuTimes::now();
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         let t = ours(&args, &trials, round == args.rounds)?.seconds;
@@ -112,8 +112,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         mine.push(t);
         theirs.push(p);
     }
-    if let Some(disturbed) = cpu_load::disturbed_since(start) {
-        warn(&disturbed);
+    if let Some(line) = watch.disturbed() {
+        println!("{line}");
     }
     let mut ratios: Vec<f64> = mine.iter().zip(&theirs).map(|(a, b)| a / b).collect();
     ratios.sort_by(f64::total_cmp);
@@ -128,11 +128,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         args.jobs
     );
     Ok(())
-}
-
-/// A warning that other work shared the machine (`models::cpu_load`).
-fn warn(what: &str) {
-    println!("warning: {what}, and the figures below are not this machine's best");
 }
 
 /// The Python with scikit-learn: `--peer-python`, else `out/torch-venv/bin/python`, made
