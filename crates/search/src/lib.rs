@@ -18,7 +18,7 @@ pub mod table;
 pub use error::SearchError;
 pub use grid::{Dimension, Grid, Shard, Trial};
 pub use halving::{Halving, Rung, successive_halving};
-pub use mlp::{MLP_COLUMNS, MLP_PARAMS, MlpSearch, PROJECT_NAMES, to_trial_names};
+pub use mlp::{MLP_COLUMNS, MLP_PARAMS, MlpSearch, PROJECT_NAMES, project_name, to_trial_names};
 pub use rank::{RankBy, best, ranked};
 pub use runner::{
     SearchOptions, SearchSummary, TrialOutcome, run_grouped, run_grouped_recorded, run_search,

@@ -61,12 +61,9 @@ pub fn to_trial_names(
             .find(|(project, _)| *project == name)
             .map_or(name.as_str(), |(_, report)| report);
         if out.contains_key(trial_name) {
-            let project = PROJECT_NAMES
-                .iter()
-                .find(|(_, report)| *report == trial_name)
-                .map_or(trial_name, |(project, _)| project);
             return Err(SearchError::Grid(format!(
-                "{project} and {trial_name} name the same parameter: give one"
+                "{} and {trial_name} name the same parameter: give one",
+                project_name(trial_name).unwrap_or(trial_name)
             )));
         }
         out.insert(trial_name.to_string(), value);
@@ -74,17 +71,24 @@ pub fn to_trial_names(
     Ok(out)
 }
 
+/// The project's name of a parameter trials carry under report 001's name (`eta` →
+/// `learning_rate`), where the two differ.
+pub fn project_name(trial_name: &str) -> Option<&'static str> {
+    PROJECT_NAMES
+        .iter()
+        .find(|(_, report)| *report == trial_name)
+        .map(|(project, _)| *project)
+}
+
 /// The parameter names a grid may use, for messages: the project's, with the report's in
 /// brackets.
 fn parameter_names() -> String {
     MLP_PARAMS
         .iter()
-        .map(
-            |p| match PROJECT_NAMES.iter().find(|(_, report)| report == p) {
-                Some((project, report)) => format!("{project} ({report})"),
-                None => p.to_string(),
-            },
-        )
+        .map(|p| match project_name(p) {
+            Some(project) => format!("{project} ({p})"),
+            None => p.to_string(),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -396,6 +400,28 @@ mod tests {
     use super::*;
     use data::{ClassNames, Targets};
     use serde_json::Map;
+
+    /// `PROJECT_NAMES` are `trainer::Mlp`'s own field names, each beside the serde alias
+    /// that reads the report's name into the same field: the two lists cannot drift apart.
+    #[test]
+    fn project_names_are_the_mlps_fields_and_aliases() {
+        let mlp = Mlp::new(Task::Classification, 0);
+        let fields = serde_json::to_value(&mlp).unwrap();
+        for (project, report) in PROJECT_NAMES {
+            assert!(
+                fields.get(project).is_some(),
+                "{project} is not a field of Mlp"
+            );
+            let mut renamed = fields.as_object().unwrap().clone();
+            let value = renamed.remove(project).unwrap();
+            renamed.insert(report.to_string(), value);
+            let read: Mlp = serde_json::from_value(Value::Object(renamed)).unwrap();
+            assert_eq!(read, mlp, "{report} is not read as {project}");
+            assert_eq!(project_name(report), Some(project));
+            assert!(MLP_PARAMS.contains(&report));
+        }
+        assert_eq!(project_name("batch_size"), None);
+    }
 
     /// Three noisy classes on two features, deterministic.
     fn three_classes() -> Samples {

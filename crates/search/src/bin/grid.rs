@@ -247,7 +247,7 @@ fn print_table(records: &[TrialRecord], top: usize, rank: RankBy) -> Table {
     // Headed in the project's vocabulary (learning_rate, not the report's eta), as a grid
     // file may be written.
     for name in &mut table.header {
-        if let Some((project, _)) = search::PROJECT_NAMES.iter().find(|(_, r)| r == name) {
+        if let Some(project) = search::project_name(name) {
             *name = project.to_string();
         }
     }
@@ -281,16 +281,14 @@ fn read_grid(path: &Path) -> Result<GridFile, String> {
     };
     let at = |what: &str, e: String| format!("{}: {what}: {e}", path.display());
     let Some(grid) = value.get("grid") else {
-        let grid = Grid::from_value(in_trial_names(value).map_err(|e| at("the grid", e))?)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let grid = parse_grid(value).map_err(|e| at("the grid", e))?;
         return Ok(GridFile {
             grid,
             defaults: Default::default(),
             split: None,
         });
     };
-    let grid = in_trial_names(grid.clone()).map_err(|e| at("[grid]", e))?;
-    let grid = Grid::from_value(grid).map_err(|e| at("[grid]", e.to_string()))?;
+    let grid = parse_grid(grid.clone()).map_err(|e| at("[grid]", e))?;
     let defaults = match value.get("defaults") {
         None => Default::default(),
         Some(serde_json::Value::Object(map)) => {
@@ -310,16 +308,16 @@ fn read_grid(path: &Path) -> Result<GridFile, String> {
     })
 }
 
-/// A grid's named lists with the project's parameter names (`learning_rate`, `epochs`, ...)
-/// written as the trials' (`eta`, `epoch`, ...); anything but a table is left for
-/// [`Grid::from_value`] to refuse.
-fn in_trial_names(grid: serde_json::Value) -> Result<serde_json::Value, String> {
-    match grid {
-        serde_json::Value::Object(map) => search::to_trial_names(map)
-            .map(serde_json::Value::Object)
-            .map_err(|e| e.to_string()),
-        other => Ok(other),
-    }
+/// A grid from its named lists, the project's parameter names (`learning_rate`,
+/// `epochs`, ...) written as the trials' (`eta`, `epoch`, ...).
+fn parse_grid(grid: serde_json::Value) -> Result<Grid, String> {
+    let grid = match grid {
+        serde_json::Value::Object(map) => {
+            serde_json::Value::Object(search::to_trial_names(map).map_err(|e| e.to_string())?)
+        }
+        other => other,
+    };
+    Grid::from_value(grid).map_err(|e| e.to_string())
 }
 
 /// Training and test data, and the split in the canonical form of result keys: the
