@@ -145,34 +145,22 @@ fn halving_and_the_saved_best_model() {
 #[test]
 fn bad_input_is_refused_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("g.toml"), GRID).unwrap();
-    std::fs::write(dir.path().join("typo.toml"), "hiden_layer = [[8]]\n").unwrap();
-    std::fs::write(
-        dir.path().join("nan.toml"),
-        "hidden_layer = [[8]]\neta = [0.01, nan]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("inf.toml"),
-        "[grid]\neta = [0.1]\n[defaults]\nmu = inf\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("huge.toml"),
-        "hidden_layer = [[2000000000]]\n",
-    )
-    .unwrap();
-    // One parameter in both vocabularies (the project's and report 001's).
-    std::fs::write(
-        dir.path().join("both.toml"),
-        "eta = [0.1]\nlearning_rate = [0.01]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("twice.toml"),
-        "[grid]\neta = [0.1]\n[defaults]\nmomentum = 0.5\nmu = 0.5\n",
-    )
-    .unwrap();
+    let files = [
+        ("g.toml", GRID),
+        ("typo.toml", "hiden_layer = [[8]]\n"),
+        ("nan.toml", "hidden_layer = [[8]]\neta = [0.01, nan]\n"),
+        ("inf.toml", "[grid]\neta = [0.1]\n[defaults]\nmu = inf\n"),
+        ("huge.toml", "hidden_layer = [[2000000000]]\n"),
+        // One parameter in both vocabularies (the project's and report 001's).
+        ("both.toml", "eta = [0.1]\nlearning_rate = [0.01]\n"),
+        (
+            "twice.toml",
+            "[grid]\neta = [0.1]\n[defaults]\nmomentum = 0.5\nmu = 0.5\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
     let cases: [(&[&str], &str); 10] = [
         (
             &["--grid", "typo.toml"],
